@@ -185,8 +185,13 @@ def confusion_matrix(
     )
 
 
-def _validated_counts(confusion) -> tuple[np.ndarray, list]:
-    """The square count array of a confusion matrix and its class labels, after checking both."""
+def confusion_counts(confusion) -> tuple[np.ndarray, list]:
+    """The square int64 count array of a confusion matrix and its class labels, after checking both.
+
+    Accepts a DataFrame (its index gives the labels, and its columns must list the same classes in the same
+    order) or a square array-like (labels ``0..k-1``). Raises ``ValueError`` for a table that is not square,
+    is empty, or holds negative, fractional or non-finite counts; ``TypeError`` for non-numeric cells.
+    """
     if isinstance(confusion, pd.DataFrame):
         if list(confusion.index) != list(confusion.columns):
             raise ValueError(
@@ -243,7 +248,7 @@ def classification_report(confusion) -> pd.DataFrame:
     The ``support`` of each summary row is the total number of samples. Accepts a DataFrame from
     :func:`confusion_matrix` (its class labels become the index) or a square array of counts.
     """
-    counts, class_labels = _validated_counts(confusion)
+    counts, class_labels = confusion_counts(confusion)
     true_positives = np.diag(counts).astype(np.float64)
     predicted_totals = counts.sum(axis=0)  # column sums: how often each class was predicted
     actual_totals = counts.sum(axis=1)  # row sums: how many samples each class has
@@ -284,7 +289,7 @@ def format_report(confusion, digits: int = 4) -> str:
     """
     if isinstance(digits, bool) or not isinstance(digits, int) or digits < 0:
         raise ValueError(f"digits must be a non-negative integer, got {digits!r}")
-    counts, class_labels = _validated_counts(confusion)
+    counts, class_labels = confusion_counts(confusion)
     if not isinstance(confusion, pd.DataFrame):
         confusion = pd.DataFrame(
             counts,
