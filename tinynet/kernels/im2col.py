@@ -1,0 +1,477 @@
+"""im2col and col2im: turn a convolution into one matrix product, and carry its gradient back.
+
+Layout is channels-last: images are ``(N, H, W, C)`` and a Keras kernel is ``(kh, kw, C, filters)``.
+
+Forward. For output pixel ``(n, i, j)`` and filter ``f``, a 2-D convolution (a cross-correlation) is::
+
+    y[n, i, j, f] = b[f] + sum_{di,dj,c} x[n, i*sh + di - pad_top, j*sw + dj - pad_left, c] * K[di, dj, c, f]
+
+where ``x`` reads as zero outside the image. ``im2col`` gathers every patch into one row of a matrix::
+
+    cols[(n*out_h + i)*out_w + j, (di*kw + dj)*C + c] = x[n, i*sh + di - pad_top, j*sw + dj - pad_left, c]
+
+so the whole convolution is ``cols @ K.reshape(kh*kw*C, filters)`` reshaped to ``(N, out_h, out_w, filters)``:
+one large matrix product, which BLAS does far faster than any loop over pixels.
+
+Backward. ``im2col`` is a linear map ``A`` from images to matrices; with ``dY2 = dy.reshape(-1, filters)``::
+
+    dK = (cols.T @ dY2).reshape(kh, kw, C, filters)    # the usual dense-layer weight gradient
+    dx = col2im(dY2 @ K2.T)                            # col2im is the adjoint A^T of im2col
+
+``col2im`` adds every entry of a column matrix back onto the pixel it was read from (a pixel that sits in
+several patches collects several contributions; entries read from the zero padding are dropped), which is
+exactly the transpose: ``<im2col(x), g> == <x, col2im(g)>`` for every ``x`` and ``g``.
+
+Each fast kernel is a Numba loop over one image at a time (``_im2col_one_image``, ``_col2im_one_image``);
+the serial and parallel drivers differ only in ``range`` versus ``prange`` over the batch. The parallel split
+is over images on purpose: two kernel offsets of one image can write the same pixel of ``dx`` in ``col2im``,
+and such overlapping ``prange`` writes race silently, whereas two images never share a pixel.
+
+``im2col_reference`` and ``col2im_reference`` are the plain NumPy versions the tests compare against: they
+loop only over the ``kh * kw`` kernel offsets, each one a strided slice of the whole zero-padded batch.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numba
+import numpy as np
+
+__all__ = [
+    "im2col",
+    "col2im",
+    "im2col_parallel",
+    "col2im_parallel",
+    "im2col_reference",
+    "col2im_reference",
+]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Argument checks (shared with pooling.py). A Numba kernel does no bounds checking, so a wrong shape
+# reaching it would corrupt memory instead of raising: every public function checks its arguments first.
+# ----------------------------------------------------------------------------------------------------
+
+
+def _require_int(function: str, name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as a Python int, raising if it is not an integer or is below ``minimum``."""
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{function}: {name} must be an integer, got bool {value!r}")
+    try:
+        as_int = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{function}: {name} must be an integer, got {type(value).__name__} {value!r}"
+        ) from None
+    if as_int < minimum:
+        raise ValueError(f"{function}: {name} must be >= {minimum}, got {as_int}")
+    return as_int
+
+
+def _require_float_array(function: str, name: str, array: object, ndim: int) -> np.ndarray:
+    """Return ``array`` as a C-contiguous float32/float64 ndarray of rank ``ndim`` (a copy only if needed)."""
+    array = np.asarray(array)
+    if array.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{function}: {name} must have dtype float32 or float64, got {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{function}: {name} must be {ndim}-D, got shape {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+def _prepare_out(
+    function: str, name: str, out: np.ndarray | None, shape: tuple, dtype: np.dtype
+) -> np.ndarray:
+    """Return ``out`` after checking it can take the result, or a freshly allocated (uninitialised) array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{function}: {name} must be a numpy.ndarray or None, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{function}: {name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{function}: {name} must have shape {tuple(shape)}, got {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{function}: {name} must be a writeable C-contiguous array")
+    return out
+
+
+def _window_geometry(
+    function: str,
+    kernel_h: object,
+    kernel_w: object,
+    stride_h: object,
+    stride_w: object,
+    pad_top: object,
+    pad_left: object,
+    out_h: object,
+    out_w: object,
+    size_names: tuple[str, str] = ("kernel_h", "kernel_w"),
+) -> tuple[int, int, int, int, int, int, int, int]:
+    """Check the sliding-window parameters and return them as Python ints, in the order given."""
+    return (
+        _require_int(function, size_names[0], kernel_h, 1),
+        _require_int(function, size_names[1], kernel_w, 1),
+        _require_int(function, "stride_h", stride_h, 1),
+        _require_int(function, "stride_w", stride_w, 1),
+        _require_int(function, "pad_top", pad_top, 0),
+        _require_int(function, "pad_left", pad_left, 0),
+        _require_int(function, "out_h", out_h, 1),
+        _require_int(function, "out_w", out_w, 1),
+    )
+
+
+def _check_im2col_args(
+    function, x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out
+):
+    x = _require_float_array(function, "x", x, 4)
+    geometry = _window_geometry(
+        function, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w
+    )
+    kernel_h, kernel_w, _, _, _, _, out_h, out_w = geometry
+    batch, _, _, channels = x.shape
+    cols_shape = (batch * out_h * out_w, kernel_h * kernel_w * channels)
+    cols = _prepare_out(function, "out", out, cols_shape, x.dtype)
+    return x, geometry, cols
+
+
+def _check_col2im_args(
+    function,
+    cols,
+    batch,
+    height,
+    width,
+    channels,
+    kernel_h,
+    kernel_w,
+    stride_h,
+    stride_w,
+    pad_top,
+    pad_left,
+    out_h,
+    out_w,
+    out,
+):
+    cols = _require_float_array(function, "cols", cols, 2)
+    image_shape = (
+        _require_int(function, "batch", batch, 1),
+        _require_int(function, "height", height, 1),
+        _require_int(function, "width", width, 1),
+        _require_int(function, "channels", channels, 1),
+    )
+    geometry = _window_geometry(
+        function, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w
+    )
+    kernel_h, kernel_w, _, _, _, _, out_h, out_w = geometry
+    expected = (image_shape[0] * out_h * out_w, kernel_h * kernel_w * image_shape[3])
+    if cols.shape != expected:
+        raise ValueError(
+            f"{function}: cols must have shape (batch*out_h*out_w, kernel_h*kernel_w*channels) = {expected}, "
+            f"got {cols.shape}"
+        )
+    dx = _prepare_out(function, "out", out, image_shape, cols.dtype)
+    return cols, geometry, dx
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fast kernels: one image per call, so that a driver may run images serially or in parallel.
+# ----------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+    """Fill the ``out_h * out_w`` rows of ``cols`` that belong to image ``n``."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    row = n * out_h * out_w
+    for i in range(out_h):
+        for j in range(out_w):
+            # Columns run (di, dj, c) with c fastest, matching both x's channels-last rows and the Keras
+            # kernel's reshape(kh*kw*C, filters): each in-bounds pixel is one contiguous copy of C values.
+            column = 0
+            for di in range(kernel_h):
+                h = i * stride_h + di - pad_top
+                row_inside = 0 <= h < height
+                for dj in range(kernel_w):
+                    w = j * stride_w + dj - pad_left
+                    if row_inside and 0 <= w < width:
+                        for c in range(channels):
+                            cols[row, column + c] = x[n, h, w, c]
+                    else:
+                        for c in range(channels):
+                            cols[row, column + c] = 0
+                    column += channels
+            row += 1
+
+
+@numba.njit(cache=True)
+def _im2col_serial(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+    for n in range(x.shape[0]):
+        _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
+
+
+@numba.njit(cache=True, parallel=True)
+def _im2col_parallel(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+    # Each image writes only its own block of rows, so iterations never touch the same memory.
+    for n in numba.prange(x.shape[0]):
+        _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
+
+
+@numba.njit(cache=True)
+def _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+    """Zero image ``n`` of ``dx``, then add onto it every entry of its ``out_h * out_w`` rows of ``cols``."""
+    height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
+    dx[n, :, :, :] = 0
+    row = n * out_h * out_w
+    for i in range(out_h):
+        for j in range(out_w):
+            column = 0
+            for di in range(kernel_h):
+                h = i * stride_h + di - pad_top
+                row_inside = 0 <= h < height
+                for dj in range(kernel_w):
+                    w = j * stride_w + dj - pad_left
+                    # Entries read from the padding have no pixel to go back to: they are dropped.
+                    if row_inside and 0 <= w < width:
+                        for c in range(channels):
+                            dx[n, h, w, c] += cols[row, column + c]
+                    column += channels
+            row += 1
+
+
+@numba.njit(cache=True)
+def _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+    for n in range(dx.shape[0]):
+        _col2im_one_image(
+            cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w
+        )
+
+
+@numba.njit(cache=True, parallel=True)
+def _col2im_parallel(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+    # Parallel over images only: within one image, overlapping patches add onto the same pixel, and concurrent
+    # += on one address would race. Different images never share a pixel.
+    for n in numba.prange(dx.shape[0]):
+        _col2im_one_image(
+            cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public fast API
+# ----------------------------------------------------------------------------------------------------
+
+
+def im2col(
+    x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None
+) -> np.ndarray:
+    """Gather every ``kernel_h x kernel_w`` patch of ``x`` into one row of a matrix (serial Numba kernel).
+
+    Args:
+        x: images ``(N, H, W, C)``, float32 or float64, unpadded. Positions outside the image read as zero; no
+            padded copy of ``x`` is made.
+        kernel_h, kernel_w: window size. stride_h, stride_w: window step (>= 1).
+        pad_top, pad_left: zero rows above / columns left of the image (>= 0). Padding at the bottom/right is
+            implied by ``out_h`` / ``out_w``.
+        out_h, out_w: number of window positions down / across.
+        out: optional C-contiguous buffer of the result's shape and dtype; it is filled and returned, so a
+            layer can reuse one buffer across steps.
+
+    Returns:
+        ``cols`` of shape ``(N*out_h*out_w, kernel_h*kernel_w*C)``, dtype of ``x``, with
+        ``cols[(n*out_h + i)*out_w + j, (di*kernel_w + dj)*C + c] = x[n, i*stride_h + di - pad_top,
+        j*stride_w + dj - pad_left, c]`` (zero outside the image).
+    """
+    x, geometry, cols = _check_im2col_args(
+        "im2col", x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out
+    )
+    _im2col_serial(x, cols, *geometry)
+    return cols
+
+
+def im2col_parallel(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None):
+    """:func:`im2col` with images spread over Numba's threads (``prange`` over the batch). Same result."""
+    x, geometry, cols = _check_im2col_args(
+        "im2col_parallel", x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out
+    )
+    _im2col_parallel(x, cols, *geometry)
+    return cols
+
+
+def col2im(
+    cols,
+    batch,
+    height,
+    width,
+    channels,
+    kernel_h,
+    kernel_w,
+    stride_h,
+    stride_w,
+    pad_top,
+    pad_left,
+    out_h,
+    out_w,
+    out=None,
+) -> np.ndarray:
+    """The adjoint of :func:`im2col`: add every entry of ``cols`` back onto the pixel it was read from.
+
+    ``dx[n, h, w, c] = sum of cols[(n*out_h + i)*out_w + j, (di*kernel_w + dj)*C + c]`` over all
+    ``(i, j, di, dj)`` with ``i*stride_h + di - pad_top == h`` and ``j*stride_w + dj - pad_left == w``.
+    Entries that were read from the padding are dropped. The window arguments are those given to
+    :func:`im2col`; ``(batch, height, width, channels)`` is the shape of the image it was given.
+
+    Returns ``dx`` of shape ``(batch, height, width, channels)``, dtype of ``cols``. ``out``, if given, must
+    have that shape and dtype and be C-contiguous; it is zeroed, filled and returned.
+    """
+    cols, geometry, dx = _check_col2im_args(
+        "col2im",
+        cols,
+        batch,
+        height,
+        width,
+        channels,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        pad_top,
+        pad_left,
+        out_h,
+        out_w,
+        out,
+    )
+    _col2im_serial(cols, dx, *geometry)
+    return dx
+
+
+def col2im_parallel(
+    cols,
+    batch,
+    height,
+    width,
+    channels,
+    kernel_h,
+    kernel_w,
+    stride_h,
+    stride_w,
+    pad_top,
+    pad_left,
+    out_h,
+    out_w,
+    out=None,
+) -> np.ndarray:
+    """:func:`col2im` spread over Numba's threads: ``prange`` over the batch, never over kernel offsets."""
+    cols, geometry, dx = _check_col2im_args(
+        "col2im_parallel",
+        cols,
+        batch,
+        height,
+        width,
+        channels,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        pad_top,
+        pad_left,
+        out_h,
+        out_w,
+        out,
+    )
+    _col2im_parallel(cols, dx, *geometry)
+    return dx
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plain NumPy references, for the tests
+# ----------------------------------------------------------------------------------------------------
+
+
+def _padded_size(size: int, pad_before: int, kernel: int, stride: int, out: int) -> int:
+    """Rows (or columns) of a padded image big enough for the image itself and for every window."""
+    return max(pad_before + size, (out - 1) * stride + kernel)
+
+
+def im2col_reference(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None):
+    """Plain NumPy :func:`im2col`: zero-pad the batch, then copy one strided slice per kernel offset."""
+    x, geometry, cols = _check_im2col_args(
+        "im2col_reference", x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out
+    )
+    kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w = geometry
+    batch, height, width, channels = x.shape
+    padded = np.zeros(
+        (
+            batch,
+            _padded_size(height, pad_top, kernel_h, stride_h, out_h),
+            _padded_size(width, pad_left, kernel_w, stride_w, out_w),
+            channels,
+        ),
+        dtype=x.dtype,
+    )
+    padded[:, pad_top : pad_top + height, pad_left : pad_left + width, :] = x
+    patches = cols.reshape(batch, out_h, out_w, kernel_h, kernel_w, channels)
+    for di in range(kernel_h):
+        for dj in range(kernel_w):
+            # Offset (di, dj) of every window at once: rows di, di + stride_h, ..., columns likewise.
+            patches[:, :, :, di, dj, :] = padded[
+                :, di : di + stride_h * out_h : stride_h, dj : dj + stride_w * out_w : stride_w, :
+            ]
+    return cols
+
+
+def col2im_reference(
+    cols,
+    batch,
+    height,
+    width,
+    channels,
+    kernel_h,
+    kernel_w,
+    stride_h,
+    stride_w,
+    pad_top,
+    pad_left,
+    out_h,
+    out_w,
+    out=None,
+) -> np.ndarray:
+    """Plain NumPy :func:`col2im`: the same loop over kernel offsets as the reference im2col, with ``+=``."""
+    cols, geometry, dx = _check_col2im_args(
+        "col2im_reference",
+        cols,
+        batch,
+        height,
+        width,
+        channels,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        pad_top,
+        pad_left,
+        out_h,
+        out_w,
+        out,
+    )
+    kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w = geometry
+    batch, height, width, channels = dx.shape
+    padded = np.zeros(
+        (
+            batch,
+            _padded_size(height, pad_top, kernel_h, stride_h, out_h),
+            _padded_size(width, pad_left, kernel_w, stride_w, out_w),
+            channels,
+        ),
+        dtype=cols.dtype,
+    )
+    patches = cols.reshape(batch, out_h, out_w, kernel_h, kernel_w, channels)
+    for di in range(kernel_h):
+        for dj in range(kernel_w):
+            # Within one offset the strided slice holds distinct pixels, so a vectorised += is safe here.
+            padded[:, di : di + stride_h * out_h : stride_h, dj : dj + stride_w * out_w : stride_w, :] += (
+                patches[:, :, :, di, dj, :]
+            )
+    dx[...] = padded[:, pad_top : pad_top + height, pad_left : pad_left + width, :]
+    return dx
