@@ -1,0 +1,37 @@
+"""Layers with Keras 2 names. Each file holds one layer, its forward and backward passes side by side."""
+
+from tinynet.layers.activation import Activation, ReLU
+from tinynet.layers.base import Layer
+from tinynet.layers.conv import Conv2D
+from tinynet.layers.dense import Dense
+from tinynet.layers.dropout import Dropout
+from tinynet.layers.pooling import MaxPooling2D
+from tinynet.layers.reshape import Flatten
+
+# Keras 2 aliases
+Convolution2D = Conv2D
+MaxPool2D = MaxPooling2D
+
+__all__ = [
+    "Activation",
+    "Conv2D",
+    "Convolution2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "MaxPool2D",
+    "MaxPooling2D",
+    "ReLU",
+]
+
+
+def get(class_name: str) -> type[Layer]:
+    """The layer class of that name (used by model loading)."""
+    try:
+        layer_class = globals()[class_name]
+    except KeyError:
+        raise ValueError(f"unknown layer class {class_name!r}") from None
+    if not (isinstance(layer_class, type) and issubclass(layer_class, Layer)):
+        raise ValueError(f"unknown layer class {class_name!r}")
+    return layer_class

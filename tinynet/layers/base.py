@@ -1,0 +1,216 @@
+"""The layer contract every tinynet layer follows, built-in or written by a learner.
+
+A layer is four methods and three dicts::
+
+    layer.build(input_shape)          # per-sample shape, no batch axis; creates params, sets output_shape
+    y  = layer.forward(x, training)   # caches what backward needs in layer._cache
+    dx = layer.backward(dy)           # fills layer.grads (same keys as layer.params), returns dL/dx
+    layer.get_weights() / set_weights(list)   # Keras layouts and order
+
+    layer.params   {"kernel": W, "bias": b}       trainable arrays, updated by the optimizer (never by the layer)
+    layer.grads    {"kernel": dW, "bias": db}     overwritten by every backward (no accumulation across steps)
+    layer.state    {"moving_mean": ...}           non-trainable arrays that get_weights still returns
+
+Like Caffe's ``propagate_down``, ``layer.needs_input_gradient = False`` lets ``backward`` skip computing ``dx`` (it
+returns ``None``); the model sets it on its first layer, whose input is data. It is ``True`` by default.
+
+Writing a layer: subclass :class:`Layer`, create parameters in ``build`` with :meth:`Layer.add_weight` and call
+``super().build(input_shape)`` last, override :meth:`Layer.compute_output_shape` if the shape changes, and write
+``forward``/``backward`` side by side with the math in the docstring. Start ``forward`` with
+``x = self._prepare_input(x)`` (builds on first use, checks the shape, casts to the layer's dtype) and ``backward``
+with ``cache = self._take_cache()`` (raises if there was no forward). See ``docs/custom_layer.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from tinynet import backend
+from tinynet import initializers as initializers_module
+
+Shape = tuple[int, ...]
+
+
+def _snake_case(name: str) -> str:
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z0-9])", r"\1_\2", name).lower()
+
+
+def normalize_tuple(value: Any, n: int, argument: str, owner: str) -> tuple[int, ...]:
+    """Turn ``3`` or ``(3, 3)`` into an ``n``-tuple of positive ints, or raise naming the argument."""
+    values = (value,) * n if isinstance(value, int | np.integer) and not isinstance(value, bool) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise TypeError(f"{owner}: {argument} must be an int or a tuple of {n} ints, got {value!r}") from None
+    if len(values) != n or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{owner}: {argument} must be an int or a tuple of {n} ints, got {value!r}")
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{owner}: {argument} must be positive, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+class Layer:
+    """Base class of all layers. See the module docstring for the contract."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        input_shape: Shape | None = None,
+        dtype: str | None = None,
+        trainable: bool = True,
+        batch_input_shape: tuple | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) {', '.join(sorted(kwargs))}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
+        self.name: str = name or backend.unique_name(_snake_case(type(self).__name__))
+        self.dtype: np.dtype = backend.float_dtype(dtype)
+        self.trainable = bool(trainable)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.state: dict[str, np.ndarray] = {}
+        self.built = False
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+        self.needs_input_gradient = True
+        self._cache: Any = None
+        if batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape)[1:]
+        self._declared_input_shape: Shape | None = (
+            None if input_shape is None else self._validate_shape(input_shape, "input_shape")
+        )
+
+    # ----------------------------------------------------------------------------------------------- building
+    def build(self, input_shape: Shape) -> None:
+        """Record the per-sample input shape and compute the output shape. Subclasses create weights first."""
+        self.input_shape = self._validate_shape(input_shape, "input_shape")
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """Per-sample output shape for a per-sample input shape (identity unless overridden)."""
+        return tuple(input_shape)
+
+    def add_weight(self, name: str, shape: Shape, initializer: Any = "zeros", trainable: bool = True) -> np.ndarray:
+        """Create a parameter (in ``params``, with a zero gradient in ``grads``) or a state array."""
+        init = initializers_module.get(initializer, owner=f"{self.name}.{name}")
+        value = np.ascontiguousarray(init(tuple(shape), dtype=self.dtype), dtype=self.dtype)
+        if trainable:
+            self.params[name] = value
+            self.grads[name] = np.zeros_like(value)
+        else:
+            self.state[name] = value
+        return value
+
+    # ------------------------------------------------------------------------------------ forward / backward
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.forward(x, training=training)
+
+    # ------------------------------------------------------------------------------------------------ weights
+    @property
+    def weight_names(self) -> list[str]:
+        """Names in ``get_weights`` order: trainable parameters, then state (Keras's order)."""
+        return list(self.params) + list(self.state)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the parameters then the state arrays, in Keras layouts."""
+        return [self._weight(name).copy() for name in self.weight_names]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Replace the values of every weight, checking count and shapes first (nothing changes on error)."""
+        names = self.weight_names
+        if not self.built:
+            raise RuntimeError(f"{self.name}: set_weights called before the layer was built")
+        if len(weights) != len(names):
+            raise ValueError(f"{self.name}: expected {len(names)} weight arrays ({', '.join(names)}), "
+                             f"got {len(weights)}")
+        arrays = [np.asarray(w) for w in weights]
+        for name, value in zip(names, arrays, strict=True):
+            if value.shape != self._weight(name).shape:
+                raise ValueError(f"{self.name}: weight {name!r} expects shape {self._weight(name).shape}, "
+                                 f"got {value.shape}")
+        for name, value in zip(names, arrays, strict=True):
+            # In place, so that anything holding the array (optimizer, fused kernels) sees the new values.
+            self._weight(name)[...] = value
+
+    def _weight(self, name: str) -> np.ndarray:
+        return self.params[name] if name in self.params else self.state[name]
+
+    def count_params(self) -> int:
+        return int(sum(self._weight(name).size for name in self.weight_names))
+
+    # ------------------------------------------------------------------------------------------------- config
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (Keras's ``get_config``)."""
+        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype.name}
+        if self._declared_input_shape is not None:
+            config["input_shape"] = self._declared_input_shape
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Rebuild a layer from :meth:`get_config`; serialized initializers are turned back into objects."""
+        config = {
+            key: initializers_module.deserialize(value) if key.endswith("_initializer") else value
+            for key, value in config.items()
+        }
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} output_shape={self.output_shape}>"
+
+    # ------------------------------------------------------------------------------------ helpers for layers
+    def _validate_shape(self, shape: Any, argument: str) -> Shape:
+        try:
+            values = tuple(shape)
+        except TypeError:
+            raise TypeError(f"{self.name}: {argument} must be a tuple of ints, got {shape!r}") from None
+        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0 for v in values):
+            raise ValueError(f"{self.name}: {argument} must hold positive ints (no batch axis), got {shape!r}")
+        return tuple(int(v) for v in values)
+
+    def _prepare_input(self, x: Any) -> np.ndarray:
+        """Build on first use, check ``x`` is ``(batch, *input_shape)``, cast it to the layer's dtype."""
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{self.name}: expected a numeric array, got dtype {x.dtype}")
+        if not self.built:
+            if x.ndim < 2:
+                raise ValueError(f"{self.name}: expected a batch of shape (batch, ...), got shape {x.shape}")
+            self.build(self._declared_input_shape or x.shape[1:])
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
+            raise ValueError(
+                f"{self.name}: expected input of shape (batch, {', '.join(map(str, self.input_shape))}), "
+                f"got {x.shape}"
+            )
+        if x.shape[0] == 0:
+            raise ValueError(f"{self.name}: got an empty batch (shape {x.shape})")
+        return x if x.dtype == self.dtype else x.astype(self.dtype)
+
+    def _take_cache(self) -> Any:
+        """Return what forward cached and clear it, or raise if backward comes without a forward."""
+        cache = self._cache
+        if cache is None:
+            raise RuntimeError(f"{self.name}: backward called without a forward pass before it")
+        self._cache = None
+        return cache
+
+    def _check_output_gradient(self, dy: Any, expected_shape: tuple[int, ...]) -> np.ndarray:
+        """Check ``dy`` matches the last forward's output shape; cast to the layer's dtype."""
+        dy = np.asarray(dy)
+        if dy.shape != expected_shape:
+            raise ValueError(f"{self.name}: backward expected dy of shape {expected_shape}, got {dy.shape}")
+        return dy if dy.dtype == self.dtype else dy.astype(self.dtype)

@@ -1,0 +1,61 @@
+"""Dropout: inverted dropout, seeded, the identity at inference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinynet import backend
+from tinynet.layers.base import Layer
+
+
+class Dropout(Layer):
+    r"""Inverted dropout (Keras 2): at training, zero each element with probability ``rate`` and scale the
+    survivors by ``1 / (1 - rate)`` so the expected activation is unchanged; at inference, the identity.
+
+    Forward (training)::
+
+        m ~ Bernoulli(1 - rate) per element        (drawn from this layer's own seeded NumPy Generator)
+        y = x * m / (1 - rate)
+
+    Backward: ``y`` is linear in ``x`` with the mask fixed, so ``dx = dy * m / (1 - rate)``. Cache: the scaled
+    mask ``m / (1 - rate)`` (``None`` after an inference forward, where ``dx = dy``).
+
+    ``seed`` gives the layer its own stream; otherwise it spawns one from :func:`tinynet.utils.set_random_seed`'s
+    root, so masks repeat run to run. ``noise_shape`` (Keras) shares one mask value along axes of size 1.
+    """
+
+    def __init__(self, rate: float, noise_shape: tuple | None = None, seed: int | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, int | float | np.floating) or not 0 <= rate < 1:
+            raise ValueError(f"{self.name}: rate must be a float in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.seed = seed
+        self.generator = np.random.default_rng(seed) if seed is not None else backend.new_generator()
+
+    def _mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if self.noise_shape is None:
+            return shape
+        if len(self.noise_shape) != len(shape):
+            raise ValueError(f"{self.name}: noise_shape {self.noise_shape} must have rank {len(shape)}")
+        return tuple(s if n is None else n for n, s in zip(self.noise_shape, shape, strict=True))
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        x = self._prepare_input(x)
+        if not training or self.rate == 0:
+            self._cache = (None, x.shape)
+            return x
+        keep = self.generator.random(self._mask_shape(x.shape), dtype=self.dtype) >= self.rate
+        scaled_mask = keep * self.dtype.type(1.0 / (1.0 - self.rate))
+        self._cache = (scaled_mask, x.shape)
+        return x * scaled_mask
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        scaled_mask, shape = self._take_cache()
+        dy = self._check_output_gradient(dy, shape)
+        return dy if scaled_mask is None else dy * scaled_mask
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config() | {"rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}

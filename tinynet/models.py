@@ -1,0 +1,446 @@
+"""Sequential: a stack of layers trained with a loss and an optimizer, with Keras 2's API.
+
+One training step reads straight down the stack and back::
+
+    y = x
+    for layer in layers:            y = layer.forward(y, training=True)     # each caches what it needs
+    loss = loss_fn(targets, y)
+    dy = loss_fn.gradient(targets, y)           # or the fused softmax gradient (p - y) / N into the last layer
+    for layer in reversed(layers):  dy = layer.backward(dy)                  # each fills layer.grads
+    optimizer.apply_gradients(layers)           # reads layer.grads, updates layer.params
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from tinynet import backend, losses, optimizers
+from tinynet import metrics as metrics_module
+from tinynet.callbacks import Callback, CallbackList, History, ProgbarLogger
+from tinynet.layers.base import Layer
+from tinynet.progbar import Progbar
+
+# The names ``metrics=['accuracy']`` is logged under: Keras 2.2's ``acc`` (the tutorial reads it) and 2.3's.
+_ACCURACY_KEYS = ("acc", "accuracy")
+
+
+class Sequential:
+    """A linear stack of layers: ``Sequential([Conv2D(...), ...])`` or ``model.add(layer)`` one by one.
+
+    Each layer is built as soon as its input shape is known: at ``add`` when the first layer names
+    ``input_shape``, so a shape mistake is reported on the line that defines the model.
+    """
+
+    def __init__(self, layers: Iterable[Layer] | None = None, name: str | None = None) -> None:
+        self.name = name or backend.unique_name("sequential")
+        self.layers: list[Layer] = []
+        self.optimizer: Any = None
+        self.loss: losses.Loss | None = None
+        self.metrics_names: list[str] = ["loss"]
+        self._accuracy: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+        self.stop_training = False
+        self.history: History | None = None
+        self._shuffle_generator = backend.new_generator()
+        for layer in layers or []:
+            self.add(layer)
+
+    # ---------------------------------------------------------------------------------------- construction
+    def add(self, layer: Layer) -> None:
+        """Append a layer, building it right away when its input shape is known."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}.add: expected a tinynet.layers.Layer, got {type(layer).__name__}")
+        if any(existing is layer for existing in self.layers):
+            raise ValueError(f"{self.name}.add: layer {layer.name!r} is already in the model")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"{self.name}.add: a layer named {layer.name!r} is already in the model")
+        if self.layers:
+            previous = self.layers[-1]
+            if previous.built:
+                self._build_layer(layer, previous.output_shape)
+        elif layer._declared_input_shape is not None:
+            self._build_layer(layer, layer._declared_input_shape)
+        self.layers.append(layer)
+
+    def _build_layer(self, layer: Layer, input_shape: tuple[int, ...]) -> None:
+        if layer.built:
+            if layer.input_shape != tuple(input_shape):
+                raise ValueError(f"{layer.name}: already built for input shape {layer.input_shape}, "
+                                 f"but the previous layer outputs {tuple(input_shape)}")
+            return
+        layer.build(tuple(input_shape))
+
+    def build(self, input_shape: tuple | None = None) -> None:
+        """Build every layer for ``input_shape`` (Keras style, with the batch axis first: ``(None, 28, 28, 1)``)."""
+        if not self.layers:
+            raise ValueError(f"{self.name}: the model has no layers")
+        shape = self.layers[0]._declared_input_shape if input_shape is None else tuple(input_shape)[1:]
+        if shape is None:
+            raise ValueError(f"{self.name}: the input shape is unknown; give the first layer input_shape= or "
+                             "call build((None, *shape))")
+        for layer in self.layers:
+            self._build_layer(layer, shape)
+            shape = layer.output_shape
+
+    @property
+    def built(self) -> bool:
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    @property
+    def input_shape(self) -> tuple:
+        self._require_built("input_shape")
+        return (None, *self.layers[0].input_shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        self._require_built("output_shape")
+        return (None, *self.layers[-1].output_shape)
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise RuntimeError(f"{self.name}: {what} is unknown until the model is built (give the first layer "
+                               "input_shape=, call build(), or fit/predict on data)")
+
+    # ------------------------------------------------------------------------------------------- compile
+    def compile(self, optimizer: Any = "sgd", loss: Any = None, metrics: list[str] | None = None) -> None:
+        """Choose the optimizer, the loss and the metrics (only accuracy is supported, under ``'accuracy'``
+        or ``'acc'``, and is resolved to the accuracy matching the loss, as Keras does)."""
+        if loss is None:
+            raise ValueError(f"{self.name}.compile: a loss is required, e.g. loss='categorical_crossentropy'")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        self._accuracy = None
+        self.metrics_names = ["loss"]
+        for metric in metrics or []:
+            if metric in ("accuracy", "acc"):
+                self._accuracy = metrics_module.get(self.loss.accuracy_metric)
+            elif isinstance(metric, str) and metric.endswith("accuracy"):
+                self._accuracy = metrics_module.get(metric)
+            else:
+                raise ValueError(f"{self.name}.compile: unsupported metric {metric!r}; tinynet computes "
+                                 "'accuracy' (also 'acc', 'categorical_accuracy', 'sparse_categorical_accuracy')")
+        if self._accuracy is not None:
+            self.metrics_names = ["loss", *_ACCURACY_KEYS]
+
+    def _require_compiled(self, entry_point: str) -> None:
+        if self.loss is None or self.optimizer is None:
+            raise RuntimeError(f"{self.name}.{entry_point}: you must compile the model before training or "
+                               "evaluating it (model.compile(optimizer, loss, metrics))")
+
+    @property
+    def _fused_softmax(self) -> bool:
+        last_activation = getattr(self.layers[-1], "activation", None)
+        return (self.loss is not None and self.loss.fuses_with_softmax
+                and getattr(last_activation, "name", None) == "softmax"
+                and hasattr(self.layers[-1], "backward_preactivation"))
+
+    # ------------------------------------------------------------------------------------- passes and step
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def _first_trainable_index(self) -> int:
+        """Layers before the first one with parameters need no backward pass at all."""
+        for index, layer in enumerate(self.layers):
+            if layer.params and layer.trainable:
+                return index
+        return len(self.layers)
+
+    def _backward(self, targets: np.ndarray, outputs: np.ndarray) -> None:
+        stop = self._first_trainable_index()
+        for index, layer in enumerate(self.layers):
+            # Caffe's propagate_down: the first layer with parameters has no one to hand dx to.
+            layer.needs_input_gradient = index > stop
+        last = len(self.layers) - 1
+        if self._fused_softmax:
+            gradient = self.layers[last].backward_preactivation(self.loss.softmax_gradient(targets, outputs))
+        else:
+            gradient = self.layers[last].backward(self.loss.gradient(targets, outputs))
+        for index in range(last - 1, stop - 1, -1):
+            gradient = self.layers[index].backward(gradient)
+        for layer in self.layers[:stop]:
+            layer._cache = None  # never backpropagated into; drop what their forward kept
+
+    def _batch_figures(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        figures = {"loss": self.loss(targets, outputs)}
+        if self._accuracy is not None:
+            accuracy = float(np.mean(self._accuracy(targets, outputs)))
+            figures.update(dict.fromkeys(_ACCURACY_KEYS, accuracy))
+        return figures
+
+    def _train_step(self, x_batch: np.ndarray, y_batch: np.ndarray) -> dict[str, float]:
+        outputs = self._forward(x_batch, training=True)
+        figures = self._batch_figures(y_batch, outputs)  # from the forward pass used for the gradient
+        self._backward(y_batch, outputs)
+        self.optimizer.apply_gradients(self.layers)
+        return figures
+
+    # --------------------------------------------------------------------------------------- data checks
+    def _input_dtype(self) -> np.dtype:
+        return self.layers[0].dtype
+
+    def _check_x(self, x: Any, entry_point: str, argument: str = "x") -> np.ndarray:
+        if not self.layers:
+            raise ValueError(f"{self.name}.{entry_point}: the model has no layers")
+        if isinstance(x, list | tuple):
+            x = np.asarray(x)
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{self.name}.{entry_point}: {argument} must be a NumPy array, got {type(x).__name__}")
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{self.name}.{entry_point}: {argument} must be numeric, got dtype {x.dtype}")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"{self.name}.{entry_point}: {argument} must be a non-empty batch (samples, ...), "
+                             f"got shape {x.shape}")
+        if not self.built:
+            self.build((None, *x.shape[1:]))
+        expected = self.layers[0].input_shape
+        if x.shape[1:] != expected:
+            raise ValueError(f"{self.name}.{entry_point}: {argument} must have shape (samples, "
+                             f"{', '.join(map(str, expected))}) for this model, got {x.shape}")
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ValueError(f"{self.name}.{entry_point}: {argument} contains NaN or infinite values")
+        return x
+
+    def _check_xy(self, x: Any, y: Any, entry_point: str, suffix: str = "") -> tuple[np.ndarray, np.ndarray]:
+        x = self._check_x(x, entry_point, "x" + suffix)
+        if y is None:
+            raise ValueError(f"{self.name}.{entry_point}: y{suffix} (the targets) is required")
+        y = np.asarray(y)
+        if y.ndim == 0 or len(y) != len(x):
+            raise ValueError(f"{self.name}.{entry_point}: x{suffix} and y{suffix} must hold the same number of "
+                             f"samples, got {len(x)} and {0 if y.ndim == 0 else len(y)}")
+        y = self.loss.check_targets(y, self.layers[-1].output_shape, f"{self.name}.{entry_point}: y{suffix}")
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError(f"{self.name}.{entry_point}: y{suffix} contains NaN or infinite values")
+        return x, y
+
+    @staticmethod
+    def _check_batch_size(batch_size: Any, entry_point: str) -> int:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size <= 0:
+            raise ValueError(f"{entry_point}: batch_size must be a positive int, got {batch_size!r}")
+        return int(batch_size)
+
+    def _gather(self, x: np.ndarray, indices: np.ndarray | slice) -> np.ndarray:
+        """One batch, cast to the model's float type (the whole dataset is never copied to float)."""
+        batch = x[indices]
+        dtype = self._input_dtype()
+        return batch if batch.dtype == dtype else batch.astype(dtype)
+
+    # ------------------------------------------------------------------------------------------------ fit
+    def fit(
+        self,
+        x: np.ndarray | None = None,
+        y: np.ndarray | None = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: int = 1,
+        callbacks: list[Callback] | None = None,
+        validation_split: float = 0.0,
+        validation_data: tuple | None = None,
+        shuffle: bool = True,
+        initial_epoch: int = 0,
+    ) -> History:
+        """Train for ``epochs - initial_epoch`` epochs (Keras numbering: ``initial_epoch=1, epochs=10`` runs
+        epochs printed 2/10 ... 10/10). Returns the :class:`History` (also kept as ``model.history``)."""
+        self._require_compiled("fit")
+        batch_size = self._check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.fit")
+        for argument, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"{self.name}.fit: {argument} must be a non-negative int, got {value!r}")
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"{self.name}.fit: verbose must be 0, 1 or 2, got {verbose!r}")
+        x, y = self._check_xy(x, y, "fit")
+        if validation_data is None and validation_split:
+            if not 0 < validation_split < 1:
+                raise ValueError(f"{self.name}.fit: validation_split must be in (0, 1), got {validation_split!r}")
+            # Keras takes the *last* fraction of the data, before any shuffling.
+            split_at = int(len(x) * (1 - validation_split))
+            if split_at == 0 or split_at == len(x):
+                raise ValueError(f"{self.name}.fit: validation_split={validation_split} leaves an empty split "
+                                 f"of {len(x)} samples")
+            x, x_val, y, y_val = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+            validation_data = (x_val, y_val)
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
+                raise ValueError(f"{self.name}.fit: validation_data must be a tuple (x_val, y_val)")
+            x_val, y_val = self._check_xy(*validation_data, "fit", suffix="_val")
+
+        samples = len(x)
+        steps = math.ceil(samples / batch_size)
+        shown = ["loss", "acc"] if self._accuracy is not None else ["loss"]
+        if validation_data is not None:
+            shown += [f"val_{key}" for key in shown]
+        params = {"epochs": epochs, "samples": samples, "steps": steps, "verbose": verbose,
+                  "batch_size": batch_size, "do_validation": validation_data is not None, "metrics": shown}
+        self.history = History()
+        all_callbacks = [self.history, *(callbacks or [])]
+        if verbose:
+            all_callbacks.append(ProgbarLogger(verbose=verbose))
+        hooks = CallbackList(all_callbacks, self, params)
+
+        if verbose and validation_data is not None:
+            print(f"Train on {samples} samples, validate on {len(x_val)} samples")
+        self.stop_training = False
+        hooks.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            hooks.on_epoch_begin(epoch)
+            order = self._shuffle_generator.permutation(samples) if shuffle else np.arange(samples)
+            totals: dict[str, float] = {}
+            for step in range(steps):
+                indices = order[step * batch_size:(step + 1) * batch_size]
+                logs: dict[str, Any] = {"batch": step, "size": len(indices)}
+                hooks.on_batch_begin(step, logs)
+                figures = self._train_step(self._gather(x, indices), self._gather_targets(y, indices))
+                logs.update(figures)
+                for key, value in figures.items():
+                    totals[key] = totals.get(key, 0.0) + value * len(indices)
+                hooks.on_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            seen = sum(len(order[s * batch_size:(s + 1) * batch_size]) for s in range(step + 1))
+            epoch_logs = {key: total / seen for key, total in totals.items()}
+            if validation_data is not None:
+                for key, value in self._evaluate_arrays(x_val, y_val, batch_size).items():
+                    epoch_logs[f"val_{key}"] = value
+            hooks.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        hooks.on_train_end()
+        return self.history
+
+    def _gather_targets(self, y: np.ndarray, indices: np.ndarray | slice) -> np.ndarray:
+        batch = y[indices]
+        if isinstance(self.loss, losses.SparseCategoricalCrossentropy):
+            return batch  # integer labels stay integers
+        dtype = self.layers[-1].dtype
+        return batch if batch.dtype == dtype else batch.astype(dtype)
+
+    # -------------------------------------------------------------------------------- evaluate / predict
+    def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int,
+                         progbar: Progbar | None = None) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for start in range(0, len(x), batch_size):
+            stop = min(start + batch_size, len(x))
+            outputs = self._forward(self._gather(x, slice(start, stop)), training=False)
+            for key, value in self._batch_figures(self._gather_targets(y, slice(start, stop)), outputs).items():
+                totals[key] = totals.get(key, 0.0) + value * (stop - start)
+            if progbar is not None:
+                progbar.update(stop)
+        self._clear_caches()
+        return {key: total / len(x) for key, total in totals.items()}
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int | None = None,
+                 verbose: int = 1) -> float | list[float]:
+        """Loss (and accuracy, when compiled with it) over ``x``, dropout off; partial batches weigh by size."""
+        self._require_compiled("evaluate")
+        batch_size = self._check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.evaluate")
+        x, y = self._check_xy(x, y, "evaluate")
+        progbar = Progbar(target=len(x), verbose=verbose) if verbose else None
+        figures = self._evaluate_arrays(x, y, batch_size, progbar)
+        return self._as_keras_result(figures)
+
+    def _as_keras_result(self, figures: dict[str, float]) -> float | list[float]:
+        if self._accuracy is None:
+            return figures["loss"]
+        return [figures["loss"], figures["acc"]]
+
+    def predict(self, x: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+        """The model's outputs for ``x``, computed in batches with dropout off."""
+        batch_size = self._check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.predict")
+        x = self._check_x(x, "predict")
+        progbar = Progbar(target=len(x), verbose=verbose) if verbose else None
+        outputs = np.empty((len(x), *self.layers[-1].output_shape), dtype=self.layers[-1].dtype)
+        for start in range(0, len(x), batch_size):
+            stop = min(start + batch_size, len(x))
+            outputs[start:stop] = self._forward(self._gather(x, slice(start, stop)), training=False)
+            if progbar is not None:
+                progbar.update(stop)
+        self._clear_caches()
+        return outputs
+
+    def _clear_caches(self) -> None:
+        for layer in self.layers:
+            layer._cache = None
+
+    def train_on_batch(self, x: np.ndarray, y: np.ndarray) -> float | list[float]:
+        """One update on one batch; returns that batch's loss (and accuracy) from the forward pass before the
+        update."""
+        self._require_compiled("train_on_batch")
+        x, y = self._check_xy(x, y, "train_on_batch")
+        figures = self._train_step(self._gather(x, slice(None)), self._gather_targets(y, slice(None)))
+        return self._as_keras_result(figures)
+
+    def test_on_batch(self, x: np.ndarray, y: np.ndarray) -> float | list[float]:
+        """Loss (and accuracy) on one batch, dropout off, no update."""
+        self._require_compiled("test_on_batch")
+        x, y = self._check_xy(x, y, "test_on_batch")
+        return self._as_keras_result(self._evaluate_arrays(x, y, len(x)))
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for one batch, dropout off."""
+        x = self._check_x(x, "predict_on_batch")
+        outputs = self._forward(self._gather(x, slice(None)), training=False)
+        self._clear_caches()
+        return outputs
+
+    # ------------------------------------------------------------------------------------ weights, summary
+    def get_weights(self) -> list[np.ndarray]:
+        """Every layer's weights in order, ``[kernel, bias]`` per layer, Keras layouts."""
+        return [weight for layer in self.layers for weight in layer.get_weights()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Set every weight from a list shaped like :meth:`get_weights` (checked before anything changes)."""
+        self._require_built("set_weights")
+        expected = sum(len(layer.weight_names) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"{self.name}.set_weights: expected {expected} arrays, got {len(weights)}")
+        position = 0
+        pending = []
+        for layer in self.layers:
+            count = len(layer.weight_names)
+            chunk = weights[position:position + count]
+            for name, value in zip(layer.weight_names, chunk, strict=True):
+                if np.shape(value) != layer._weight(name).shape:
+                    raise ValueError(f"{self.name}.set_weights: {layer.name}.{name} expects shape "
+                                     f"{layer._weight(name).shape}, got {np.shape(value)}")
+            pending.append((layer, chunk))
+            position += count
+        for layer, chunk in pending:
+            layer.set_weights(chunk)
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self, line_length: int = 65, print_fn: Callable[[str], None] | None = None) -> None:
+        """Print each layer's name, type, output shape and parameter count, laid out as Keras 2 prints it."""
+        self._require_built("summary")
+        print_fn = print_fn or (lambda line: print(line, file=sys.stdout))
+        positions = [int(line_length * 0.45), int(line_length * 0.85), line_length]
+
+        def print_row(fields: list[str]) -> None:
+            line = ""
+            for index, field in enumerate(fields):
+                if index > 0:
+                    line = line[:-1] + " "
+                line = (line + str(field))[:positions[index]]
+                line += " " * (positions[index] - len(line))
+            print_fn(line)
+
+        print_fn("_" * line_length)
+        print_row(["Layer (type)", "Output Shape", "Param #"])
+        print_fn("=" * line_length)
+        for index, layer in enumerate(self.layers):
+            shape = str((None, *layer.output_shape))
+            print_row([f"{layer.name} ({type(layer).__name__})", shape, str(layer.count_params())])
+            print_fn("=" * line_length if index == len(self.layers) - 1 else "_" * line_length)
+        trainable = sum(sum(p.size for p in layer.params.values()) for layer in self.layers if layer.trainable)
+        total = self.count_params()
+        print_fn(f"Total params: {total:,}")
+        print_fn(f"Trainable params: {trainable:,}")
+        print_fn(f"Non-trainable params: {total - trainable:,}")
+        print_fn("_" * line_length)

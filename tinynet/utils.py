@@ -1,0 +1,38 @@
+"""Utilities with Keras 2 names: ``to_categorical`` and ``set_random_seed``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinynet.backend import set_random_seed
+
+__all__ = ["set_random_seed", "to_categorical"]
+
+
+def to_categorical(y, num_classes: int | None = None, dtype: str = "float32") -> np.ndarray:
+    """One-hot encode integer class labels, as ``keras.utils.to_categorical`` does.
+
+    ``y`` of shape ``(N,)`` (a trailing axis of size 1 is squeezed, as in Keras) becomes ``(N, num_classes)``;
+    other shapes gain a last axis. ``num_classes`` defaults to ``max(y) + 1``.
+    """
+    y = np.asarray(y)
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise TypeError("to_categorical: y must hold integer class labels, got non-integer floats")
+    elif y.dtype.kind not in "iub":
+        raise TypeError(f"to_categorical: y must hold integer class labels, got dtype {y.dtype}")
+    shape = y.shape
+    if len(shape) > 1 and shape[-1] == 1:
+        shape = shape[:-1]
+    labels = y.reshape(-1).astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"to_categorical: labels must be >= 0, got minimum {labels.min()}")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer) or num_classes <= 0:
+        raise ValueError(f"to_categorical: num_classes must be a positive int, got {num_classes!r}")
+    if labels.size and labels.max() >= num_classes:
+        raise ValueError(f"to_categorical: label {labels.max()} is out of range for num_classes={num_classes}")
+    categorical = np.zeros((labels.size, num_classes), dtype=dtype)
+    categorical[np.arange(labels.size), labels] = 1
+    return categorical.reshape(*shape, num_classes)
