@@ -35,8 +35,9 @@ Shape = tuple[int, ...]
 
 
 def _snake_case(name: str) -> str:
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z0-9])", r"\1_\2", name).lower()
+    # Keras's rule, so automatic names match its: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, ReLU -> re_lu.
+    name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def normalize_tuple(value: Any, n: int, argument: str, owner: str) -> tuple[int, ...]:
