@@ -126,10 +126,15 @@ def fetch_dataset(spec: DatasetSpec, sources: Sequence[Source]) -> Path:
         DatasetUnavailableError: the cache is incomplete and every source failed.
     """
     folder = cache_dir(spec.name)
-    cache_state = []
-    if _read_complete_layout(spec, folder, cache_state) is not None:
-        return folder
-    failures = [(f"cache {folder}", "; ".join(cache_state))]
+    cache_notes: list[str] = []
+    if _read_complete_layout(spec, folder, cache_notes) is None:
+        _fill_from_sources(spec, sources, folder, cache_notes)
+    return folder
+
+
+def _fill_from_sources(spec: DatasetSpec, sources: Sequence[Source], folder: Path, cache_notes: list[str]):
+    """Ask each source in turn for the files its layout still lacks, until one supplies them all."""
+    failures = [(f"cache {folder}", "; ".join(cache_notes))]
     folder.mkdir(parents=True, exist_ok=True)
     for source in sources:
         layout = spec.layout(source.layout)
@@ -142,7 +147,7 @@ def fetch_dataset(spec: DatasetSpec, sources: Sequence[Source]) -> Path:
                 failures.append((source.description, str(error)))
                 continue
         _announce(f"tinynet.datasets: {spec.name} fetched from {source.description} into {folder}")
-        return folder
+        return
     raise DatasetUnavailableError(spec.name, failures, _by_hand_instructions(spec, folder))
 
 
@@ -162,13 +167,14 @@ def load_dataset(spec: DatasetSpec, sources: Sequence[Source], path: str | Path 
             return load_from_path(path)
         logger.debug("%s: path %r does not exist; taken as a Keras cache file name", spec.name, str(path))
     folder = cache_dir(spec.name)
-    found = _read_complete_layout(spec, folder, [])
+    cache_notes: list[str] = []
+    found = _read_complete_layout(spec, folder, cache_notes)
     if found is None:
-        fetch_dataset(spec, sources)
-        found = _read_complete_layout(spec, folder, cache_state := [])
+        _fill_from_sources(spec, sources, folder, cache_notes)
+        found = _read_complete_layout(spec, folder, cache_notes := [])
         if found is None:  # only if another process deleted the files in between
             raise DatasetUnavailableError(
-                spec.name, [(f"cache {folder}", "; ".join(cache_state))], _by_hand_instructions(spec, folder)
+                spec.name, [(f"cache {folder}", "; ".join(cache_notes))], _by_hand_instructions(spec, folder)
             )
     layout, contents = found
     return _parse_layout(spec, layout, contents, folder)
