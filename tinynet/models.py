@@ -340,7 +340,7 @@ class Sequential:
         self._require_compiled("evaluate")
         batch_size = self._check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.evaluate")
         x, y = self._check_xy(x, y, "evaluate")
-        progbar = Progbar(target=len(x), verbose=verbose) if verbose else None
+        progbar = Progbar(target=len(x)) if verbose == 1 else None  # Keras: a bar only at verbose=1
         figures = self._evaluate_arrays(x, y, batch_size, progbar)
         return self._as_keras_result(figures)
 
@@ -353,7 +353,7 @@ class Sequential:
         """The model's outputs for ``x``, computed in batches with dropout off."""
         batch_size = self._check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.predict")
         x = self._check_x(x, "predict")
-        progbar = Progbar(target=len(x), verbose=verbose) if verbose else None
+        progbar = Progbar(target=len(x)) if verbose == 1 else None  # Keras: a bar only at verbose=1
         outputs = np.empty((len(x), *self.layers[-1].output_shape), dtype=self.layers[-1].dtype)
         for start in range(0, len(x), batch_size):
             stop = min(start + batch_size, len(x))

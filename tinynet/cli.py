@@ -1,0 +1,211 @@
+"""The ``tinynet`` command: train the tutorial CNN, fetch datasets, run the benchmarks.
+
+::
+
+    tinynet train                          # the Keras MNIST tutorial, its settings, plots in runs/mnist
+    tinynet train --dataset fashion_mnist --epochs 5 --learning-rate 0.01 --momentum 0.9
+    tinynet data fetch mnist               # fill the dataset cache and say where it is
+    tinynet bench --quick                  # the benchmark suite (see benchmarks/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+# The tutorial's settings: SGD lr 0.001 with decay 1e-6 and Nesterov (momentum 0), batch 32, epochs numbered 2..10.
+TUTORIAL = {"epochs": 10, "initial_epoch": 1, "batch_size": 32, "learning_rate": 0.001, "momentum": 0.0,
+            "decay": 1e-6, "dropout": 0.25}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinynet", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train the tutorial CNN and write its report and plots",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
+    train.add_argument("--data", type=Path, default=None,
+                       help="use dataset files you already have (a Keras .npz or a folder of IDX files)")
+    train.add_argument("--epochs", type=_positive_int, default=TUTORIAL["epochs"],
+                       help="the last epoch's number (Keras's 'epochs')")
+    train.add_argument("--initial-epoch", type=_non_negative_int, default=TUTORIAL["initial_epoch"],
+                       help="epochs already done; the tutorial starts at 1, so it runs epochs 2..10")
+    train.add_argument("--batch-size", type=_positive_int, default=TUTORIAL["batch_size"])
+    train.add_argument("--learning-rate", "--lr", type=_non_negative_float, default=TUTORIAL["learning_rate"])
+    train.add_argument("--momentum", type=_non_negative_float, default=TUTORIAL["momentum"])
+    train.add_argument("--decay", type=_non_negative_float, default=TUTORIAL["decay"])
+    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True)
+    train.add_argument("--dropout", type=_rate, default=TUTORIAL["dropout"])
+    train.add_argument("--seed", type=_non_negative_int, default=1, help="seed for weights, shuffles, dropout")
+    train.add_argument("--limit", type=_positive_int, default=None,
+                       help="train on the first N training images only (quick runs)")
+    train.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<dataset>)")
+    train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
+
+    data = commands.add_parser("data", help="manage the dataset cache")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_commands.add_parser("fetch", help="download or copy a dataset into the cache")
+    fetch.add_argument("name", nargs="?", choices=["mnist", "fashion_mnist"], default="mnist")
+
+    commands.add_parser("bench", help="run the benchmark suite (arguments go to python -m benchmarks)",
+                        add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from benchmarks import main as bench_main
+
+        return bench_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "data":
+        return _fetch(args.name)
+    if args.initial_epoch >= args.epochs:
+        build_parser().error(f"--initial-epoch ({args.initial_epoch}) must be smaller than --epochs ({args.epochs})")
+    return train(args)
+
+
+def _fetch(name: str) -> int:
+    from tinynet import datasets
+
+    try:
+        folder = datasets.fetch(name)
+    except datasets.DatasetUnavailableError as error:
+        print(f"tinynet data fetch: {error}", file=sys.stderr)
+        return 1
+    print(f"{name}: cached in {folder}")
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith("."):
+            print(f"  {path.name}  {path.stat().st_size:,} bytes")
+    return 0
+
+
+def _load(dataset: str, path: Path | None):
+    from tinynet import datasets
+
+    return datasets.DATASETS[dataset].load_data(path)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train, evaluate and report, following the tutorial step by step."""
+    from tinynet import applications, plotting, report, saving
+    from tinynet.datasets import DatasetUnavailableError
+    from tinynet.optimizers import SGD
+    from tinynet.utils import set_random_seed, to_categorical
+
+    output = args.output or Path("runs") / args.dataset
+    output.mkdir(parents=True, exist_ok=True)
+    class_names = report.FASHION_MNIST_CLASSES if args.dataset == "fashion_mnist" else None
+
+    try:
+        (x_train, y_train), (x_test, y_test) = _load(args.dataset, args.data)
+    except DatasetUnavailableError as error:
+        print(f"tinynet train: {error}", file=sys.stderr)
+        return 1
+    if args.limit is not None:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    print(f"Training samples: {len(x_train)}, test samples: {len(x_test)}")
+    print(f"Training images {x_train.shape}, labels {y_train.shape}; test images {x_test.shape}")
+    plotting.plot_samples(x_train, y_train, output / "samples.png", class_names=class_names)
+
+    # Preprocessing as in the tutorial: one-hot labels, a channel axis, pixels scaled to [0, 1] (in float32).
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    y_train_onehot = to_categorical(y_train, num_classes=classes)
+    y_test_onehot = to_categorical(y_test, num_classes=classes)
+    x_train = x_train[..., np.newaxis].astype(np.float32) / np.float32(255)
+    x_test = x_test[..., np.newaxis].astype(np.float32) / np.float32(255)
+
+    set_random_seed(args.seed)
+    model = applications.mnist_cnn(input_shape=x_train.shape[1:], classes=classes, dropout=args.dropout)
+    optimizer = SGD(learning_rate=args.learning_rate, momentum=args.momentum, decay=args.decay,
+                    nesterov=args.nesterov)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    if args.verbose:
+        model.summary()
+
+    started = time.perf_counter()
+    history = model.fit(x_train, y_train_onehot, batch_size=args.batch_size, epochs=args.epochs,
+                        verbose=args.verbose, validation_data=(x_test, y_test_onehot), shuffle=True,
+                        initial_epoch=args.initial_epoch)
+    training_seconds = time.perf_counter() - started
+
+    probabilities = model.predict(x_test, batch_size=args.batch_size, verbose=args.verbose)
+    predicted = probabilities.argmax(axis=1)
+    print("Ground truths of the first 10 test images:", np.array(y_test[:10]))
+    print("Predictions for the first 10 test images: ", predicted[:10])
+
+    confusion = report.confusion_matrix(y_test, predicted, num_classes=classes, labels=class_names)
+    print(report.format_report(confusion))
+    print(f"Training took {training_seconds:.1f} s "
+          f"({training_seconds / max(len(history.epoch), 1):.1f} s per epoch)")
+
+    _write_history_csv(history, output / "history.csv")
+    saving.save_weights(model, output / "weights.npz")
+    plotting.plot_loss(history.history, output / "loss.png", epochs=history.epoch)
+    plotting.plot_accuracy(history.history, output / "accuracy.png", epochs=history.epoch)
+    plotting.plot_confusion_matrix(confusion, output / "confusion_matrix.png")
+    plotting.plot_images_with_predictions(x_test[..., 0], y_test, predicted, output / "predictions.png",
+                                          class_names=class_names)
+    print(f"Wrote history.csv, weights.npz, samples.png, loss.png, accuracy.png, confusion_matrix.png and "
+          f"predictions.png to {output}")
+    return 0
+
+
+def _write_history_csv(history, path: Path) -> None:
+    """One row per epoch (numbered from 1 as Keras prints them) with every logged figure."""
+    from tinynet.fileio import atomic_write
+
+    keys = list(history.history)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for row, epoch in enumerate(history.epoch):
+        writer.writerow([epoch + 1, *(f"{history.history[key][row]:.6f}" for key in keys)])
+    with atomic_write(path) as file:
+        file.write(text.getvalue().encode())
