@@ -134,7 +134,8 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
 
     If the ``with`` body raises, the temporary file is deleted and ``path`` is left exactly as it was. If it
     finishes, the data is flushed and fsynced, the file is ``os.replace``-d onto ``path``, and the folder is
-    fsynced (best effort) so that the rename itself survives a power cut.
+    fsynced (best effort) so that the rename itself survives a power cut. The file keeps ``mkstemp``'s mode
+    0600 (readable by its owner only), which suits a per-user cache.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
