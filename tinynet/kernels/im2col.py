@@ -63,9 +63,7 @@ def _require_int(function: str, name: str, value: object, minimum: int) -> int:
     try:
         as_int = operator.index(value)
     except TypeError:
-        raise TypeError(
-            f"{function}: {name} must be an integer, got {type(value).__name__} {value!r}"
-        ) from None
+        raise TypeError(f"{function}: {name} must be an integer, got {type(value).__name__} {value!r}") from None
     if as_int < minimum:
         raise ValueError(f"{function}: {name} must be >= {minimum}, got {as_int}")
     return as_int
@@ -81,9 +79,7 @@ def _require_float_array(function: str, name: str, array: object, ndim: int) -> 
     return np.ascontiguousarray(array)
 
 
-def _prepare_out(
-    function: str, name: str, out: np.ndarray | None, shape: tuple, dtype: np.dtype
-) -> np.ndarray:
+def _prepare_out(function: str, name: str, out: np.ndarray | None, shape: tuple, dtype: np.dtype) -> np.ndarray:
     """Return ``out`` after checking it can take the result, or a freshly allocated (uninitialised) array."""
     if out is None:
         return np.empty(shape, dtype=dtype)
@@ -123,13 +119,9 @@ def _window_geometry(
     )
 
 
-def _check_im2col_args(
-    function, x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out
-):
+def _check_im2col_args(function, x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out):
     x = _require_float_array(function, "x", x, 4)
-    geometry = _window_geometry(
-        function, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w
-    )
+    geometry = _window_geometry(function, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     kernel_h, kernel_w, _, _, _, _, out_h, out_w = geometry
     batch, _, _, channels = x.shape
     cols_shape = (batch * out_h * out_w, kernel_h * kernel_w * channels)
@@ -161,9 +153,7 @@ def _check_col2im_args(
         _require_int(function, "width", width, 1),
         _require_int(function, "channels", channels, 1),
     )
-    geometry = _window_geometry(
-        function, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w
-    )
+    geometry = _window_geometry(function, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     kernel_h, kernel_w, _, _, _, _, out_h, out_w = geometry
     expected = (image_shape[0] * out_h * out_w, kernel_h * kernel_w * image_shape[3])
     if cols.shape != expected:
@@ -181,28 +171,53 @@ def _check_col2im_args(
 
 
 @numba.njit(cache=True)
+def _inside_output_range(out_size, stride, offset, size):
+    """The outputs ``[first, stop)`` whose input position ``o*stride + offset`` lies inside ``[0, size)``.
+
+    Solving for the range once per kernel offset keeps the bounds test out of the innermost loop.
+    """
+    first = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    stop = 0 if size - 1 - offset < 0 else min((size - 1 - offset) // stride + 1, out_size)
+    return min(first, stop), stop
+
+
+@numba.njit(cache=True)
 def _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
-    """Fill the ``out_h * out_w`` rows of ``cols`` that belong to image ``n``."""
+    """Fill the ``out_h * out_w`` rows of ``cols`` that belong to image ``n``.
+
+    The loops run kernel offset first, like the NumPy reference: for a fixed ``(di, dj)`` the inside part of
+    each output row is one strided run of pixels, and the padding part is a block of zeros.
+    """
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    row = n * out_h * out_w
-    for i in range(out_h):
-        for j in range(out_w):
-            # Columns run (di, dj, c) with c fastest, matching both x's channels-last rows and the Keras
-            # kernel's reshape(kh*kw*C, filters): each in-bounds pixel is one contiguous copy of C values.
-            column = 0
-            for di in range(kernel_h):
+    first_row = n * out_h * out_w
+    for di in range(kernel_h):
+        i_first, i_stop = _inside_output_range(out_h, stride_h, di - pad_top, height)
+        for dj in range(kernel_w):
+            j_first, j_stop = _inside_output_range(out_w, stride_w, dj - pad_left, width)
+            # Columns run (di, dj, c) with c fastest, matching both x's channels-last pixels and the Keras
+            # kernel's reshape(kh*kw*C, filters).
+            column = (di * kernel_w + dj) * channels
+            column_stop = column + channels
+            for i in range(out_h):
+                row = first_row + i * out_w
+                if i < i_first or i >= i_stop:
+                    cols[row : row + out_w, column:column_stop] = 0
+                    continue
+                cols[row : row + j_first, column:column_stop] = 0
+                cols[row + j_stop : row + out_w, column:column_stop] = 0
                 h = i * stride_h + di - pad_top
-                row_inside = 0 <= h < height
-                for dj in range(kernel_w):
-                    w = j * stride_w + dj - pad_left
-                    if row_inside and 0 <= w < width:
+                w = j_first * stride_w + dj - pad_left
+                if channels == 1:
+                    # Single-channel input (a network's first layer): a one-trip channel loop costs more
+                    # than the copy it wraps, so it gets a loop of its own.
+                    for j in range(j_first, j_stop):
+                        cols[row + j, column] = x[n, h, w, 0]
+                        w += stride_w
+                else:
+                    for j in range(j_first, j_stop):
                         for c in range(channels):
-                            cols[row, column + c] = x[n, h, w, c]
-                    else:
-                        for c in range(channels):
-                            cols[row, column + c] = 0
-                    column += channels
-            row += 1
+                            cols[row + j, column + c] = x[n, h, w, c]
+                        w += stride_w
 
 
 @numba.njit(cache=True)
@@ -220,32 +235,38 @@ def _im2col_parallel(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, p
 
 @numba.njit(cache=True)
 def _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
-    """Zero image ``n`` of ``dx``, then add onto it every entry of its ``out_h * out_w`` rows of ``cols``."""
+    """Zero image ``n`` of ``dx``, then add onto it every entry of its ``out_h * out_w`` rows of ``cols``.
+
+    The same loops as ``_im2col_one_image`` with ``+=``; entries read from the padding have no pixel to go
+    back to, so the rows and columns outside ``[first, stop)`` are simply skipped.
+    """
     height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
     dx[n, :, :, :] = 0
-    row = n * out_h * out_w
-    for i in range(out_h):
-        for j in range(out_w):
-            column = 0
-            for di in range(kernel_h):
+    first_row = n * out_h * out_w
+    for di in range(kernel_h):
+        i_first, i_stop = _inside_output_range(out_h, stride_h, di - pad_top, height)
+        for dj in range(kernel_w):
+            j_first, j_stop = _inside_output_range(out_w, stride_w, dj - pad_left, width)
+            column = (di * kernel_w + dj) * channels
+            for i in range(i_first, i_stop):
+                row = first_row + i * out_w
                 h = i * stride_h + di - pad_top
-                row_inside = 0 <= h < height
-                for dj in range(kernel_w):
-                    w = j * stride_w + dj - pad_left
-                    # Entries read from the padding have no pixel to go back to: they are dropped.
-                    if row_inside and 0 <= w < width:
+                w = j_first * stride_w + dj - pad_left
+                if channels == 1:
+                    for j in range(j_first, j_stop):
+                        dx[n, h, w, 0] += cols[row + j, column]
+                        w += stride_w
+                else:
+                    for j in range(j_first, j_stop):
                         for c in range(channels):
-                            dx[n, h, w, c] += cols[row, column + c]
-                    column += channels
-            row += 1
+                            dx[n, h, w, c] += cols[row + j, column + c]
+                        w += stride_w
 
 
 @numba.njit(cache=True)
 def _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
     for n in range(dx.shape[0]):
-        _col2im_one_image(
-            cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w
-        )
+        _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -253,9 +274,7 @@ def _col2im_parallel(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, 
     # Parallel over images only: within one image, overlapping patches add onto the same pixel, and concurrent
     # += on one address would race. Different images never share a pixel.
     for n in numba.prange(dx.shape[0]):
-        _col2im_one_image(
-            cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w
-        )
+        _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -263,9 +282,7 @@ def _col2im_parallel(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, 
 # ----------------------------------------------------------------------------------------------------
 
 
-def im2col(
-    x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None
-) -> np.ndarray:
+def im2col(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None) -> np.ndarray:
     """Gather every ``kernel_h x kernel_w`` patch of ``x`` into one row of a matrix (serial Numba kernel).
 
     Args:
@@ -470,8 +487,8 @@ def col2im_reference(
     for di in range(kernel_h):
         for dj in range(kernel_w):
             # Within one offset the strided slice holds distinct pixels, so a vectorised += is safe here.
-            padded[:, di : di + stride_h * out_h : stride_h, dj : dj + stride_w * out_w : stride_w, :] += (
-                patches[:, :, :, di, dj, :]
-            )
+            padded[:, di : di + stride_h * out_h : stride_h, dj : dj + stride_w * out_w : stride_w, :] += patches[
+                :, :, :, di, dj, :
+            ]
     dx[...] = padded[:, pad_top : pad_top + height, pad_left : pad_left + width, :]
     return dx

@@ -97,15 +97,19 @@ def _check_backward_args(function, dy, argmax_index, height, width, out):
     if argmax_index.dtype != np.int32:
         raise TypeError(f"{function}: argmax_index must have dtype int32, got {argmax_index.dtype}")
     if argmax_index.shape != dy.shape:
-        raise ValueError(
-            f"{function}: argmax_index must have the shape of dy {dy.shape}, got {argmax_index.shape}"
-        )
+        raise ValueError(f"{function}: argmax_index must have the shape of dy {dy.shape}, got {argmax_index.shape}")
     argmax_index = np.ascontiguousarray(argmax_index)
     height = _require_int(function, "height", height, 1)
     width = _require_int(function, "width", width, 1)
     batch, _, _, channels = dy.shape
     dx = _prepare_out(function, "out", out, (batch, height, width, channels), dy.dtype)
     return dy, argmax_index, dx
+
+
+def _as_planes(dx):
+    """View a C-contiguous ``(N, H, W, C)`` array as ``(N, H*W, C)``, indexed by the flat pixel index."""
+    batch, height, width, channels = dx.shape
+    return dx.reshape(batch, height * width, channels)
 
 
 def _out_of_range_error(function, height, width):
@@ -159,56 +163,53 @@ def _maxpool_forward_one_image(x, n, y, argmax_index, pool_h, pool_w, stride_h, 
 @numba.njit(cache=True)
 def _maxpool_forward_serial(x, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     for n in range(x.shape[0]):
-        _maxpool_forward_one_image(
-            x, n, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left
-        )
+        _maxpool_forward_one_image(x, n, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
 @numba.njit(cache=True, parallel=True)
 def _maxpool_forward_parallel(x, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     for n in numba.prange(x.shape[0]):
-        _maxpool_forward_one_image(
-            x, n, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left
-        )
+        _maxpool_forward_one_image(x, n, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
 @numba.njit(cache=True)
-def _maxpool_backward_one_image(dy, argmax_index, n, dx):
-    """Zero ``dx[n]`` and scatter ``dy[n]`` onto the winning pixels; return how many indices were invalid.
+def _maxpool_backward_one_image(dy, argmax_index, n, dx_planes):
+    """Zero ``dx_planes[n]`` and scatter ``dy[n]`` onto the winning pixels; return the count of bad indices.
 
-    An index outside the plane is skipped and counted instead of written: Numba does not check bounds, and a
-    raise inside a ``prange`` body is not reliable, so the Python caller raises when the count is non-zero.
+    ``dx_planes`` is dx viewed as ``(N, H*W, C)``, so the flat index addresses a pixel directly: no integer
+    division by W in the hot loop. An index outside the plane is skipped and counted instead of written:
+    Numba does not check bounds, and a raise inside a ``prange`` body is not reliable, so the Python caller
+    raises when the count is non-zero.
     """
-    height, width = dx.shape[1], dx.shape[2]
+    plane_size = dx_planes.shape[1]
     out_h, out_w, channels = dy.shape[1], dy.shape[2], dy.shape[3]
-    plane_size = height * width
     invalid = 0
-    dx[n, :, :, :] = 0
+    dx_planes[n, :, :] = 0
     for i in range(out_h):
         for j in range(out_w):
             for c in range(channels):
                 flat_index = argmax_index[n, i, j, c]
                 if flat_index < 0 or flat_index >= plane_size:
                     invalid += 1
-                    continue
-                dx[n, flat_index // width, flat_index % width, c] += dy[n, i, j, c]
+                else:
+                    dx_planes[n, flat_index, c] += dy[n, i, j, c]
     return invalid
 
 
 @numba.njit(cache=True)
-def _maxpool_backward_serial(dy, argmax_index, dx):
+def _maxpool_backward_serial(dy, argmax_index, dx_planes):
     invalid = 0
     for n in range(dy.shape[0]):
-        invalid += _maxpool_backward_one_image(dy, argmax_index, n, dx)
+        invalid += _maxpool_backward_one_image(dy, argmax_index, n, dx_planes)
     return invalid
 
 
 @numba.njit(cache=True, parallel=True)
-def _maxpool_backward_parallel(dy, argmax_index, dx):
+def _maxpool_backward_parallel(dy, argmax_index, dx_planes):
     # Parallel over images only: within one image, overlapping windows may scatter onto the same pixel.
     invalid = 0
     for n in numba.prange(dy.shape[0]):
-        invalid += _maxpool_backward_one_image(dy, argmax_index, n, dx)  # a prange sum reduction
+        invalid += _maxpool_backward_one_image(dy, argmax_index, n, dx_planes)  # a prange sum reduction
     return invalid
 
 
@@ -290,17 +291,15 @@ def maxpool_backward(dy, argmax_index, height, width, out=None) -> np.ndarray:
         ``dx`` ``(N, H, W, C)``: zero, then ``dx[n, idx // W, idx % W, c] += dy[n, i, j, c]``.
     """
     dy, argmax_index, dx = _check_backward_args("maxpool_backward", dy, argmax_index, height, width, out)
-    if _maxpool_backward_serial(dy, argmax_index, dx):
+    if _maxpool_backward_serial(dy, argmax_index, _as_planes(dx)):
         raise _out_of_range_error("maxpool_backward", dx.shape[1], dx.shape[2])
     return dx
 
 
 def maxpool_backward_parallel(dy, argmax_index, height, width, out=None) -> np.ndarray:
     """:func:`maxpool_backward` with images spread over Numba's threads (``prange`` over the batch only)."""
-    dy, argmax_index, dx = _check_backward_args(
-        "maxpool_backward_parallel", dy, argmax_index, height, width, out
-    )
-    if _maxpool_backward_parallel(dy, argmax_index, dx):
+    dy, argmax_index, dx = _check_backward_args("maxpool_backward_parallel", dy, argmax_index, height, width, out)
+    if _maxpool_backward_parallel(dy, argmax_index, _as_planes(dx)):
         raise _out_of_range_error("maxpool_backward_parallel", dx.shape[1], dx.shape[2])
     return dx
 
@@ -366,9 +365,7 @@ def maxpool_forward_reference(
 
 def maxpool_backward_reference(dy, argmax_index, height, width, out=None) -> np.ndarray:
     """Plain NumPy :func:`maxpool_backward`: one unbuffered ``np.add.at`` scatter over flattened planes."""
-    dy, argmax_index, dx = _check_backward_args(
-        "maxpool_backward_reference", dy, argmax_index, height, width, out
-    )
+    dy, argmax_index, dx = _check_backward_args("maxpool_backward_reference", dy, argmax_index, height, width, out)
     batch, height, width, channels = dx.shape
     if argmax_index.size and (argmax_index.min() < 0 or argmax_index.max() >= height * width):
         raise _out_of_range_error("maxpool_backward_reference", height, width)
