@@ -241,6 +241,26 @@ def test_im2col_reads_zero_in_the_padding():
     np.testing.assert_array_equal(cols[3], [1, 2, 0, 3, 4, 0, 0, 0, 0])
 
 
+@pytest.mark.parametrize(
+    ("im2col_function", "col2im_function"),
+    [pytest.param(im2col, col2im, id="serial"), pytest.param(im2col_parallel, col2im_parallel, id="parallel")],
+)
+def test_windows_past_the_image_edge_read_zero_and_give_back_nothing(im2col_function, col2im_function):
+    # More outputs than the image holds (and a pad as large as the kernel): whole windows in the padding.
+    x = np.random.default_rng(5).standard_normal((2, 4, 3, 2))
+    window = (2, 3, 2, 1, 2, 3, 5, 7)
+    cols = im2col_function(x, *window)
+    np.testing.assert_array_equal(cols, im2col_reference(x, *window))
+    assert np.all(cols.reshape(2, 5, 7, -1)[:, 0] == 0) and np.all(cols.reshape(2, 5, 7, -1)[:, 4] == 0)
+    upstream = np.random.default_rng(6).standard_normal(cols.shape)
+    np.testing.assert_allclose(
+        col2im_function(upstream, 2, 4, 3, 2, *window),
+        col2im_reference(upstream, 2, 4, 3, 2, *window),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
 def test_im2col_accepts_non_contiguous_input():
     x = np.random.default_rng(1).standard_normal((2, 6, 5, 3))[:, ::-1, :, ::2]
     np.testing.assert_array_equal(
