@@ -6,6 +6,49 @@ The public modules mirror Keras 2 so that Keras tutorials run with only their im
     from tinynet.layers import Conv2D, MaxPooling2D, Dropout, Flatten, Activation, Dense
     from tinynet.optimizers import SGD
     from tinynet.utils import to_categorical
+    from tinynet.datasets import mnist
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tinynet import (
+    activations,
+    backend,
+    callbacks,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    utils,
+)
+
 __version__ = "0.1.0"
+
+# Heavier or optional modules load on first use: ``tinynet.datasets``, ``tinynet.plotting``...
+_LAZY_MODULES = {"applications", "datasets", "gradcheck", "plotting", "report", "saving", "fileio", "cli"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"tinynet.{name}")
+    raise AttributeError(f"module 'tinynet' has no attribute {name!r}")
+
+
+__all__ = [
+    "activations",
+    "backend",
+    "callbacks",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "utils",
+    *sorted(_LAZY_MODULES),
+]
