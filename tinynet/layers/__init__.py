@@ -1,25 +1,37 @@
 """Layers with Keras 2 names. Each file holds one layer, its forward and backward passes side by side."""
 
 from tinynet.layers.activation import Activation, ReLU
+from tinynet.layers.average_pooling import AveragePooling2D
 from tinynet.layers.base import Layer
 from tinynet.layers.conv import Conv2D
 from tinynet.layers.dense import Dense
 from tinynet.layers.dropout import Dropout
+from tinynet.layers.global_pooling import GlobalAveragePooling2D
+from tinynet.layers.leaky_relu import LeakyReLU
+from tinynet.layers.normalization import BatchNormalization
 from tinynet.layers.pooling import MaxPooling2D
 from tinynet.layers.reshape import Flatten
 
 # Keras 2 aliases
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
 
 __all__ = [
     "Activation",
+    "AveragePooling2D",
+    "AvgPool2D",
+    "BatchNormalization",
     "Conv2D",
     "Convolution2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAveragePooling2D",
+    "GlobalAvgPool2D",
     "Layer",
+    "LeakyReLU",
     "MaxPool2D",
     "MaxPooling2D",
     "ReLU",
