@@ -1,0 +1,141 @@
+"""The command line: ``python -m benchmarks [suite ...] [--quick] [--json PATH] [--threads N]``.
+
+Suites run in a fixed order whatever order they are named in (``torch`` last among the in-process ones, see
+:mod:`benchmarks.suites`). Every suite prints its tables and writes ``<output dir>/<suite>.json`` (and a PNG
+where it helps); the whole run also goes to one combined JSON (``--json``, by default
+``<output dir>/report.json``). Each JSON carries the environment block and the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import threads
+from benchmarks.suites import SUITE_NAMES
+
+DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="tinynet CPU benchmarks on the tutorial MNIST CNN. Suites: " + ", ".join(SUITE_NAMES)
+        + " (default: all).",
+    )
+    parser.add_argument("suites", nargs="*", metavar="suite", help=f"one or more of {', '.join(SUITE_NAMES)}, all")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats: everything in about 1-2 minutes")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="combined JSON report of the whole run (default: <output dir>/report.json)")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="threads for OpenBLAS, Numba and PyTorch (default: what the environment gives)")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, metavar="DIR",
+                        help=f"folder for per-suite JSON and PNG files (default: {DEFAULT_OUTPUT_DIR})")
+    parser.add_argument("--no-charts", action="store_true", help="write no PNG charts")
+    return parser
+
+
+def selected_suites(names: list[str]) -> list[str]:
+    """The suites to run, in execution order; raises ValueError naming an unknown one."""
+    if not names or "all" in names:
+        return list(SUITE_NAMES)
+    unknown = [name for name in names if name not in SUITE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown suite(s) {', '.join(unknown)}; expected {', '.join(SUITE_NAMES)} or all")
+    return [name for name in SUITE_NAMES if name in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    options = parser.parse_args(arguments)
+    try:
+        names = selected_suites(options.suites)
+    except ValueError as error:
+        parser.error(str(error))
+
+    # Before NumPy loads (python -m benchmarks), the environment decides every pool's size; afterwards
+    # (tinynet bench), the running pools are resized.
+    if options.threads is not None:
+        threads.set_thread_environment(options.threads)
+    import numpy  # noqa: F401  (loads OpenBLAS, so its thread count can be read and set)
+
+    if options.threads is not None:
+        threads.set_runtime_threads(options.threads)
+
+    from benchmarks.context import RunContext, Settings
+
+    settings = Settings.for_mode(options.quick)
+    command = "python -m benchmarks" + ("" if not arguments else " " + shlex.join(arguments))
+    context = RunContext(
+        settings=settings,
+        output_dir=options.output_dir,
+        threads=options.threads or threads.blas_threads() or 1,
+        command=command,
+        charts=not options.no_charts,
+    )
+    return run_suites(names, context, options.json or options.output_dir / "report.json")
+
+
+def run_suites(names: list[str], context: Any, report_path: Path) -> int:
+    """Run each suite, print and save it; a failing suite is reported and the others still run.
+
+    ``context`` is a :class:`benchmarks.context.RunContext`. Returns 0, or 1 when a suite failed.
+    """
+    from benchmarks import environment
+    from benchmarks.report import write_json
+    from benchmarks.suites import load
+
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    environment_block = environment.describe_environment()
+    print(f"$ {context.command}")
+    print("\n".join(environment.environment_lines(environment_block)))
+    print(f"mode: {'quick' if context.settings.quick else 'full'}; output: {context.output_dir}")
+    print()
+    report: dict[str, Any] = {"command": context.command, "started": started, "quick": context.settings.quick,
+                              "environment": environment_block, "suites": {}}
+    failures = []
+    for name in names:
+        load_before = environment.load_average()
+        start = time.perf_counter()
+        try:
+            data = load(name).run(context)
+        except Exception as error:  # one broken suite must not hide the others' results
+            traceback.print_exc()
+            print(f"{name}: FAILED ({type(error).__name__}: {error})\n")
+            data = {"failed": True, "error": f"{type(error).__name__}: {error}"}
+            failures.append(name)
+        suite_report = {
+            "suite": name, "command": context.command, "quick": context.settings.quick,
+            "seconds": round(time.perf_counter() - start, 2),
+            "load_average": {"before": load_before, "after": environment.load_average()},
+            "environment": environment.describe_environment(), "results": data,
+        }
+        context.results[name] = suite_report
+        report["suites"][name] = suite_report
+        write_json(context.output_dir / f"{name}.json", suite_report)
+    report["environment_at_end"] = environment.describe_environment()
+    write_json(report_path, report)
+    layer = report["environment_at_end"]["threads"]["numba_threading_layer"]
+    print(f"Numba threading layer at the end of the run: {layer}")
+    print(f"load average now: {environment.load_average()}; JSON: {report_path}")
+    if failures:
+        print(f"FAILED suites: {', '.join(failures)}")
+        return 1
+    return 0

@@ -1,0 +1,118 @@
+"""The environment block every report carries: machine, library versions, BLAS, threads and load.
+
+A benchmark number means little without the machine it came from, and this machine is shared: the load average
+is recorded at the start and end of every suite so a reader can tell a slow run from a busy machine.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks import threads
+
+# CPU features that decide which BLAS kernels run (AVX2/FMA: 8 float32 per instruction; AVX-512: 16).
+_INTERESTING_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def cpu_description() -> dict[str, Any]:
+    """CPU model, core counts and vector extensions, from ``/proc/cpuinfo`` (falls back to ``platform``)."""
+    model = platform.processor() or platform.machine()
+    physical_cores = None
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name":
+                model = value
+            elif key == "cpu cores" and physical_cores is None:
+                physical_cores = int(value)
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "model": model,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "physical_cores_per_socket": physical_cores,
+        "vector_extensions": [flag for flag in _INTERESTING_CPU_FLAGS if flag in flags],
+    }
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of ``name`` without importing it (importing torch would load its OpenMP)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def numpy_blas() -> dict[str, Any]:
+    """What NumPy was built against (``numpy.show_config``) and what is loaded now (OpenBLAS's C API)."""
+    import numpy as np
+
+    build: dict[str, Any] = {}
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config.get("Build Dependencies", {}).get("blas", {})
+        build = {key: blas.get(key) for key in ("name", "version", "openblas configuration") if key in blas}
+    except (TypeError, ValueError, AttributeError):
+        pass  # NumPy 1.x has no mode="dicts"; the runtime probe below still answers
+    return {"build": build, "runtime": threads.openblas_info()}
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages (runnable processes); compare with the number of usable CPUs."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def describe_environment() -> dict[str, Any]:
+    """The full environment block. Imports NumPy and Numba (tinynet needs both anyway) but never torch."""
+    import numba  # noqa: F401  (so its thread settings can be read)
+    import numpy  # noqa: F401
+
+    return {
+        "cpu": cpu_description(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": {name: package_version(name) for name in ("tinynet", "numpy", "numba", "torch", "matplotlib")},
+        "blas": numpy_blas(),
+        "threads": threads.thread_settings(),
+        "load_average": load_average(),
+    }
+
+
+def environment_lines(environment: dict[str, Any]) -> list[str]:
+    """The environment block as a few human-readable lines, printed above the tables."""
+    cpu = environment["cpu"]
+    versions = environment["versions"]
+    blas_build = environment["blas"]["build"]
+    runtime = environment["blas"]["runtime"]
+    core = runtime[0].get("corename") if runtime else None
+    thread_info = environment["threads"]
+    env = thread_info["environment"]
+    return [
+        f"CPU: {cpu['model']} ({cpu['usable_cpus']} usable of {cpu['logical_cpus']} logical CPUs; "
+        f"{', '.join(cpu['vector_extensions']) or 'no vector flags found'})",
+        f"Python {environment['python']}, numpy {versions['numpy']}, numba {versions['numba']}, "
+        f"torch {versions['torch'] or 'not installed'}",
+        f"BLAS: {blas_build.get('name', '?')} {blas_build.get('version', '')}"
+        f"{f' (kernels: {core})' if core else ''}, {thread_info['openblas_threads']} threads",
+        f"Threads: OMP_NUM_THREADS={env['OMP_NUM_THREADS']} OPENBLAS_NUM_THREADS={env['OPENBLAS_NUM_THREADS']} "
+        f"NUMBA_NUM_THREADS={env['NUMBA_NUM_THREADS']} NUMBA_THREADING_LAYER={env['NUMBA_THREADING_LAYER']}; "
+        f"Numba layer in use: {thread_info['numba_threading_layer']}",
+        f"Load average (1/5/15 min): {environment['load_average']}",
+    ]

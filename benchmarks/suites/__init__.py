@@ -1,0 +1,30 @@
+"""The suites, in the order a run executes them.
+
+Each module has ``run(context) -> dict``: it prints its tables and returns what goes into its JSON. ``torch``
+comes after every other in-process suite because importing PyTorch loads its own OpenMP runtime and MKL into
+the process; ``coldstart`` and ``memory`` run in subprocesses and are unaffected.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+SUITE_MODULES = {
+    "peak": "benchmarks.suites.peak",
+    "layers": "benchmarks.suites.layers",
+    "step": "benchmarks.suites.step",
+    "coldstart": "benchmarks.suites.coldstart",
+    "memory": "benchmarks.suites.memory",
+    "torch": "benchmarks.suites.torch_compare",
+}
+"""Suite name -> module, in execution order."""
+
+SUITE_NAMES = tuple(SUITE_MODULES)
+
+
+def load(name: str) -> ModuleType:
+    """The module of suite ``name``."""
+    if name not in SUITE_MODULES:
+        raise ValueError(f"unknown suite {name!r}; expected one of {', '.join(SUITE_NAMES)} or 'all'")
+    return importlib.import_module(SUITE_MODULES[name])
