@@ -12,7 +12,9 @@ How it works (as in Caffe's checker and cs231n's ``eval_numerical_gradient_array
 3. Compare entry by entry: an entry passes when ``|analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|)``.
 
 Randomness is frozen: every NumPy ``Generator`` the layer owns (a Dropout's mask stream) is rewound to the same
-state before each forward pass, so all evaluations see the same mask. Functions with kinks (ReLU at 0, max-pool
+state before each forward pass, so all evaluations see the same mask. Non-trainable state (BatchNormalization's
+moving statistics, which a training forward updates) is likewise put back before each forward pass and after the
+check, so a check leaves the layer or model exactly as it found it. Functions with kinks (ReLU at 0, max-pool
 ties) have no derivative there; draw inputs away from them (the default inputs are Gaussian, which hits a kink
 with probability 0, and :func:`check_layer` reports the entries that disagree so a kink is easy to recognise).
 
@@ -135,6 +137,16 @@ def _generators(obj: Any) -> list[np.random.Generator]:
     return [value for value in vars(obj).values() if isinstance(value, np.random.Generator)]
 
 
+def _snapshot_state(layers: list[Layer]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Copies of every non-trainable state array (moving statistics), paired with the array itself."""
+    return [(array, array.copy()) for layer in layers for array in layer.state.values()]
+
+
+def _restore_state(snapshot: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    for array, saved in snapshot:
+        array[...] = saved  # in place: the layer keeps its own arrays
+
+
 def _as_float64_layer(layer: Layer) -> Layer:
     """The same layer in float64: the layer itself if it already is, else a rebuilt copy with the same weights."""
     if layer.dtype == np.float64:
@@ -184,10 +196,12 @@ def check_layer(
         layer.build(x.shape[1:])
     layer.needs_input_gradient = True
     generator_states = [g.bit_generator.state for g in _generators(layer)]
+    saved_state = _snapshot_state([layer])
 
     def forward() -> np.ndarray:
         for generator, state in zip(_generators(layer), generator_states, strict=True):
             generator.bit_generator.state = state
+        _restore_state(saved_state)
         return layer.forward(x, training=training)
 
     output = forward()
@@ -207,6 +221,7 @@ def check_layer(
         indices = _sample_indices(param.shape, max_entries, rng)
         numeric = numerical_gradient(objective, param, indices, step)
         entries.append(_compare(f"{layer.name}.{name}", analytic[name], param.shape, indices, numeric, rtol, atol))
+    _restore_state(saved_state)
     return GradcheckReport(subject=f"{type(layer).__name__} {layer.name!r}", entries=entries, rtol=rtol, atol=atol)
 
 
@@ -237,10 +252,12 @@ def check_model(
     y = model._gather_targets(y, slice(None))
     rng = np.random.default_rng(seed)
     states = [(g, g.bit_generator.state) for layer in model.layers for g in _generators(layer)]
+    saved_state = _snapshot_state(model.layers)
 
     def forward() -> np.ndarray:
         for generator, state in states:
             generator.bit_generator.state = state
+        _restore_state(saved_state)
         return model._forward(x, training=True)
 
     outputs = forward()
@@ -259,4 +276,5 @@ def check_model(
             numeric = numerical_gradient(objective, param, indices, step)
             entries.append(_compare(f"{layer.name}.{name}", analytic[(layer.name, name)], param.shape, indices,
                                     numeric, rtol, atol))
+    _restore_state(saved_state)
     return GradcheckReport(subject=f"model {model.name!r}", entries=entries, rtol=rtol, atol=atol)
