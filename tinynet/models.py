@@ -24,9 +24,31 @@ from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, CallbackList, History, ProgbarLogger
 from tinynet.layers.base import Layer
 from tinynet.progbar import Progbar
+from tinynet.saving import load_model  # noqa: F401  (Keras's tinynet.models.load_model)
 
 # The names ``metrics=['accuracy']`` is logged under: Keras 2.2's ``acc`` (the tutorial reads it) and 2.3's.
 _ACCURACY_KEYS = ("acc", "accuracy")
+
+
+class NumericalFaultError(FloatingPointError):
+    """A NaN or infinity appeared in the loss or in a gradient during training.
+
+    Raised before the optimizer applies the faulty step, so the weights are those of the last good step and no
+    checkpoint is written for the epoch. The message names the epoch and batch (as the progress bar numbers them,
+    with the 0-based indices callbacks see) and the layer where the fault first showed. Attributes: ``epoch`` and
+    ``batch`` (0-based, ``None`` outside ``fit``), ``layer`` (its name, or ``None``), ``quantity`` (``'loss'`` or
+    ``'gradient'``) and ``figures`` (the batch's loss and accuracy). Pass ``TerminateOnNaN()`` to ``fit`` to stop
+    training quietly instead, as Keras does.
+    """
+
+    def __init__(self, message: str, *, epoch: int | None, batch: int | None, layer: str | None, quantity: str,
+                 figures: dict[str, float]) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+        self.layer = layer
+        self.quantity = quantity
+        self.figures = figures
 
 
 class Sequential:
@@ -46,6 +68,12 @@ class Sequential:
         self.stop_training = False
         self.history: History | None = None
         self._shuffle_generator = backend.new_generator()
+        #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
+        self.epochs_done = 0
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"Sequential: name must be a non-empty string, got {name!r}")
+        if layers is not None and not isinstance(layers, Iterable):
+            raise TypeError(f"{self.name}: layers must be a list of tinynet layers, got {type(layers).__name__}")
         for layer in layers or []:
             self.add(layer)
 
@@ -111,6 +139,10 @@ class Sequential:
         or ``'acc'``, and is resolved to the accuracy matching the loss, as Keras does)."""
         if loss is None:
             raise ValueError(f"{self.name}.compile: a loss is required, e.g. loss='categorical_crossentropy'")
+        if metrics is not None and (not isinstance(metrics, list | tuple)
+                                    or not all(isinstance(metric, str) for metric in metrics)):
+            raise TypeError(f"{self.name}.compile: metrics must be a list of names such as ['accuracy'], "
+                            f"got {metrics!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self._accuracy = None
@@ -173,12 +205,65 @@ class Sequential:
             figures.update(dict.fromkeys(_ACCURACY_KEYS, accuracy))
         return figures
 
-    def _train_step(self, x_batch: np.ndarray, y_batch: np.ndarray) -> dict[str, float]:
+    def _train_step(self, x_batch: np.ndarray, y_batch: np.ndarray,
+                    position: tuple[int, int, int, int] | None = None) -> dict[str, float]:
         outputs = self._forward(x_batch, training=True)
         figures = self._batch_figures(y_batch, outputs)  # from the forward pass used for the gradient
+        if not math.isfinite(figures["loss"]):
+            raise self._numerical_fault("loss", figures, x_batch, position)
         self._backward(y_batch, outputs)
+        if not self._gradients_are_finite():
+            raise self._numerical_fault("gradient", figures, x_batch, position)
         self.optimizer.apply_gradients(self.layers)
         return figures
+
+    # ----------------------------------------------------------------------------------- numerical faults
+    def _gradients_are_finite(self) -> bool:
+        # One sum per gradient array is cheap; NaN and Inf survive it. A sum that overflows though every element is
+        # finite is confirmed element-wise before it counts as a fault.
+        for layer in self.layers:
+            for grad in layer.grads.values():
+                if not np.isfinite(grad.sum()) and not np.isfinite(grad).all():
+                    return False
+        return True
+
+    def _numerical_fault(self, quantity: str, figures: dict[str, float], x_batch: np.ndarray,
+                         position: tuple[int, int, int, int] | None) -> NumericalFaultError:
+        """Find where the NaN/Inf first showed and describe it (only runs once training has already failed)."""
+        layer, detail = self._locate_fault(quantity, x_batch)
+        self._clear_caches()
+        if position is None:
+            where = "in train_on_batch"
+            epoch = batch = None
+        else:
+            epoch, epochs, batch, steps = position
+            where = f"at epoch {epoch + 1}/{epochs}, batch {batch + 1}/{steps} (0-based: epoch={epoch}, batch={batch})"
+        what = f"the loss is {figures['loss']}" if quantity == "loss" else "a gradient is NaN or infinite"
+        message = (f"{self.name}: training diverged {where}: {what}; first non-finite values in layer "
+                   f"{layer!r}: {detail}. The update was not applied. Lower the learning rate, check the data "
+                   "and the initial weights, or pass callbacks=[TerminateOnNaN()] to stop without an error.")
+        return NumericalFaultError(message, epoch=epoch, batch=batch, layer=layer, quantity=quantity,
+                                   figures=figures)
+
+    def _locate_fault(self, quantity: str, x_batch: np.ndarray) -> tuple[str | None, str]:
+        for layer in self.layers:  # a weight that is already NaN/Inf is the root of everything after it
+            for name in layer.weight_names:
+                if not np.isfinite(layer._weight(name)).all():
+                    return layer.name, f"its weight {name!r} holds NaN or Inf"
+        if quantity == "gradient":
+            for layer in reversed(self.layers):  # backward runs last to first: the first fault is the last layer
+                for name, grad in layer.grads.items():
+                    if not np.isfinite(grad).all():
+                        return layer.name, f"the gradient of its {name!r} holds NaN or Inf"
+            return None, "no layer's gradient could be singled out"
+        # Replay the forward pass with dropout off (no random draws) and report the first non-finite output.
+        values = x_batch
+        with np.errstate(all="ignore"):
+            for layer in self.layers:
+                values = layer.forward(values, training=False)
+                if not np.isfinite(values).all():
+                    return layer.name, "its output holds NaN or Inf though its input was finite"
+        return self.layers[-1].name, "the outputs are finite but the loss of them is not"
 
     # --------------------------------------------------------------------------------------- data checks
     def _input_dtype(self) -> np.dtype:
@@ -188,7 +273,7 @@ class Sequential:
         if not self.layers:
             raise ValueError(f"{self.name}.{entry_point}: the model has no layers")
         if isinstance(x, list | tuple):
-            x = np.asarray(x)
+            x = _as_rectangular_array(x, f"{self.name}.{entry_point}: {argument}")
         if not isinstance(x, np.ndarray):
             raise TypeError(f"{self.name}.{entry_point}: {argument} must be a NumPy array, got {type(x).__name__}")
         if x.dtype.kind not in "fiub":
@@ -210,7 +295,9 @@ class Sequential:
         x = self._check_x(x, entry_point, "x" + suffix)
         if y is None:
             raise ValueError(f"{self.name}.{entry_point}: y{suffix} (the targets) is required")
-        y = np.asarray(y)
+        y = _as_rectangular_array(y, f"{self.name}.{entry_point}: y{suffix}")
+        if y.dtype.kind not in "fiub":
+            raise TypeError(f"{self.name}.{entry_point}: y{suffix} must be numeric, got dtype {y.dtype}")
         if y.ndim == 0 or len(y) != len(x):
             raise ValueError(f"{self.name}.{entry_point}: x{suffix} and y{suffix} must hold the same number of "
                              f"samples, got {len(x)} and {0 if y.ndim == 0 else len(y)}")
@@ -218,6 +305,12 @@ class Sequential:
         if y.dtype.kind == "f" and not np.isfinite(y).all():
             raise ValueError(f"{self.name}.{entry_point}: y{suffix} contains NaN or infinite values")
         return x, y
+
+    @staticmethod
+    def _check_verbose(verbose: Any, entry_point: str) -> int:
+        if isinstance(verbose, bool) or not isinstance(verbose, int | np.integer) or verbose not in (0, 1, 2):
+            raise ValueError(f"{entry_point}: verbose must be 0, 1 or 2, got {verbose!r}")
+        return int(verbose)
 
     @staticmethod
     def _check_batch_size(batch_size: Any, entry_point: str) -> int:
@@ -252,8 +345,20 @@ class Sequential:
         for argument, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
                 raise ValueError(f"{self.name}.fit: {argument} must be a non-negative int, got {value!r}")
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"{self.name}.fit: verbose must be 0, 1 or 2, got {verbose!r}")
+        verbose = self._check_verbose(verbose, f"{self.name}.fit")
+        if not isinstance(shuffle, bool | np.bool_):
+            raise TypeError(f"{self.name}.fit: shuffle must be True or False, got {shuffle!r}")
+        if callbacks is not None and not isinstance(callbacks, list | tuple):
+            raise TypeError(f"{self.name}.fit: callbacks must be a list of tinynet.callbacks.Callback, "
+                            f"got {type(callbacks).__name__}")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, int | float | np.floating):
+            raise TypeError(f"{self.name}.fit: validation_split must be a float in [0, 1), got {validation_split!r}")
+        if validation_data is not None and (not isinstance(validation_data, tuple | list)
+                                            or len(validation_data) != 2):
+            raise ValueError(f"{self.name}.fit: validation_data must be a tuple (x_val, y_val), got "
+                             f"{type(validation_data).__name__}"
+                             + (f" of length {len(validation_data)}" if isinstance(validation_data, tuple | list)
+                                else ""))
         x, y = self._check_xy(x, y, "fit")
         if validation_data is None and validation_split:
             if not 0 < validation_split < 1:
@@ -285,17 +390,27 @@ class Sequential:
 
         if verbose and validation_data is not None:
             print(f"Train on {samples} samples, validate on {len(x_val)} samples")
+        # With TerminateOnNaN among the callbacks a NaN/Inf stops training quietly (Keras's way) instead of raising.
+        stop_quietly_on_fault = any(getattr(callback, "handles_numerical_faults", False) for callback in all_callbacks)
         self.stop_training = False
         hooks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             hooks.on_epoch_begin(epoch)
             order = self._shuffle_generator.permutation(samples) if shuffle else np.arange(samples)
             totals: dict[str, float] = {}
+            faulted = False
             for step in range(steps):
                 indices = order[step * batch_size:(step + 1) * batch_size]
                 logs: dict[str, Any] = {"batch": step, "size": len(indices)}
                 hooks.on_batch_begin(step, logs)
-                figures = self._train_step(self._gather(x, indices), self._gather_targets(y, indices))
+                try:
+                    figures = self._train_step(self._gather(x, indices), self._gather_targets(y, indices),
+                                               position=(epoch, epochs, step, steps))
+                except NumericalFaultError as fault:
+                    if not stop_quietly_on_fault:
+                        raise
+                    figures, faulted = fault.figures, True
+                    logs["numerical_fault"] = str(fault)
                 logs.update(figures)
                 for key, value in figures.items():
                     totals[key] = totals.get(key, 0.0) + value * len(indices)
@@ -307,6 +422,8 @@ class Sequential:
             if validation_data is not None:
                 for key, value in self._evaluate_arrays(x_val, y_val, batch_size).items():
                     epoch_logs[f"val_{key}"] = value
+            if step == steps - 1 and not faulted:
+                self.epochs_done = epoch + 1  # before the hooks, so a checkpoint saved there records it
             hooks.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
@@ -339,6 +456,7 @@ class Sequential:
         """Loss (and accuracy, when compiled with it) over ``x``, dropout off; partial batches weigh by size."""
         self._require_compiled("evaluate")
         batch_size = self._check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.evaluate")
+        verbose = self._check_verbose(verbose, f"{self.name}.evaluate")
         x, y = self._check_xy(x, y, "evaluate")
         progbar = Progbar(target=len(x)) if verbose == 1 else None  # Keras: a bar only at verbose=1
         figures = self._evaluate_arrays(x, y, batch_size, progbar)
@@ -352,6 +470,7 @@ class Sequential:
     def predict(self, x: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         """The model's outputs for ``x``, computed in batches with dropout off."""
         batch_size = self._check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.predict")
+        verbose = self._check_verbose(verbose, f"{self.name}.predict")
         x = self._check_x(x, "predict")
         progbar = Progbar(target=len(x)) if verbose == 1 else None  # Keras: a bar only at verbose=1
         outputs = np.empty((len(x), *self.layers[-1].output_shape), dtype=self.layers[-1].dtype)
@@ -387,6 +506,27 @@ class Sequential:
         outputs = self._forward(self._gather(x, slice(None)), training=False)
         self._clear_caches()
         return outputs
+
+    # ------------------------------------------------------------------------------------- saving, loading
+    def save(self, filepath: Any) -> None:
+        """Save everything needed to continue training exactly (architecture, weights, compile settings, optimizer
+        and random state, epochs done) in one file at ``filepath``, atomically. See :mod:`tinynet.saving`;
+        ``tinynet.models.load_model(filepath)`` reads it back."""
+        from tinynet import saving
+
+        saving.save_model(self, filepath)
+
+    def save_weights(self, filepath: Any) -> None:
+        """Save the weights alone as an ``.npz`` (atomically, at exactly ``filepath``)."""
+        from tinynet import saving
+
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath: Any) -> None:
+        """Set the weights from a file written by :meth:`save_weights`, matched by layer order."""
+        from tinynet import saving
+
+        saving.load_weights(self, filepath)
 
     # ------------------------------------------------------------------------------------ weights, summary
     def get_weights(self) -> list[np.ndarray]:
@@ -444,3 +584,12 @@ class Sequential:
         print_fn(f"Trainable params: {trainable:,}")
         print_fn(f"Non-trainable params: {total - trainable:,}")
         print_fn("_" * line_length)
+
+
+def _as_rectangular_array(value: Any, argument: str) -> np.ndarray:
+    """``np.asarray`` that names the argument when nested lists have rows of different lengths."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{argument} must be a rectangular array; nested lists of different lengths or mixed "
+                         f"types cannot become one ({error})") from None

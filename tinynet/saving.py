@@ -344,7 +344,7 @@ def merged_history(model: Any) -> tuple[list[int], dict[str, list[float]]]:
         history = {key: [values[row] for row in keep] for key, values in history.items()}
         for row, epoch in enumerate(source.epoch):
             epochs.append(int(epoch))
-            for key in set(history) | set(source.history):
+            for key in [*history, *(key for key in source.history if key not in history)]:
                 column = source.history.get(key)
                 history.setdefault(key, [None] * (len(epochs) - 1))
                 history[key].append(float(column[row]) if column is not None and row < len(column) else None)
