@@ -12,13 +12,25 @@ Order of calls during ``fit``::
 A callback sees the model as ``self.model`` and the run's settings as ``self.params`` (``epochs``, ``samples``,
 ``steps``, ``verbose``, ``do_validation``, ``metrics``); setting ``model.stop_training = True`` ends ``fit`` after
 the current epoch.
+
+Ready-made callbacks with Keras 2's names and arguments: :class:`ModelCheckpoint`, :class:`EarlyStopping`,
+:class:`TerminateOnNaN`, :class:`CSVLogger` (plus :class:`History` and :class:`ProgbarLogger`, which ``fit`` adds).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import sys
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
+from tinynet.fileio import atomic_write
 from tinynet.progbar import Progbar
 
 Logs = dict[str, Any]
@@ -123,3 +135,268 @@ class ProgbarLogger(Callback):
         # The last batch's figures go in with the final update (so the averages include it), then validation's.
         validation = [(key, value) for key, value in self._shown(logs or {}) if key.startswith("val_")]
         self.progbar.update(self.seen, getattr(self, "_last_batch", []) + validation)
+
+
+# ------------------------------------------------------------------------------------------ helpers of callbacks
+def _monitor_operation(mode: str, monitor: str, owner: str) -> Callable[[float, float], bool]:
+    """``np.less`` or ``np.greater``: Keras's 'auto' picks 'max' for accuracies and 'min' for everything else."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "max" or (mode == "auto" and ("acc" in monitor or monitor.startswith("fmeasure"))):
+        return np.greater
+    return np.less
+
+
+def _check_monitor(monitor: Any, owner: str) -> str:
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(f"{owner}: monitor must be the name of a logged figure such as 'val_loss', got {monitor!r}")
+    return monitor
+
+
+def _is_finite_number(value: Any) -> bool:
+    try:
+        return bool(np.isfinite(value))
+    except TypeError:
+        return False
+
+
+class ModelCheckpoint(Callback):
+    """Save the model after every ``period`` epochs, as Keras 2's ``ModelCheckpoint``.
+
+    ``filepath`` may hold ``str.format`` fields filled from the epoch (numbered from 1) and the epoch's logs:
+    ``"weights.{epoch:02d}-{val_loss:.4f}.tnz"``. With ``save_best_only`` the file is written only when the
+    ``monitor`` figure improves (``mode`` 'min', 'max', or 'auto': 'max' for accuracies). ``save_weights_only``
+    writes :meth:`Sequential.save_weights`'s ``.npz`` instead of the whole model (:meth:`Sequential.save`).
+
+    Every write is atomic, so an interrupted save leaves the previous checkpoint whole. Unlike Keras, an epoch whose
+    loss or monitored figure is NaN or infinite is never saved (with a warning): the last good checkpoint stays.
+    """
+
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
+                 period: int = 1) -> None:
+        super().__init__()
+        if not isinstance(filepath, str | os.PathLike) or not str(filepath):
+            raise TypeError(f"ModelCheckpoint: filepath must be a non-empty path, got {filepath!r}")
+        if isinstance(period, bool) or not isinstance(period, int | np.integer) or period <= 0:
+            raise ValueError(f"ModelCheckpoint: period must be a positive int, got {period!r}")
+        self.filepath = os.fspath(filepath)
+        self.monitor = _check_monitor(monitor, "ModelCheckpoint")
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.period = int(period)
+        self.monitor_op = _monitor_operation(mode, self.monitor, "ModelCheckpoint")
+        self.best = np.inf if self.monitor_op is np.less else -np.inf
+        self.epochs_since_last_save = 0
+
+    def _format_path(self, epoch: int, logs: Logs) -> str:
+        try:
+            return self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as error:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} names {error.args[0]!r}, which is not "
+                             f"among this epoch's logs ({', '.join(['epoch', *logs])})") from None
+        except (ValueError, IndexError) as error:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is not a valid format string "
+                             f"({error})") from None
+
+    def _save(self, path: str) -> None:
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        self.epochs_since_last_save += 1
+        if self.epochs_since_last_save < self.period:
+            return
+        self.epochs_since_last_save = 0
+        path = self._format_path(epoch, logs)
+        faulty = [key for key in ("loss", self.monitor) if key in logs and not _is_finite_number(logs[key])]
+        if faulty:
+            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1}: {faulty[0]} is {logs[faulty[0]]}; not saving to "
+                          f"{path}, the previous checkpoint is kept", RuntimeWarning, stacklevel=2)
+            return
+        if not self.save_best_only:
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1:05d}: saving model to {path}")
+            self._save(path)
+            return
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"ModelCheckpoint: can save the best model only with {self.monitor} available "
+                          f"(logged: {', '.join(logs)}); skipping", RuntimeWarning, stacklevel=2)
+        elif self.monitor_op(current, self.best):
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1:05d}: {self.monitor} improved from {self.best:0.5f} to {current:0.5f}, "
+                      f"saving model to {path}")
+            self.best = current
+            self._save(path)
+        elif self.verbose > 0:
+            print(f"\nEpoch {epoch + 1:05d}: {self.monitor} did not improve from {self.best:0.5f}")
+
+
+class TerminateOnNaN(Callback):
+    """Stop training quietly when a batch's loss (or a gradient) is NaN or infinite, as Keras 2's
+    ``TerminateOnNaN``.
+
+    Without it, ``fit`` raises :class:`tinynet.models.NumericalFaultError` naming the epoch, batch and layer. With
+    it, ``fit`` skips the faulty update, this callback prints ``Batch b: Invalid loss, terminating training`` and
+    sets ``model.stop_training``; the epoch still ends (its logs hold the NaN) and ``fit`` returns.
+    """
+
+    #: Tells ``fit`` to hand numerical faults to the callbacks instead of raising.
+    handles_numerical_faults = True
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        loss = logs.get("loss")
+        if loss is not None and not _is_finite_number(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+        elif "numerical_fault" in logs:
+            print(f"Batch {batch}: NaN or Inf in a gradient, terminating training")
+            self.model.stop_training = True
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has stopped improving, as Keras 2.2's ``EarlyStopping``.
+
+    An epoch improves on the best so far when ``current - min_delta < best`` ('min') or ``current + min_delta >
+    best`` ('max'; 'auto' picks 'max' for accuracies). After ``patience`` epochs in a row without improvement
+    training stops; with ``restore_best_weights`` the weights of the best epoch are put back then. ``baseline``:
+    training stops unless the figure beats it within ``patience`` epochs. The count restarts with every ``fit``
+    (and is not saved with the model).
+    """
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False) -> None:
+        super().__init__()
+        self.monitor = _check_monitor(monitor, "EarlyStopping")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, int | float | np.floating) \
+                or not np.isfinite(min_delta):
+            raise TypeError(f"EarlyStopping: min_delta must be a finite number, got {min_delta!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int | np.integer) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be a non-negative int, got {patience!r}")
+        if baseline is not None and not _is_finite_number(baseline):
+            raise TypeError(f"EarlyStopping: baseline must be a finite number or None, got {baseline!r}")
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.baseline = baseline
+        self.restore_best_weights = bool(restore_best_weights)
+        self.monitor_op = _monitor_operation(mode, self.monitor, "EarlyStopping")
+        self.min_delta = abs(float(min_delta)) * (1 if self.monitor_op is np.greater else -1)
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = np.inf if self.monitor_op is np.less else -np.inf
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best_weights = None
+        if self.baseline is not None:
+            self.best = self.baseline
+        else:
+            self.best = np.inf if self.monitor_op is np.less else -np.inf
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"EarlyStopping: conditioned on {self.monitor!r}, which is not available; available "
+                          f"figures are {', '.join(logs)}", RuntimeWarning, stacklevel=2)
+            return
+        if self.monitor_op(current - self.min_delta, self.best):
+            self.best = current
+            self.wait = 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                if self.verbose > 0:
+                    print("Restoring model weights from the end of the best epoch")
+                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1:05d}: early stopping")
+
+
+class CSVLogger(Callback):
+    """Write one row per epoch to a CSV file, as Keras 2's ``CSVLogger``: an ``epoch`` column (0-based, as
+    Keras writes it) then every logged figure in sorted order.
+
+    The whole file is rewritten atomically after every epoch, so after a crash it holds every finished epoch and
+    never half a row. ``append=True`` continues an existing file (its header decides the columns): rows for epochs
+    at or after the first epoch this run logs are replaced, so a run resumed from an earlier checkpoint does not
+    leave the interrupted run's later rows behind. Rows use ``'\\n'`` line endings.
+    """
+
+    def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False) -> None:
+        super().__init__()
+        if not isinstance(filename, str | os.PathLike) or not str(filename):
+            raise TypeError(f"CSVLogger: filename must be a non-empty path, got {filename!r}")
+        if not isinstance(separator, str) or len(separator) != 1 or separator in "\r\n\"":
+            raise ValueError(f"CSVLogger: separator must be one character (not a quote or line break), "
+                             f"got {separator!r}")
+        self.filename = Path(filename)
+        if self.filename.is_dir():
+            raise ValueError(f"CSVLogger: filename {self.filename} is a folder; expected a file path")
+        self.separator = separator
+        self.append = bool(append)
+        self.keys: list[str] | None = None
+        self._rows: list[list[str]] = []
+        self._first_epoch_logged: int | None = None
+
+    def on_train_begin(self, logs: Logs | None = None) -> None:
+        self.keys = None
+        self._rows = []
+        self._first_epoch_logged = None
+        if self.append and self.filename.exists():
+            text = self.filename.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):
+                text = text[:text.rfind("\n") + 1]  # a row cut short (written by some other tool): drop it
+            rows = list(csv.reader(io.StringIO(text), delimiter=self.separator))
+            if rows:
+                self.keys = rows[0][1:] if rows[0][:1] == ["epoch"] else None
+                if self.keys is None:
+                    raise ValueError(f"CSVLogger: cannot append to {self.filename}: its first line is not a header "
+                                     f"starting with 'epoch' (separator {self.separator!r})")
+                self._rows = rows[1:]
+
+    @staticmethod
+    def _cell(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Iterable):
+            return "[" + ", ".join(map(str, value)) + "]"  # the csv writer quotes it when the separator is ','
+
+        return str(value)
+
+    def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+        if self._first_epoch_logged is None:
+            self._first_epoch_logged = epoch
+            self._rows = [row for row in self._rows if not _row_epoch_at_least(row, epoch)]
+        self._rows.append([str(epoch), *(self._cell(logs[key]) if key in logs else "NA" for key in self.keys)])
+        text = io.StringIO()
+        writer = csv.writer(text, delimiter=self.separator, lineterminator="\n")
+        writer.writerow(["epoch", *self.keys])
+        writer.writerows(self._rows)
+        with atomic_write(self.filename) as file:
+            file.write(text.getvalue().encode("utf-8"))
+
+
+def _row_epoch_at_least(row: list[str], epoch: int) -> bool:
+    try:
+        return int(row[0]) >= epoch
+    except (ValueError, IndexError):
+        return False
