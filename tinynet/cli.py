@@ -4,6 +4,8 @@
 
     tinynet train                          # the Keras MNIST tutorial, its settings, plots in runs/mnist
     tinynet train --dataset fashion_mnist --epochs 5 --learning-rate 0.01 --momentum 0.9
+    tinynet train --checkpoint runs/model.tnz      # save the whole model after every epoch
+    tinynet train --resume runs/model.tnz --checkpoint runs/model.tnz   # continue where it stopped
     tinynet data fetch mnist               # fill the dataset cache and say where it is
     tinynet bench --quick                  # the benchmark suite (see benchmarks/)
 """
@@ -86,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train on the first N training images only (quick runs)")
     train.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<dataset>)")
     train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
+    train.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
+                       help="save the whole model (weights, optimizer and random state, epochs done) to PATH after "
+                            "every epoch, atomically: the previous checkpoint survives an interrupted save")
+    train.add_argument("--resume", type=Path, default=None, metavar="PATH",
+                       help="continue training the model saved at PATH (by --checkpoint or model.save) from the "
+                            "epoch it reached, exactly as if it had not stopped; the file's optimizer, dropout and "
+                            "random state replace --initial-epoch, --seed, --dropout and the optimizer flags")
 
     data = commands.add_parser("data", help="manage the dataset cache")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -106,7 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "data":
         return _fetch(args.name)
-    if args.initial_epoch >= args.epochs:
+    if args.resume is not None and not args.resume.is_file():
+        build_parser().error(f"--resume: no model file at {args.resume}")
+    if args.checkpoint is not None and args.checkpoint.is_dir():
+        build_parser().error(f"--checkpoint: {args.checkpoint} is a folder; expected a file path")
+    if args.resume is None and args.initial_epoch >= args.epochs:
         build_parser().error(f"--initial-epoch ({args.initial_epoch}) must be smaller than --epochs ({args.epochs})")
     return train(args)
 
@@ -135,7 +148,9 @@ def _load(dataset: str, path: Path | None):
 def train(args: argparse.Namespace) -> int:
     """Train, evaluate and report, following the tutorial step by step."""
     from tinynet import applications, plotting, report, saving
+    from tinynet.callbacks import History, ModelCheckpoint
     from tinynet.datasets import DatasetUnavailableError
+    from tinynet.models import NumericalFaultError
     from tinynet.optimizers import SGD
     from tinynet.utils import set_random_seed, to_categorical
 
@@ -161,18 +176,33 @@ def train(args: argparse.Namespace) -> int:
     x_train = x_train[..., np.newaxis].astype(np.float32) / np.float32(255)
     x_test = x_test[..., np.newaxis].astype(np.float32) / np.float32(255)
 
-    set_random_seed(args.seed)
-    model = applications.mnist_cnn(input_shape=x_train.shape[1:], classes=classes, dropout=args.dropout)
-    optimizer = SGD(learning_rate=args.learning_rate, momentum=args.momentum, decay=args.decay,
-                    nesterov=args.nesterov)
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    if args.resume is not None:
+        model = _resumed_model(args, x_train.shape[1:], classes)
+        if model is None:
+            return 1
+        initial_epoch = model.epochs_done
+    else:
+        set_random_seed(args.seed)
+        model = applications.mnist_cnn(input_shape=x_train.shape[1:], classes=classes, dropout=args.dropout)
+        optimizer = SGD(learning_rate=args.learning_rate, momentum=args.momentum, decay=args.decay,
+                        nesterov=args.nesterov)
+        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+        initial_epoch = args.initial_epoch
     if args.verbose:
         model.summary()
 
+    checkpoints = [] if args.checkpoint is None else [ModelCheckpoint(args.checkpoint, save_best_only=False)]
     started = time.perf_counter()
-    history = model.fit(x_train, y_train_onehot, batch_size=args.batch_size, epochs=args.epochs,
-                        verbose=args.verbose, validation_data=(x_test, y_test_onehot), shuffle=True,
-                        initial_epoch=args.initial_epoch)
+    try:
+        history = model.fit(x_train, y_train_onehot, batch_size=args.batch_size, epochs=args.epochs,
+                            verbose=args.verbose, validation_data=(x_test, y_test_onehot), shuffle=True,
+                            initial_epoch=initial_epoch, callbacks=checkpoints)
+    except NumericalFaultError as error:
+        print(f"tinynet train: {error}", file=sys.stderr)
+        if args.checkpoint is not None and args.checkpoint.exists():
+            print(f"tinynet train: the checkpoint of the last good epoch is intact: {args.checkpoint}",
+                  file=sys.stderr)
+        return 1
     training_seconds = time.perf_counter() - started
 
     probabilities = model.predict(x_test, batch_size=args.batch_size, verbose=args.verbose)
@@ -185,16 +215,46 @@ def train(args: argparse.Namespace) -> int:
     print(f"Training took {training_seconds:.1f} s "
           f"({training_seconds / max(len(history.epoch), 1):.1f} s per epoch)")
 
-    _write_history_csv(history, output / "history.csv")
+    # A resumed run reports every epoch: those in the resumed file, then this run's.
+    every_epoch = History()
+    every_epoch.epoch, every_epoch.history = saving.merged_history(model)
+    _write_history_csv(every_epoch, output / "history.csv")
     saving.save_weights(model, output / "weights.npz")
-    plotting.plot_loss(history.history, output / "loss.png", epochs=history.epoch)
-    plotting.plot_accuracy(history.history, output / "accuracy.png", epochs=history.epoch)
+    plotting.plot_loss(every_epoch.history, output / "loss.png", epochs=every_epoch.epoch)
+    plotting.plot_accuracy(every_epoch.history, output / "accuracy.png", epochs=every_epoch.epoch)
     plotting.plot_confusion_matrix(confusion, output / "confusion_matrix.png")
     plotting.plot_images_with_predictions(x_test[..., 0], y_test, predicted, output / "predictions.png",
                                           class_names=class_names)
     print(f"Wrote history.csv, weights.npz, samples.png, loss.png, accuracy.png, confusion_matrix.png and "
           f"predictions.png to {output}")
     return 0
+
+
+def _resumed_model(args: argparse.Namespace, image_shape: tuple[int, ...], classes: int):
+    """The model saved at ``--resume``, checked against the data; ``None`` (after saying why) when unusable."""
+    from tinynet.models import load_model
+
+    try:
+        model = load_model(args.resume)
+    except ValueError as error:
+        print(f"tinynet train: --resume: {error}", file=sys.stderr)
+        return None
+    problem = None
+    if model.optimizer is None or model.loss is None:
+        problem = "the saved model was never compiled, so there is no training to continue"
+    elif not model.built or model.input_shape[1:] != tuple(image_shape):
+        problem = f"the saved model takes inputs of shape {model.input_shape if model.built else None}, the " \
+                  f"data has images of shape {tuple(image_shape)}"
+    elif model.output_shape[1:] != (classes,):
+        problem = f"the saved model has {model.output_shape[1:]} outputs, the data has {classes} classes"
+    elif model.epochs_done >= args.epochs:
+        problem = f"the saved model has already done {model.epochs_done} epochs; raise --epochs above that"
+    if problem:
+        print(f"tinynet train: --resume {args.resume}: {problem}", file=sys.stderr)
+        return None
+    print(f"Resuming from {args.resume}: {model.epochs_done} epochs done, continuing at epoch "
+          f"{model.epochs_done + 1}/{args.epochs}")
+    return model
 
 
 def _write_history_csv(history, path: Path) -> None:
@@ -206,6 +266,7 @@ def _write_history_csv(history, path: Path) -> None:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["epoch", *keys])
     for row, epoch in enumerate(history.epoch):
-        writer.writerow([epoch + 1, *(f"{history.history[key][row]:.6f}" for key in keys)])
+        values = (history.history[key][row] for key in keys)
+        writer.writerow([epoch + 1, *("" if value is None else f"{value:.6f}" for value in values)])
     with atomic_write(path) as file:
         file.write(text.getvalue().encode())
