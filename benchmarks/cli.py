@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, metavar="DIR",
                         help=f"folder for per-suite JSON and PNG files (default: {DEFAULT_OUTPUT_DIR})")
     parser.add_argument("--no-charts", action="store_true", help="write no PNG charts")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes and single repeats, to check that every code path runs (numbers meaningless)")
     return parser
 
 
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.context import RunContext, Settings
 
-    settings = Settings.for_mode(options.quick)
+    settings = Settings.smoke() if options.smoke else Settings.for_mode(options.quick)
     command = "python -m benchmarks" + ("" if not arguments else " " + shlex.join(arguments))
     context = RunContext(
         settings=settings,
@@ -106,13 +108,17 @@ def run_suites(names: list[str], context: Any, report_path: Path) -> int:
     environment_block = environment.describe_environment()
     print(f"$ {context.command}")
     print("\n".join(environment.environment_lines(environment_block)))
-    print(f"mode: {'quick' if context.settings.quick else 'full'}; output: {context.output_dir}")
+    print(f"mode: {context.settings.mode}; output: {context.output_dir}")
     print()
-    report: dict[str, Any] = {"command": context.command, "started": started, "quick": context.settings.quick,
+    report: dict[str, Any] = {"command": context.command, "started": started, "mode": context.settings.mode,
                               "environment": environment_block, "suites": {}}
     failures = []
+    usable_cpus = environment_block["cpu"]["usable_cpus"] or 1
     for name in names:
         load_before = environment.load_average()
+        if load_before and load_before[0] > usable_cpus:
+            print(f"WARNING: load average {load_before[0]} on {usable_cpus} CPUs before '{name}': other processes "
+                  "are competing for the cores, expect slow and noisy timings (see the IQR columns)")
         start = time.perf_counter()
         try:
             data = load(name).run(context)
@@ -122,7 +128,7 @@ def run_suites(names: list[str], context: Any, report_path: Path) -> int:
             data = {"failed": True, "error": f"{type(error).__name__}: {error}"}
             failures.append(name)
         suite_report = {
-            "suite": name, "command": context.command, "quick": context.settings.quick,
+            "suite": name, "command": context.command, "mode": context.settings.mode,
             "seconds": round(time.perf_counter() - start, 2),
             "load_average": {"before": load_before, "after": environment.load_average()},
             "environment": environment.describe_environment(), "results": data,

@@ -13,9 +13,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Settings:
-    """Repeat counts and sizes; :meth:`for_mode` gives the full or the ``--quick`` set."""
+    """Repeat counts and sizes; :meth:`for_mode` gives the full or the ``--quick`` set, :meth:`smoke` a tiny one."""
 
-    quick: bool
+    mode: str  # "full", "quick" or "smoke"
     peak_sizes: tuple[int, ...]
     peak_repeats: int
     layer_batches: tuple[int, ...]
@@ -37,7 +37,7 @@ class Settings:
     def for_mode(cls, quick: bool) -> Settings:
         if quick:
             return cls(
-                quick=True, peak_sizes=(1024, 2048), peak_repeats=4,
+                mode="quick", peak_sizes=(1024, 2048), peak_repeats=4,
                 layer_batches=(32, 256), layer_repeats=7, layer_warmup=2,
                 train_batches=(32, 128), inference_batches=(1, 100, 500, 1000),
                 step_repeats=9, step_warmup=2, profile_repeats=9,
@@ -46,7 +46,7 @@ class Settings:
                 memory_images=60000, memory_max_steps=300, memory_validation_images=0,
             )
         return cls(
-            quick=False, peak_sizes=(1024, 1536, 2048), peak_repeats=8,
+            mode="full", peak_sizes=(1024, 1536, 2048), peak_repeats=8,
             layer_batches=(32, 256), layer_repeats=31, layer_warmup=3,
             train_batches=(32, 128), inference_batches=(1, 100, 500, 1000),
             step_repeats=41, step_warmup=5, profile_repeats=31,
@@ -55,10 +55,15 @@ class Settings:
             memory_images=60000, memory_max_steps=None, memory_validation_images=10000,
         )
 
-    def scaled_down(self) -> Settings:
-        """The smallest settings that still run every code path (for the smoke test)."""
-        return Settings(
-            quick=True, peak_sizes=(128,), peak_repeats=1,
+    @property
+    def quick(self) -> bool:
+        return self.mode != "full"
+
+    @classmethod
+    def smoke(cls) -> Settings:
+        """The smallest settings that still run every code path (``--smoke``, the tests): numbers meaningless."""
+        return cls(
+            mode="smoke", peak_sizes=(128,), peak_repeats=1,
             layer_batches=(2,), layer_repeats=1, layer_warmup=0,
             train_batches=(2,), inference_batches=(1, 3), step_repeats=1, step_warmup=0, profile_repeats=1,
             torch_rounds=1, torch_repeats_per_round=1, coldstart_runs=1,

@@ -30,6 +30,7 @@ from benchmarks.torch_port import TorchTutorial, torch_import_error
 from benchmarks.tutorial import build_tutorial_model, one_hot, synthetic_images, synthetic_labels
 
 SETTLE_SECONDS = 0.05
+MINIMUM_WARMUP = 3  # PyTorch (oneDNN) builds and caches its kernels for each new shape over the first calls
 ENGINES = ("tinynet", "torch")
 
 
@@ -82,7 +83,8 @@ def run(context: RunContext) -> dict[str, Any]:
 
     measurements = []
     for kind, batch, flops, calls in plans:
-        summaries = interleave(calls, settings.torch_rounds, settings.torch_repeats_per_round, settings.step_warmup)
+        warmup = max(settings.step_warmup, MINIMUM_WARMUP) if settings.torch_rounds > 1 else 0
+        summaries = interleave(calls, settings.torch_rounds, settings.torch_repeats_per_round, warmup)
         entry: dict[str, Any] = {"kind": kind, "batch": batch}
         for engine in ENGINES:
             entry[engine] = throughput(kind, batch, summaries[engine].median, flops, context) | {
@@ -106,6 +108,8 @@ def run(context: RunContext) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(), "torch_parallel_info": torch.__config__.parallel_info(),
         "momentum": ported.optimizer.defaults["momentum"], "peak_gflops": peak, "measurements": measurements,
         "settle_seconds": SETTLE_SECONDS,
+        "parameters": {"tinynet": model.count_params(),
+                       "torch": sum(parameter.numel() for parameter in ported.model.parameters())},
     }
     if context.charts:
         result["chart"] = str(_chart(measurements, context))

@@ -1,0 +1,206 @@
+"""The benchmark suite: its FLOP counter gives the known numbers, and every suite's code path runs.
+
+No test here asserts a timing: a benchmark is never a timed test. The runs use ``--smoke`` settings (tiny
+batches, one repeat), so their numbers are meaningless; what is checked is that they are produced and saved.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import benchmarks
+from benchmarks import cli, flops
+from benchmarks.context import Settings
+from benchmarks.report import format_number, format_table, write_json
+from benchmarks.timing import Summary, time_call
+from benchmarks.tutorial import build_tutorial_model
+from tinynet.kernels import im2col_reference
+from tinynet.layers import Conv2D, Dense, Flatten
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tutorial_model():
+    return build_tutorial_model()
+
+
+# ------------------------------------------------------------------------------------------------ FLOP counts
+def test_tutorial_forward_flops_per_layer_are_the_known_numbers(tutorial_model):
+    costs = {cost.name: cost for cost in flops.model_costs(tutorial_model, 1)}
+    assert costs["conv2d_1"].forward_flops == 2 * 26 * 26 * 9 * 64 == 778_752
+    assert costs["conv2d_2"].forward_flops == 2 * 11 * 11 * 576 * 32 == 4_460_544
+    dense = sum(costs[name].forward_flops for name in ("dense_1", "dense_2", "dense_3"))
+    assert dense == 2 * (800 * 512 + 512 * 256 + 256 * 10) == 1_086_464
+    assert flops.forward_flops_per_image(tutorial_model) == 6_325_760 == flops.TUTORIAL_FORWARD_FLOPS_PER_IMAGE
+
+
+def test_training_step_costs_three_forwards_minus_the_first_convolutions_input_gradient(tutorial_model):
+    assert flops.training_flops_per_image(tutorial_model) == 3 * 6_325_760 - 778_752 == 18_198_528
+
+
+def test_backward_counts_dx_only_where_a_training_step_computes_it(tutorial_model):
+    costs = flops.model_costs(tutorial_model, 4)
+    by_name = {cost.name: cost for cost in costs}
+    assert not by_name["conv2d_1"].computes_input_gradient
+    assert by_name["conv2d_1"].backward_flops == by_name["conv2d_1"].forward_flops
+    for name in ("conv2d_2", "dense_1", "dense_2", "dense_3"):
+        assert by_name[name].backward_flops == 2 * by_name[name].forward_flops
+    assert flops.input_gradient_flags(tutorial_model) == [False] + [True] * (len(tutorial_model.layers) - 1)
+
+
+def test_layers_without_a_matrix_product_have_no_flops_but_count_their_elements(tutorial_model):
+    costs = {cost.name: cost for cost in flops.model_costs(tutorial_model, 3)}
+    for name in ("max_pooling2d_1", "activation_1", "dropout_1", "flatten_1"):
+        assert costs[name].forward_flops is None and costs[name].training_flops is None
+    assert costs["max_pooling2d_1"].input_elements == 3 * 26 * 26 * 64
+    assert costs["flatten_1"].input_elements == 3 * 800
+
+
+@given(batch=st.integers(1, 1024))
+def test_flops_are_linear_in_the_batch(tutorial_model, batch):
+    one = flops.model_costs(tutorial_model, 1)
+    many = flops.model_costs(tutorial_model, batch)
+    for single, batched in zip(one, many, strict=True):
+        if single.forward_flops is not None:
+            assert batched.forward_flops == batch * single.forward_flops
+            assert batched.backward_flops == batch * single.backward_flops
+
+
+@given(
+    height=st.integers(3, 12), width=st.integers(3, 12), channels=st.integers(1, 4), filters=st.integers(1, 5),
+    kernel=st.integers(1, 3), stride=st.integers(1, 2), padding=st.sampled_from(["valid", "same"]),
+    batch=st.integers(1, 3),
+)
+def test_conv_flops_are_twice_the_multiply_adds_of_its_im2col_product(height, width, channels, filters, kernel,
+                                                                       stride, padding, batch):
+    layer = Conv2D(filters, kernel, strides=stride, padding=padding)
+    layer.build((height, width, channels))
+    # An independent count: the im2col matrix (one row per output pixel, one column per kernel weight per
+    # channel) times the (columns x filters) kernel is rows * columns * filters multiply-adds.
+    x = np.zeros((batch, height, width, channels), dtype=np.float32)
+    cols = im2col_reference(x, kernel, kernel, stride, stride, layer.pad_top, layer.pad_left, layer.out_h,
+                            layer.out_w)
+    assert flops.layer_cost(layer, batch).forward_flops == 2 * cols.shape[0] * cols.shape[1] * filters
+
+
+def test_dense_flops_count_every_leading_axis():
+    layer = Dense(7)
+    layer.build((3, 5))
+    assert flops.layer_cost(layer, 2).forward_flops == 2 * (2 * 3) * 5 * 7
+
+
+def test_layer_cost_rejects_an_unbuilt_layer_and_a_bad_batch():
+    with pytest.raises(ValueError, match="must be built"):
+        flops.layer_cost(Dense(3), 1)
+    layer = Flatten()
+    layer.build((2, 2))
+    with pytest.raises(ValueError, match="batch must be a positive int"):
+        flops.layer_cost(layer, 0)
+
+
+# --------------------------------------------------------------------------------------- timing and output
+def test_summary_median_and_quartiles():
+    summary = Summary.of([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (summary.median, summary.minimum, summary.p25, summary.p75, summary.count) == (3.0, 1.0, 2.0, 4.0, 5)
+    assert summary.spread == pytest.approx(2.0 / 3.0)
+    with pytest.raises(ValueError, match="at least one"):
+        Summary.of([])
+
+
+def test_time_call_runs_warmup_plus_repeats():
+    calls = []
+    summary = time_call(lambda: calls.append(1), repeats=4, warmup=2)
+    assert len(calls) == 6 and summary.count == 4
+    with pytest.raises(ValueError, match="repeats"):
+        time_call(lambda: None, repeats=0, warmup=0)
+
+
+def test_numbers_and_tables_are_formatted_for_reading():
+    assert format_number(None) == "n/a"
+    assert format_number(6325760) == "6,325,760"
+    assert format_number(0.012345) == "0.0123"
+    assert format_number(245.93) == "246"
+    table = format_table(["layer", "ms"], [["conv2d_1", 1.5], ["dense_1", None]]).splitlines()
+    assert table[0].split() == ["layer", "ms"] and table[2].split() == ["conv2d_1", "1.50"]
+    assert table[3].split() == ["dense_1", "n/a"]
+
+
+def test_write_json_turns_numpy_values_into_plain_json(tmp_path):
+    path = write_json(tmp_path / "deep" / "out.json", {"value": np.float32(1.5), "array": np.arange(3)})
+    assert json.loads(path.read_text()) == {"value": 1.5, "array": [0, 1, 2]}
+
+
+# ------------------------------------------------------------------------------------------- command line
+def test_suites_run_in_a_fixed_order_with_torch_last():
+    assert cli.selected_suites(["torch", "peak", "layers"]) == ["peak", "layers", "torch"]
+    assert cli.selected_suites([]) == cli.selected_suites(["all"]) == list(cli.SUITE_NAMES)
+    assert cli.SUITE_NAMES[-1] == "torch"
+    with pytest.raises(ValueError, match="unknown suite"):
+        cli.selected_suites(["peak", "speed"])
+
+
+@pytest.mark.parametrize("arguments", [["nonsense"], ["--threads", "0"], ["--threads", "two"]])
+def test_bad_command_lines_exit_with_a_usage_error(arguments, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmarks.main(arguments)
+    assert exit_info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_main_runs_the_in_process_suites_and_writes_json_and_charts(tmp_path, capsys):
+    report = tmp_path / "report.json"
+    code = benchmarks.main(["peak", "layers", "step", "--smoke", "--output-dir", str(tmp_path), "--json",
+                            str(report)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "peak =" in printed and "time share per layer" in printed
+    data = json.loads(report.read_text())
+    assert set(data["suites"]) == {"peak", "layers", "step"}
+    environment = data["environment"]
+    assert environment["cpu"]["model"] and environment["versions"]["numpy"] == np.__version__
+    assert "numba_threading_layer" in environment["threads"] and environment["load_average"] is not None
+    smoke = Settings.smoke()
+    layer_rows = data["suites"]["layers"]["results"]["batches"][str(smoke.layer_batches[0])]
+    assert [row["layer"] for row in layer_rows][:2] == ["conv2d_1", "max_pooling2d_1"]
+    assert layer_rows[0]["forward_flops"] == smoke.layer_batches[0] * 778_752
+    step = data["suites"]["step"]["results"]
+    assert {(row["kind"], row["batch"]) for row in step["measurements"]} == (
+        {("train", batch) for batch in smoke.train_batches} | {("predict", batch) for batch in smoke.inference_batches})
+    shares = step["time_shares"][0]["pieces"]
+    assert sum(piece["share_percent"] for piece in shares) == pytest.approx(100.0)
+    for name in ("peak", "layers", "step"):
+        assert json.loads((tmp_path / f"{name}.json").read_text())["suite"] == name
+    for chart in ("layers.png", "step.png"):
+        assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_python_dash_m_benchmarks_runs_the_subprocess_and_torch_suites(tmp_path):
+    # peak, layers and step are covered in-process above; these three start processes or import torch.
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "torch", "memory", "coldstart", "--smoke", "--no-charts",
+         "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPOSITORY, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert list(data["suites"]) == ["coldstart", "memory", "torch"]
+    coldstart = data["suites"]["coldstart"]["results"]
+    for cache in ("warm", "empty"):
+        assert coldstart[cache]["first_call_s"] >= coldstart[cache]["first_step_s"] > 0
+    memory = data["suites"]["memory"]["results"]
+    assert memory["peak_rss_mib"] >= memory["rss_mib"]["after_import"] > 0
+    torch_result = data["suites"]["torch"]["results"]
+    if torch_result["skipped"]:
+        assert "torch: skipped" in completed.stdout
+    else:
+        assert torch_result["parameters"]["torch"] == torch_result["parameters"]["tinynet"] == 563_114
+        assert all(row["ratio_tinynet_over_torch"] > 0 for row in torch_result["measurements"])
