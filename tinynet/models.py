@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import backend, losses, optimizers
+from tinynet import backend, fusion, losses, optimizers
 from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, CallbackList, History, ProgbarLogger
 from tinynet.layers.base import Layer
@@ -68,6 +68,9 @@ class Sequential:
         self.stop_training = False
         self.history: History | None = None
         self._shuffle_generator = backend.new_generator()
+        #: Run fusable layer patterns as fused kernels (:mod:`tinynet.fusion`); False runs every layer on its own.
+        self.fuse = True
+        self._plan: tuple | None = None
         #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
         self.epochs_done = 0
         if name is not None and (not isinstance(name, str) or not name):
@@ -171,32 +174,44 @@ class Sequential:
                 and hasattr(self.layers[-1], "backward_preactivation"))
 
     # ------------------------------------------------------------------------------------- passes and step
+    def _stages(self) -> list[fusion.Stage]:
+        """What actually runs: the layers, with fusable runs replaced by fused stages (see :mod:`tinynet.fusion`).
+
+        The plan is cached and made again whenever the layers, their built state or ``self.fuse`` change.
+        """
+        key = (self.fuse, tuple((id(layer), layer.built) for layer in self.layers))
+        if self._plan is None or self._plan[0] != key:
+            self._plan = (key, fusion.plan(self.layers) if self.fuse else list(self.layers))
+        return self._plan[1]
+
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+        for stage in self._stages():
+            x = stage.forward(x, training=training)
         return x
 
-    def _first_trainable_index(self) -> int:
-        """Layers before the first one with parameters need no backward pass at all."""
-        for index, layer in enumerate(self.layers):
-            if layer.params and layer.trainable:
+    @staticmethod
+    def _first_trainable_index(stages: list[fusion.Stage]) -> int:
+        """Stages before the first one with parameters need no backward pass at all."""
+        for index, stage in enumerate(stages):
+            if any(layer.params and layer.trainable for layer in getattr(stage, "layers", (stage,))):
                 return index
-        return len(self.layers)
+        return len(stages)
 
     def _backward(self, targets: np.ndarray, outputs: np.ndarray) -> None:
-        stop = self._first_trainable_index()
-        for index, layer in enumerate(self.layers):
-            # Caffe's propagate_down: the first layer with parameters has no one to hand dx to.
-            layer.needs_input_gradient = index > stop
-        last = len(self.layers) - 1
-        if self._fused_softmax:
-            gradient = self.layers[last].backward_preactivation(self.loss.softmax_gradient(targets, outputs))
+        stages = self._stages()
+        stop = self._first_trainable_index(stages)
+        for index, stage in enumerate(stages):
+            # Caffe's propagate_down: the first stage with parameters has no one to hand dx to.
+            stage.needs_input_gradient = index > stop
+        last = len(stages) - 1
+        if self._fused_softmax:  # then the last stage is the softmax layer itself (no pattern ends in one)
+            gradient = stages[last].backward_preactivation(self.loss.softmax_gradient(targets, outputs))
         else:
-            gradient = self.layers[last].backward(self.loss.gradient(targets, outputs))
+            gradient = stages[last].backward(self.loss.gradient(targets, outputs))
         for index in range(last - 1, stop - 1, -1):
-            gradient = self.layers[index].backward(gradient)
-        for layer in self.layers[:stop]:
-            layer._cache = None  # never backpropagated into; drop what their forward kept
+            gradient = stages[index].backward(gradient)
+        for stage in stages[:stop]:
+            stage._cache = None  # never backpropagated into; drop what their forward kept
 
     def _batch_figures(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         figures = {"loss": self.loss(targets, outputs)}
@@ -485,6 +500,8 @@ class Sequential:
     def _clear_caches(self) -> None:
         for layer in self.layers:
             layer._cache = None
+        for stage in self._stages() if self._plan is not None else []:
+            stage._cache = None
 
     def train_on_batch(self, x: np.ndarray, y: np.ndarray) -> float | list[float]:
         """One update on one batch; returns that batch's loss (and accuracy) from the forward pass before the
@@ -556,11 +573,24 @@ class Sequential:
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
-    def summary(self, line_length: int = 65, print_fn: Callable[[str], None] | None = None) -> None:
-        """Print each layer's name, type, output shape and parameter count, laid out as Keras 2 prints it."""
+    def summary(self, line_length: int = 65, print_fn: Callable[[str], None] | None = None,
+                batch_size: int | None = None) -> None:
+        """Print each layer's name, type, output shape and parameter count, laid out as Keras 2 prints it.
+
+        With ``batch_size``, two more columns follow (and two more total lines): each layer's forward FLOPs for
+        a batch of that size (a multiply-add counts 2) and the memory its output activations take
+        (see :mod:`tinynet.inspect`). Without it the output is exactly Keras's.
+        """
         self._require_built("summary")
         print_fn = print_fn or (lambda line: print(line, file=sys.stdout))
         positions = [int(line_length * 0.45), int(line_length * 0.85), line_length]
+        width = line_length
+        if batch_size is not None:
+            from tinynet.inspect import activation_bytes, format_bytes, forward_flops  # a learner's tool, on demand
+
+            batch_size = self._check_batch_size(batch_size, f"{self.name}.summary")
+            positions += [line_length + 17, line_length + 30]
+            width = positions[-1]
 
         def print_row(fields: list[str]) -> None:
             line = ""
@@ -571,19 +601,28 @@ class Sequential:
                 line += " " * (positions[index] - len(line))
             print_fn(line)
 
-        print_fn("_" * line_length)
-        print_row(["Layer (type)", "Output Shape", "Param #"])
-        print_fn("=" * line_length)
+        print_fn("_" * width)
+        header = ["Layer (type)", "Output Shape", "Param #"]
+        print_row(header if batch_size is None else [*header, "FLOPs", "Activations"])
+        print_fn("=" * width)
         for index, layer in enumerate(self.layers):
             shape = str((None, *layer.output_shape))
-            print_row([f"{layer.name} ({type(layer).__name__})", shape, str(layer.count_params())])
-            print_fn("=" * line_length if index == len(self.layers) - 1 else "_" * line_length)
+            row = [f"{layer.name} ({type(layer).__name__})", shape, str(layer.count_params())]
+            if batch_size is not None:
+                row += [f"{forward_flops(layer) * batch_size:,}", format_bytes(activation_bytes(layer, batch_size))]
+            print_row(row)
+            print_fn("=" * width if index == len(self.layers) - 1 else "_" * width)
         trainable = sum(sum(p.size for p in layer.params.values()) for layer in self.layers if layer.trainable)
         total = self.count_params()
         print_fn(f"Total params: {total:,}")
         print_fn(f"Trainable params: {trainable:,}")
         print_fn(f"Non-trainable params: {total - trainable:,}")
-        print_fn("_" * line_length)
+        if batch_size is not None:
+            flops = sum(forward_flops(layer) for layer in self.layers) * batch_size
+            memory = sum(activation_bytes(layer, batch_size) for layer in self.layers)
+            print_fn(f"Forward FLOPs for a batch of {batch_size}: {flops:,}")
+            print_fn(f"Output activations for a batch of {batch_size}: {format_bytes(memory)}")
+        print_fn("_" * width)
 
 
 def _as_rectangular_array(value: Any, argument: str) -> np.ndarray:

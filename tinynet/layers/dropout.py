@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from tinynet import backend
+from tinynet.kernels.dropout import draw_random_words, dropout_backward, dropout_forward, keep_threshold
 from tinynet.layers.base import Layer
 
 
@@ -19,8 +20,12 @@ class Dropout(Layer):
         m ~ Bernoulli(1 - rate) per element        (drawn from this layer's own seeded NumPy Generator)
         y = x * m / (1 - rate)
 
-    Backward: ``y`` is linear in ``x`` with the mask fixed, so ``dx = dy * m / (1 - rate)``. Cache: the scaled
-    mask ``m / (1 - rate)`` (``None`` after an inference forward, where ``dx = dy``).
+    Backward: ``y`` is linear in ``x`` with the mask fixed, so ``dx = dy * m / (1 - rate)``. Cache: the keep
+    mask ``m`` as uint8 (``None`` after an inference forward, where ``dx = dy``).
+
+    The mask comes from raw 32-bit words of the generator compared with ``rate * 2**32``
+    (:mod:`tinynet.kernels.dropout`), the same draw the fused pooling path uses, so fused and unfused models see
+    identical masks.
 
     ``seed`` gives the layer its own stream; otherwise it spawns one from :func:`tinynet.utils.set_random_seed`'s
     root, so masks repeat run to run. ``noise_shape`` (Keras) shares one mask value along axes of size 1.
@@ -47,15 +52,24 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self._cache = (None, x.shape)
             return x
-        keep = self.generator.random(self._mask_shape(x.shape), dtype=self.dtype) >= self.rate
-        scaled_mask = keep * self.dtype.type(1.0 / (1.0 - self.rate))
-        self._cache = (scaled_mask, x.shape)
-        return x * scaled_mask
+        mask_shape = self._mask_shape(x.shape)
+        words = draw_random_words(self.generator, mask_shape)
+        if mask_shape == x.shape:
+            y, keep = dropout_forward(x, words, self.rate)
+        else:  # a mask shared along noise_shape's size-1 axes: broadcast it
+            keep = (words >= keep_threshold(self.rate)).astype(np.uint8)
+            y = x * (keep * self.dtype.type(1.0 / (1.0 - self.rate)))
+        self._cache = (keep, x.shape)
+        return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        scaled_mask, shape = self._take_cache()
+        keep, shape = self._take_cache()
         dy = self._check_output_gradient(dy, shape)
-        return dy if scaled_mask is None else dy * scaled_mask
+        if keep is None:
+            return dy
+        if keep.shape == shape:
+            return dropout_backward(dy, keep, self.rate)
+        return dy * (keep * self.dtype.type(1.0 / (1.0 - self.rate)))
 
     def get_config(self) -> dict[str, Any]:
         return super().get_config() | {"rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}

@@ -1,0 +1,128 @@
+"""Max pooling, ReLU and dropout in one pass over each image: the fused kernel behind the planner's
+``MaxPooling2D -> ReLU -> Dropout`` stage (:mod:`tinynet.fusion`).
+
+Forward, per image, per output pixel and channel (same window rules and tie-breaking as
+:func:`tinynet.kernels.maxpool_forward`)::
+
+    m        = max over the window of z          argmax_index = where it was
+    r        = max(m, 0)                          (ReLU; it commutes with max, so pooling first is exact)
+    y        = r * scale  if words >= threshold else 0     (dropout, scale = 1 / (1 - rate); skipped if no words)
+    pass_mask = 1 if the unit was kept and r > 0, else 0   (where any gradient can flow)
+
+Backward: the three derivatives multiply to ``pass_mask * scale`` (``scale = 1`` without dropout), routed to the
+winning pixel::
+
+    dz = 0;  dz[n, idx // W, idx % W, c] += dy[n, i, j, c] * scale   where pass_mask[n, i, j, c]
+
+The unfused layers compute exactly the same floating-point operations in the same order, so the fused and the
+unfused model agree bit for bit (a test checks it). The win is memory traffic: the pooled map is read and
+written once instead of once per layer, and no float mask is materialised.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .pooling import _maxpool_forward_one_image
+
+__all__ = ["pool_relu_dropout_forward", "pool_relu_dropout_backward"]
+
+
+@numba.njit(cache=True)
+def _forward_one_image(z, n, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
+                       pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    _maxpool_forward_one_image(z, n, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    out_h, out_w, channels = y.shape[1], y.shape[2], y.shape[3]
+    zero = y.dtype.type(0)
+    for i in range(out_h):
+        for j in range(out_w):
+            for c in range(channels):
+                value = y[n, i, j, c]
+                if value > zero:
+                    if use_dropout:
+                        if words[n, i, j, c] >= threshold:
+                            y[n, i, j, c] = value * scale
+                            pass_mask[n, i, j, c] = 1
+                        else:
+                            y[n, i, j, c] = zero
+                            pass_mask[n, i, j, c] = 0
+                    else:
+                        pass_mask[n, i, j, c] = 1
+                else:
+                    y[n, i, j, c] = zero  # ReLU (and -0.0 or NaN never pass a gradient)
+                    pass_mask[n, i, j, c] = 0
+
+
+@numba.njit(cache=True)
+def _forward_serial(z, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
+                    pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    for n in range(z.shape[0]):
+        _forward_one_image(z, n, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
+                           pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@numba.njit(cache=True, parallel=True)
+def _forward_parallel(z, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
+                      pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    for n in numba.prange(z.shape[0]):
+        _forward_one_image(z, n, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
+                           pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+@numba.njit(cache=True)
+def _backward_one_image(dy, argmax_index, pass_mask, scale, n, dz_planes):
+    dz_planes[n, :, :] = 0
+    out_h, out_w, channels = dy.shape[1], dy.shape[2], dy.shape[3]
+    for i in range(out_h):
+        for j in range(out_w):
+            for c in range(channels):
+                if pass_mask[n, i, j, c]:
+                    dz_planes[n, argmax_index[n, i, j, c], c] += dy[n, i, j, c] * scale
+
+
+@numba.njit(cache=True)
+def _backward_serial(dy, argmax_index, pass_mask, scale, dz_planes):
+    for n in range(dy.shape[0]):
+        _backward_one_image(dy, argmax_index, pass_mask, scale, n, dz_planes)
+
+
+@numba.njit(cache=True, parallel=True)
+def _backward_parallel(dy, argmax_index, pass_mask, scale, dz_planes):
+    for n in numba.prange(dy.shape[0]):  # images never share a pixel, so no race
+        _backward_one_image(dy, argmax_index, pass_mask, scale, n, dz_planes)
+
+
+def pool_relu_dropout_forward(z, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
+                              words=None, rate=0.0, parallel=False):
+    """Fused forward; returns ``(y, argmax_index, pass_mask)``. ``words`` (uint32, shape of ``y``) from
+    :func:`tinynet.kernels.dropout.draw_random_words` turns dropout on; ``None`` means no dropout (inference).
+
+    The layer geometry is trusted here (the planner takes it from built layers); ``z`` must be C-contiguous
+    float32/float64 ``(N, H, W, C)``.
+    """
+    from .dropout import keep_threshold
+
+    batch, channels = z.shape[0], z.shape[3]
+    y = np.empty((batch, out_h, out_w, channels), dtype=z.dtype)
+    argmax_index = np.empty(y.shape, dtype=np.int32)
+    pass_mask = np.empty(y.shape, dtype=np.uint8)
+    use_dropout = words is not None
+    if use_dropout and words.shape != y.shape:
+        raise ValueError(f"pool_relu_dropout_forward: words has shape {words.shape}, expected {y.shape}")
+    scale = z.dtype.type(1.0 / (1.0 - rate)) if use_dropout else z.dtype.type(1.0)
+    kernel = _forward_parallel if parallel else _forward_serial
+    kernel(z, y, argmax_index, pass_mask, words if use_dropout else np.zeros((1, 1, 1, 1), np.uint32),
+           use_dropout, keep_threshold(rate), scale, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    return y, argmax_index, pass_mask
+
+
+def pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width, rate=0.0, dropout=True, out=None,
+                               parallel=False):
+    """Fused backward: ``dz`` of shape ``(N, height, width, C)`` (into ``out`` if given, for buffer reuse)."""
+    batch, channels = dy.shape[0], dy.shape[3]
+    dz = np.empty((batch, height, width, channels), dtype=dy.dtype) if out is None else out
+    scale = dy.dtype.type(1.0 / (1.0 - rate)) if dropout else dy.dtype.type(1.0)
+    kernel = _backward_parallel if parallel else _backward_serial
+    kernel(np.ascontiguousarray(dy), argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))
+    return dz
