@@ -9,6 +9,7 @@ where it helps); the whole run also goes to one combined JSON (``--json``, by de
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -95,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     return run_suites(names, context, options.json or options.output_dir / "report.json")
 
 
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def run_suites(names: list[str], context: Any, report_path: Path) -> int:
     """Run each suite, print and save it; a failing suite is reported and the others still run.
 
@@ -119,7 +125,7 @@ def run_suites(names: list[str], context: Any, report_path: Path) -> int:
         if load_before and load_before[0] > usable_cpus:
             print(f"WARNING: load average {load_before[0]} on {usable_cpus} CPUs before '{name}': other processes "
                   "are competing for the cores, expect slow and noisy timings (see the IQR columns)")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         try:
             data = load(name).run(context)
         except Exception as error:  # one broken suite must not hide the others' results
@@ -130,6 +136,9 @@ def run_suites(names: list[str], context: Any, report_path: Path) -> int:
         suite_report = {
             "suite": name, "command": context.command, "mode": context.settings.mode,
             "seconds": round(time.perf_counter() - start, 2),
+            # CPU seconds this process and its finished subprocesses used: on an idle machine close to
+            # seconds x threads during BLAS-heavy work; much less means other processes had the cores.
+            "cpu_seconds": round(_cpu_seconds() - cpu_start, 2),
             "load_average": {"before": load_before, "after": environment.load_average()},
             "environment": environment.describe_environment(), "results": data,
         }

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import benchmarks
-from benchmarks import cli, flops
+from benchmarks import cli, flops, markdown
 from benchmarks.context import Settings
 from benchmarks.report import format_number, format_table, write_json
 from benchmarks.timing import Summary, time_call
@@ -181,6 +181,8 @@ def test_main_runs_the_in_process_suites_and_writes_json_and_charts(tmp_path, ca
         assert json.loads((tmp_path / f"{name}.json").read_text())["suite"] == name
     for chart in ("layers.png", "step.png"):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rendered = markdown.render(data)
+    assert "### `layers`" in rendered and "| conv2d_1 |" in rendered and "Peak: **" in rendered
 
 
 def test_python_dash_m_benchmarks_runs_the_subprocess_and_torch_suites(tmp_path):
