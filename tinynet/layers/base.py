@@ -81,6 +81,7 @@ class Layer:
         self.output_shape: Shape | None = None
         self.needs_input_gradient = True
         self._cache: Any = None
+        self._scratch_buffers: dict[str, np.ndarray] = {}
         if batch_input_shape is not None:
             input_shape = tuple(batch_input_shape)[1:]
         self._declared_input_shape: Shape | None = (
@@ -200,6 +201,17 @@ class Layer:
         if x.shape[0] == 0:
             raise ValueError(f"{self.name}: got an empty batch (shape {x.shape})")
         return x if x.dtype == self.dtype else x.astype(self.dtype)
+
+    def _scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A work array of the layer's dtype, reused from call to call while the shape stays the same.
+
+        For intermediates only (im2col matrices and the like), never for what forward returns: the caller may
+        keep an output, but nobody outside the layer holds a scratch buffer.
+        """
+        buffer = self._scratch_buffers.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != self.dtype:
+            buffer = self._scratch_buffers[name] = np.empty(shape, dtype=self.dtype)
+        return buffer
 
     def _take_cache(self) -> Any:
         """Return what forward cached and clear it, or raise if backward comes without a forward."""

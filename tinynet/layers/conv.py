@@ -94,9 +94,11 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
         batch = x.shape[0]
-        cols = im2col(x, *self._window_args())
-        weights = self.params["kernel"].reshape(-1, self.filters)
-        z = cols @ weights
+        kh, kw = self.kernel_size
+        rows, depth = batch * self.out_h * self.out_w, kh * kw * self.input_shape[-1]
+        # The im2col matrix is rebuilt every step into the same buffer (it is also what backward needs for dW).
+        cols = im2col(x, *self._window_args(), out=self._scratch("cols", (rows, depth)))
+        z = np.matmul(cols, self.params["kernel"].reshape(depth, self.filters))
         if self.use_bias:
             z += self.params["bias"]
         y = self.activation.forward(z.reshape(batch, self.out_h, self.out_w, self.filters))
@@ -115,12 +117,14 @@ class Conv2D(Layer):
 
     def _backward_from_z(self, dz: np.ndarray, cols: np.ndarray, batch: int) -> np.ndarray | None:
         dz_rows = dz.reshape(-1, self.filters)
-        self.grads["kernel"] = (cols.T @ dz_rows).reshape(self.params["kernel"].shape)
+        kernel = self.params["kernel"].reshape(-1, self.filters)
+        # Written into the existing gradient arrays: each backward overwrites layer.grads, allocating nothing.
+        np.matmul(cols.T, dz_rows, out=self.grads["kernel"].reshape(kernel.shape))
         if self.use_bias:
-            self.grads["bias"] = dz_rows.sum(axis=0)
+            np.sum(dz_rows, axis=0, out=self.grads["bias"])
         if not self.needs_input_gradient:
             return None
-        dcols = dz_rows @ self.params["kernel"].reshape(-1, self.filters).T
+        dcols = np.matmul(dz_rows, kernel.T, out=self._scratch("dcols", cols.shape))
         height, width, channels = self.input_shape
         return col2im(dcols, batch, height, width, channels, *self._window_args())
 

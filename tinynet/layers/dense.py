@@ -86,9 +86,10 @@ class Dense(Layer):
     def _backward_from_z(self, dz: np.ndarray, x: np.ndarray) -> np.ndarray | None:
         x_rows = x.reshape(-1, x.shape[-1])
         dz_rows = dz.reshape(-1, self.units)
-        self.grads["kernel"] = x_rows.T @ dz_rows
+        # Written into the existing gradient arrays: each backward overwrites layer.grads, allocating nothing.
+        np.matmul(x_rows.T, dz_rows, out=self.grads["kernel"])
         if self.use_bias:
-            self.grads["bias"] = dz_rows.sum(axis=0)
+            np.sum(dz_rows, axis=0, out=self.grads["bias"])
         if not self.needs_input_gradient:
             return None
         return dz @ self.params["kernel"].T
