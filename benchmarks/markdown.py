@@ -68,8 +68,11 @@ def _step(results: dict[str, Any]) -> str:
         pieces = [[piece["piece"], piece["total_s"] * 1e3, piece["share_percent"]] for piece in profile["pieces"]]
         by_kind = ", ".join(f"{kind} {share:.1f} %" for kind, share in profile["share_by_kind_percent"].items())
         summed, whole = profile["sum_of_medians_s"] * 1e3, profile["train_on_batch_s"] * 1e3
-        parts.append(f"Time share inside a training step at batch {profile['batch']} (sum of medians "
-                     f"{summed:.2f} ms, train_on_batch {whole:.2f} ms). By kind: {by_kind}.\n\n"
+        unfused = profile.get("train_on_batch_fuse_off_s")
+        unfused_text = "" if unfused is None else f", {unfused * 1e3:.2f} ms with fuse off"
+        parts.append(f"Time share inside a layer-by-layer training step at batch {profile['batch']} (sum of "
+                     f"medians {summed:.2f} ms; train_on_batch {whole:.2f} ms{unfused_text}). By kind: {by_kind}."
+                     "\n\n"
                      + format_markdown_table(["piece", "fwd + bwd ms", "share %"], pieces))
     return "\n\n".join(parts)
 

@@ -173,8 +173,10 @@ def test_main_runs_the_in_process_suites_and_writes_json_and_charts(tmp_path, ca
     assert [row["layer"] for row in layer_rows][:2] == ["conv2d_1", "max_pooling2d_1"]
     assert layer_rows[0]["forward_flops"] == smoke.layer_batches[0] * 778_752
     step = data["suites"]["step"]["results"]
-    assert {(row["kind"], row["batch"]) for row in step["measurements"]} == (
-        {("train", batch) for batch in smoke.train_batches} | {("predict", batch) for batch in smoke.inference_batches})
+    measured = {(row["kind"], row["batch"]) for row in step["measurements"]}
+    assert measured >= ({("train", batch) for batch in smoke.train_batches}
+                        | {("predict", batch) for batch in smoke.inference_batches})
+    assert all(row["ms"] > 0 and row["images_per_s"] > 0 for row in step["measurements"])
     shares = step["time_shares"][0]["pieces"]
     assert sum(piece["share_percent"] for piece in shares) == pytest.approx(100.0)
     for name in ("peak", "layers", "step"):

@@ -35,7 +35,8 @@ def time_layers(model: Any, batch: int, repeats: int, warmup: int, seed: int = 0
     inputs, gradients = [], []
     x = synthetic_images(batch, seed)
     for layer in model.layers:
-        inputs.append(x)
+        # A copy: a layer may reuse its output buffer on its next call, and this input must stay as it was.
+        inputs.append(np.array(x, copy=True))
         x = layer.forward(x, training=True)
         # Small gradients, as a real backward pass sees; the values do not change the time.
         gradients.append((generator.standard_normal(x.shape) * 1e-3).astype(x.dtype))

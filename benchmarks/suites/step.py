@@ -8,9 +8,13 @@ Derived figures: images/s = batch / median time; projected seconds per epoch = t
 6,325,760 FLOPs per image forward and 18,198,528 per image in a training step (see :mod:`benchmarks.flops`);
 % of peak = that over the run's sgemm peak.
 
+When the model fuses runs of layers into single stages (``Sequential.fuse``, on by default), training is also
+measured with ``model.fuse = False`` ("train (fuse off)"), every layer on its own.
+
 Time shares: the same step written out through the public layer API (:mod:`benchmarks.manual_step`), each
 layer's forward and backward timed inside it; a layer's share is its median forward + backward over the sum of
-all medians (layers, the loss and its gradient, the optimizer update).
+all medians (layers, the loss and its gradient, the optimizer update). This is the layer-by-layer step, as with
+``fuse = False``: the sum of medians is printed beside ``train_on_batch``'s median, fused or not.
 """
 
 from __future__ import annotations
@@ -90,6 +94,15 @@ def run(context: RunContext) -> dict[str, Any]:
         summary = measure_training(model, batch, settings.step_repeats, settings.step_warmup)
         measurements.append(throughput("train", batch, summary.median, training_cost, context)
                             | {"timing": summary.as_dict()})
+    if getattr(model, "fuse", None) is True:
+        # The model runs fusable layer runs as fused stages (Sequential.fuse); the layer-by-layer reference shows
+        # what the fusion gains, and is what the time shares below measure.
+        model.fuse = False
+        for batch in settings.train_batches:
+            summary = measure_training(model, batch, settings.step_repeats, settings.step_warmup)
+            measurements.append(throughput("train", batch, summary.median, training_cost, context)
+                                | {"kind": "train (fuse off)", "timing": summary.as_dict()})
+        model.fuse = True
     for batch in settings.inference_batches:
         summary = measure_inference(model, batch, settings.step_repeats, settings.step_warmup)
         measurements.append(throughput("predict", batch, summary.median, forward_cost, context)
@@ -106,7 +119,10 @@ def run(context: RunContext) -> dict[str, Any]:
     for batch in settings.train_batches:
         profile = profile_step(model, batch, settings.profile_repeats, settings.step_warmup)
         train_ms = next(row["ms"] for row in measurements if row["kind"] == "train" and row["batch"] == batch)
+        unfused_ms = next((row["ms"] for row in measurements
+                           if row["kind"] == "train (fuse off)" and row["batch"] == batch), None)
         profile["train_on_batch_s"] = train_ms / 1e3
+        profile["train_on_batch_fuse_off_s"] = None if unfused_ms is None else unfused_ms / 1e3
         profiles.append(profile)
         print(format_table(
             ["piece", "fwd ms", "bwd/update ms", "total ms", "share %"],
@@ -114,7 +130,8 @@ def run(context: RunContext) -> dict[str, Any]:
               None if row["backward_s"] is None else row["backward_s"] * 1e3, row["total_s"] * 1e3,
               row["share_percent"]] for row in profile["pieces"]],
             title=f"step: time share per layer inside a training step at batch {batch} "
-                  f"(sum of medians {profile['sum_of_medians_s'] * 1e3:.2f} ms; train_on_batch {train_ms:.2f} ms)",
+                  f"(sum of medians {profile['sum_of_medians_s'] * 1e3:.2f} ms; train_on_batch {train_ms:.2f} ms"
+                  + ("" if unfused_ms is None else f", {unfused_ms:.2f} ms with fuse off") + ")",
         ))
         print("share by kind: " + ", ".join(f"{kind} {share:.1f}%"
                                             for kind, share in profile["share_by_kind_percent"].items()))
