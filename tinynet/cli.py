@@ -6,6 +6,7 @@
     tinynet train --dataset fashion_mnist --epochs 5 --learning-rate 0.01 --momentum 0.9
     tinynet train --checkpoint runs/model.tnz      # save the whole model after every epoch
     tinynet train --resume runs/model.tnz --checkpoint runs/model.tnz   # continue where it stopped
+    tinynet train --inspect --limit 3200   # also record inside each layer: inspect.csv and three PNGs
     tinynet data fetch mnist               # fill the dataset cache and say where it is
     tinynet bench --quick                  # the benchmark suite (see benchmarks/)
 """
@@ -95,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue training the model saved at PATH (by --checkpoint or model.save) from the "
                             "epoch it reached, exactly as if it had not stopped; the file's optimizer, dropout and "
                             "random state replace --initial-epoch, --seed, --dropout and the optimizer flags")
+
+    train.add_argument("--inspect", action="store_true",
+                       help="record each layer's gradient norms, update ratios, activation statistics and dead "
+                            "ReLU units during training (tinynet.inspect.TrainingRecorder); write inspect.csv, "
+                            "gradient_norms.png, update_ratios.png and activations.png, and print the summary "
+                            "with FLOPs and activation memory")
+    train.add_argument("--inspect-every", type=_positive_int, default=10, metavar="STEPS",
+                       help="with --inspect, record one training step in every STEPS")
 
     data = commands.add_parser("data", help="manage the dataset cache")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -189,9 +198,15 @@ def train(args: argparse.Namespace) -> int:
         model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
         initial_epoch = args.initial_epoch
     if args.verbose:
-        model.summary()
+        model.summary(batch_size=args.batch_size if args.inspect else None)
 
     checkpoints = [] if args.checkpoint is None else [ModelCheckpoint(args.checkpoint, save_best_only=False)]
+    recorder = None
+    if args.inspect:
+        from tinynet.inspect import TrainingRecorder
+
+        recorder = TrainingRecorder(every=args.inspect_every)
+        checkpoints.append(recorder)
     started = time.perf_counter()
     try:
         history = model.fit(x_train, y_train_onehot, batch_size=args.batch_size, epochs=args.epochs,
@@ -227,6 +242,12 @@ def train(args: argparse.Namespace) -> int:
                                           class_names=class_names)
     print(f"Wrote history.csv, weights.npz, samples.png, loss.png, accuracy.png, confusion_matrix.png and "
           f"predictions.png to {output}")
+    if recorder is not None:
+        from tinynet.inspect import save_inspection
+
+        written = save_inspection(recorder, output)
+        print(f"Wrote {', '.join(path.name for path in written)} to {output} (inside each layer, every "
+              f"{args.inspect_every} steps)")
     return 0
 
 
