@@ -325,7 +325,7 @@ class TrainingRecorder(Callback):
 
     # Hooks are installed for the length of fit and removed at its end, even when it ends on an error.
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._remove_hooks()
+        self.on_train_end()  # a previous fit that ended on an error never called it: undo what it left
         self._restore = install_hooks(self.model.layers, after_forward=self._after_forward)
 
     def on_train_end(self, logs: dict | None = None) -> None:
