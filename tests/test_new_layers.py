@@ -29,7 +29,7 @@ from tinynet.layers import (
     MaxPooling2D,
     ReLU,
 )
-from tinynet.models import Sequential
+from tinynet.models import Sequential, load_model
 from tinynet.optimizers import SGD
 
 GRADIENT_SETTINGS = settings(max_examples=15)
@@ -236,6 +236,26 @@ def test_batchnorm_weights_in_keras_order_round_trip_through_set_weights_and_a_w
     saving.load_weights(twin, tmp_path / "weights.npz")
     for got, expected in zip(twin.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_model_of_the_new_layers_round_trips_through_save_and_load_model(tmp_path):
+    model = Sequential([Conv2D(4, 3, input_shape=(6, 6, 1)), BatchNormalization(momentum=0.8, epsilon=0.01),
+                        LeakyReLU(0.1), AveragePooling2D(2, strides=1, padding="same"), GlobalAveragePooling2D(),
+                        Dense(2, activation="softmax")])
+    model.compile(SGD(learning_rate=0.1, momentum=0.9), "categorical_crossentropy")
+    rng = np.random.default_rng(2)
+    x = rng.random((8, 6, 6, 1), dtype=np.float32)
+    y = np.eye(2, dtype=np.float32)[[0, 1] * 4]
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # moving statistics away from their initial 0 and 1
+    model.save(tmp_path / "model.tnz")
+    loaded = load_model(tmp_path / "model.tnz")
+    assert [type(layer).__name__ for layer in loaded.layers] == [type(layer).__name__ for layer in model.layers]
+    bn, leaky, pool = loaded.layers[1], loaded.layers[2], loaded.layers[3]
+    assert (bn.momentum, bn.epsilon, leaky.alpha, pool.strides, pool.padding) == (0.8, 0.01, 0.1, (1, 1), "same")
+    for got, expected in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert not np.allclose(bn.state["moving_variance"], 1)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
 
 
 def test_batchnorm_in_a_model_trains_its_weights_and_predicts_with_its_moving_statistics():
