@@ -208,3 +208,26 @@ def test_python_dash_m_benchmarks_runs_the_subprocess_and_torch_suites(tmp_path)
     else:
         assert torch_result["parameters"]["torch"] == torch_result["parameters"]["tinynet"] == 563_114
         assert all(row["ratio_tinynet_over_torch"] > 0 for row in torch_result["measurements"])
+
+
+def test_a_failing_suite_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    import types
+
+    import benchmarks.suites
+
+    real_load = benchmarks.suites.load
+
+    def broken_peak(context):
+        raise RuntimeError("no BLAS today")
+
+    def load(name):
+        return types.SimpleNamespace(run=broken_peak) if name == "peak" else real_load(name)
+
+    monkeypatch.setattr(benchmarks.suites, "load", load)
+    code = benchmarks.main(["peak", "step", "--smoke", "--no-charts", "--output-dir", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "peak: FAILED (RuntimeError: no BLAS today)" in printed and "FAILED suites: peak" in printed
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["suites"]["peak"]["results"] == {"failed": True, "error": "RuntimeError: no BLAS today"}
+    assert data["suites"]["step"]["results"]["measurements"]
