@@ -253,6 +253,15 @@ def test_softmax_is_stable_for_large_logits_and_sums_to_one():
     np.testing.assert_array_equal(sig, [[0.0, 1.0]])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_keeps_relative_precision_for_small_outputs(dtype):
+    z = np.array([[-30.0, -20.0, -15.0, -10.0, -1.0, 0.0, 2.0, 30.0]], dtype=dtype)
+    exact = 1 / (1 + np.exp(-z.astype(np.float64)))  # exp(30) is exact enough in float64 for this
+    got = Activation("sigmoid", dtype=dtype).forward(z)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, exact, rtol=1e-6 if dtype == "float32" else 1e-14)
+
+
 @pytest.mark.parametrize(("options", "expected"), [
     ({}, [0, 0, 0, 0.5, 2, 7]),
     ({"max_value": 1.0}, [0, 0, 0, 0.5, 1, 1]),
