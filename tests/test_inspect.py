@@ -265,3 +265,19 @@ def test_train_with_inspect_writes_the_table_and_pictures(tmp_path, capsys):
     assert set(table["layer"]) >= {"conv2d_1", "activation_1", "dense_3", "model"}
     for name in ("gradient_norms", "update_ratios", "activations"):
         assert matplotlib.image.imread(output / f"{name}.png").shape[1] > 700
+
+
+def test_the_inspect_backprop_example_runs_and_every_gradient_agrees(monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "inspect_backprop.py"
+    monkeypatch.setattr(sys, "argv", [str(example), "--synthetic", "--batch-size", "4", "--check-batch-size", "2",
+                                      "--max-entries", "3"])
+    runpy.run_path(str(example), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert "FORWARD (top to bottom)" in printed and "BACKWARD (bottom to top)" in printed
+    backward_row = next(line for line in printed.split("BACKWARD")[1].splitlines() if "conv2d_2" in line)
+    assert backward_row.split()[1:2] == ["4x11x11x32"] and "4x13x13x64" in backward_row  # arrives, leaves
+    assert printed.count(" ok ") == 10 and "All gradients agree." in printed
