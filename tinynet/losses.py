@@ -74,6 +74,8 @@ class Loss:
 class CategoricalCrossentropy(Loss):
     r"""Cross-entropy between one-hot (or probability) targets ``y`` and predicted probabilities ``p``.
 
+    Shapes: ``y_true`` and ``y_pred`` ``(N, K)``; per-sample losses ``(N,)``. No cache: a pure function.
+
     Forward, per sample, as Keras 2 computes it::
 
         q = clip(p / sum_k p_k, eps, 1 - eps)
@@ -116,6 +118,8 @@ class CategoricalCrossentropy(Loss):
 
 class SparseCategoricalCrossentropy(Loss):
     r"""Categorical cross-entropy with integer class labels instead of one-hot rows.
+
+    Shapes: ``y_true`` ``(N,)`` integer labels (or ``(N, 1)``), ``y_pred`` ``(N, K)`` probabilities.
 
     Forward, per sample with label ``c``: ``loss = -log clip(p_c, eps, 1 - eps)``.
 
@@ -176,7 +180,11 @@ class SparseCategoricalCrossentropy(Loss):
 class MeanSquaredError(Loss):
     r"""Mean squared error: ``loss = mean_k (p_k - y_k)^2`` per sample (Keras averages over the last axis).
 
-    Backward of the batch mean: ``dL/dp = 2 (p - y) / (K N)`` with ``K`` the size of the last axis.
+    Shapes: ``y_true`` and ``y_pred`` ``(N, ..., K)``; per-sample losses ``(N,)``.
+
+    Backward of the batch mean ``L = (1/N) sum_n (1/K) sum_k (p_nk - y_nk)^2``: each ``p_nk`` appears in one
+    square, whose derivative is ``2 (p_nk - y_nk)``, weighted by the two means, so
+    ``dL/dp = 2 (p - y) / (K N)`` with ``K`` the size of the last axis. No cache: the loss is a pure function.
     """
 
     name = "mean_squared_error"
@@ -194,7 +202,12 @@ class BinaryCrossentropy(Loss):
 
         q = clip(p, eps, 1 - eps);  loss = mean_k -(y_k log q_k + (1 - y_k) log(1 - q_k))
 
-    Backward of the batch mean: ``dL/dp = (q - y) / (q (1 - q)) / (K N)`` (0 where ``p`` was clipped).
+    Shapes: ``y_true`` and ``y_pred`` ``(N, ..., K)``, targets in ``[0, 1]``; per-sample losses ``(N,)``.
+
+    Backward of the batch mean: the derivative of ``-(y log q + (1 - y) log(1 - q))`` is
+    ``-y / q + (1 - y) / (1 - q) = (q - y) / (q (1 - q))``, and the means over ``K`` outputs and ``N`` samples
+    divide it by ``K N``: ``dL/dp = (q - y) / (q (1 - q)) / (K N)`` (0 where ``p`` was clipped, as the clip is
+    flat there). Fused with a sigmoid it would be ``(p - y) / (K N)``; tinynet chains the two instead.
     """
 
     name = "binary_crossentropy"
