@@ -26,6 +26,14 @@ class SGD:
     that needs no gradient at the look-ahead point: it applies the momentum step twice, once through ``v`` and
     once explicitly.
 
+    Why a step *against* ``g`` lowers the loss: to first order ``L(p - lr g) = L(p) - lr ||g||^2``, which is
+    smaller for a small enough ``lr``. Momentum keeps a decaying sum of past steps, ``v_t = -sum_s momentum^(t-s)
+    lr_s g_s``, so directions that agree from step to step speed up and those that flip sign cancel out.
+
+    Shapes and state: each velocity has its parameter's shape and dtype, created at zero on first use (and only
+    when ``momentum > 0``); with ``iterations`` that is all the optimizer keeps. It reads ``layer.grads`` and
+    changes ``layer.params`` in place, and nothing else.
+
     ``lr=`` is accepted as Keras 2.2 named it; ``optimizer.lr`` and ``optimizer.learning_rate`` are the base rate.
     Velocities are kept per layer name and parameter name, so one optimizer serves a whole model and its state
     can be saved.
