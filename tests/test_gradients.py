@@ -232,8 +232,9 @@ def test_conv_pool_relu_flatten_dense_model_gradients(height, width, channels, f
     z = conv.forward(x)
     assume(_min_window_gap(z, 2) > MARGIN)
     assume(np.abs(model.layers[1].forward(z)).min() > MARGIN)
-    # ... and no probability in the clip range of the cross-entropies, where the fused gradient deliberately
-    # departs from the (flat) clipped loss. Run with the dropout masks check_model will use, then rewind them.
+    # ... and no probability near 0 or 1: in the clip range of the cross-entropies the fused gradient deliberately
+    # departs from the (flat) clipped loss, and close to it log(1 - p) amplifies rounding enough to spoil the
+    # finite differences. Run with the dropout masks check_model will use, then rewind them.
     generators = [layer.generator for layer in model.layers if isinstance(layer, Dropout)]
     states = [generator.bit_generator.state for generator in generators]
     outputs = model._forward(x, training=True)
@@ -241,9 +242,9 @@ def test_conv_pool_relu_flatten_dense_model_gradients(height, width, channels, f
         generator.bit_generator.state = state
     model._clear_caches()
     if head != "linear_mse":
-        assume(outputs.min() > 1e-5 and outputs.max() < 1 - 1e-5)
+        assume(outputs.min() > 1e-3 and outputs.max() < 1 - 1e-3)
 
-    report = check_model(model, x, y, seed=seed)
+    report = check_model(model, x, y, seed=seed, step=1e-5)
     assert report.passed, str(report)
     assert {entry.name for entry in report.entries} == {
         f"{layer.name}.{name}" for layer in model.layers for name in layer.params}
