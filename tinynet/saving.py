@@ -92,7 +92,7 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
 
     The file appears complete or not at all: it is written beside ``path`` and renamed over it.
     """
-    path = Path(path)
+    path = _checked_path(path, "save_model")
     arrays: dict[str, np.ndarray] = {}
 
     def store(array: np.ndarray) -> str:
@@ -140,7 +140,7 @@ def load_model(path: str | os.PathLike, custom_objects: dict[str, Any] | None = 
             version, or names a class that is neither in tinynet nor in ``custom_objects``. The message names the
             file and the problem.
     """
-    path = Path(path)
+    path = _checked_path(path, "load_model")
     if custom_objects is not None and not isinstance(custom_objects, dict):
         raise TypeError(f"load_model: custom_objects must be a dict of name -> class, got "
                         f"{type(custom_objects).__name__}")
@@ -172,9 +172,17 @@ def load_model(path: str | os.PathLike, custom_objects: dict[str, Any] | None = 
                          f"({type(error).__name__}: {error})") from error
 
 
+def _checked_path(path: Any, entry_point: str) -> Path:
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        raise TypeError(f"{entry_point}: path must be a file path (str or os.PathLike), got {path!r}")
+    return Path(path)
+
+
 def _checked_payload(data: bytes, path: Path) -> bytes:
     """The payload after the header, once magic, version, length and checksum are all right."""
-    if data[:len(MAGIC)] != MAGIC[:len(data)] or not data:
+    if not data:
+        raise ValueError(f"load_model: {path} is empty (0 bytes): not a tinynet model file")
+    if data[:len(MAGIC)] != MAGIC[:len(data)]:
         hint = ""
         if data.startswith(_ZIP_MAGIC):
             hint = " (it is a zip/npz archive: a weights file from save_weights? use load_weights for those)"

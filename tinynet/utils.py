@@ -15,7 +15,11 @@ def to_categorical(y, num_classes: int | None = None, dtype: str = "float32") ->
     ``y`` of shape ``(N,)`` (a trailing axis of size 1 is squeezed, as in Keras) becomes ``(N, num_classes)``;
     other shapes gain a last axis. ``num_classes`` defaults to ``max(y) + 1``.
     """
-    y = np.asarray(y)
+    try:
+        y = np.asarray(y)
+    except ValueError as error:
+        raise ValueError(f"to_categorical: y must be a rectangular array of labels; nested lists of different "
+                         f"lengths cannot become one ({error})") from None
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
             raise TypeError("to_categorical: y must hold integer class labels, got non-integer floats")

@@ -55,6 +55,13 @@ class ReLU(Layer):
         self, max_value: float | None = None, negative_slope: float = 0.0, threshold: float = 0.0, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
+        for argument, value in (("max_value", max_value), ("negative_slope", negative_slope),
+                                ("threshold", threshold)):
+            if value is None and argument == "max_value":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) \
+                    or np.isnan(value):
+                raise TypeError(f"{self.name}: {argument} must be a number, got {value!r}")
         if max_value is not None and max_value < 0:
             raise ValueError(f"{self.name}: max_value must be >= 0 or None, got {max_value!r}")
         if negative_slope < 0:

@@ -186,7 +186,11 @@ class Layer:
     def _prepare_input(self, x: Any) -> np.ndarray:
         """Build on first use, check ``x`` is ``(batch, *input_shape)``, cast it to the layer's dtype."""
         if not isinstance(x, np.ndarray):
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except ValueError as error:
+                raise ValueError(f"{self.name}: expected a rectangular numeric array; nested lists of different "
+                                 f"lengths cannot become one ({error})") from None
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{self.name}: expected a numeric array, got dtype {x.dtype}")
         if not self.built:

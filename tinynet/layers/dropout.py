@@ -36,7 +36,14 @@ class Dropout(Layer):
         if isinstance(rate, bool) or not isinstance(rate, int | float | np.floating) or not 0 <= rate < 1:
             raise ValueError(f"{self.name}: rate must be a float in [0, 1), got {rate!r}")
         self.rate = float(rate)
+        if noise_shape is not None and (not isinstance(noise_shape, tuple | list) or not all(
+                n is None or (isinstance(n, int | np.integer) and not isinstance(n, bool) and n > 0)
+                for n in noise_shape)):
+            raise TypeError(f"{self.name}: noise_shape must be None or a tuple of positive ints and None, "
+                            f"got {noise_shape!r}")
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+            raise TypeError(f"{self.name}: seed must be None or a non-negative int, got {seed!r}")
         self.seed = seed
         self.generator = np.random.default_rng(seed) if seed is not None else backend.new_generator()
 
@@ -45,6 +52,9 @@ class Dropout(Layer):
             return shape
         if len(self.noise_shape) != len(shape):
             raise ValueError(f"{self.name}: noise_shape {self.noise_shape} must have rank {len(shape)}")
+        if any(n not in (None, 1, s) for n, s in zip(self.noise_shape, shape, strict=True)):
+            raise ValueError(f"{self.name}: noise_shape {self.noise_shape} must hold None, 1 or the input's size "
+                             f"on each axis of an input of shape {shape}")
         return tuple(s if n is None else n for n, s in zip(self.noise_shape, shape, strict=True))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
