@@ -13,8 +13,12 @@ from tinynet.layers.base import Layer
 class Activation(Layer):
     r"""Applies a named element-wise function: ``Activation('relu' | 'softmax' | 'sigmoid' | 'tanh' | 'linear')``.
 
+    Shapes: any ``(N, ...)`` in, the same shape out (softmax normalises over the last axis).
+
     Forward ``y = f(x)``; backward ``dx = f'(dy)`` written with the output ``y`` alone (the table and the
-    softmax derivation are in :mod:`tinynet.activations`). No parameters. Cache: the output ``y``.
+    softmax derivation are in :mod:`tinynet.activations`). Each output depends only on its own input (softmax:
+    on its own row), so the Jacobian is diagonal (block-diagonal) and ``dx`` is ``dy`` times the local slope,
+    never a full matrix product. No parameters. Cache: the output ``y``.
     """
 
     def __init__(self, activation: str, **kwargs: Any) -> None:
@@ -46,7 +50,10 @@ class ReLU(Layer):
         y = x                             if threshold <= x < max_value
         y = negative_slope * (x - threshold)   if x < threshold
 
-    Backward: ``dx = dy * slope(x)``, the slope of the piece ``x`` fell in (1, 0 or ``negative_slope``); at the
+    Shapes: any ``(N, ...)`` in, the same shape out; no parameters.
+
+    Backward: each output depends on its own input only, through a straight piece, so the Jacobian is diagonal
+    and ``dx = dy * slope(x)``, the slope of the piece ``x`` fell in (1, 0 or ``negative_slope``); at the
     kink ``x == threshold`` the right-hand slope (1) is used, except for the default ``threshold = 0`` with
     ``negative_slope = 0`` where ``x = 0`` gets 0 like ``Activation('relu')``. Cache: the input ``x``.
     """

@@ -15,6 +15,8 @@ class Dropout(Layer):
     r"""Inverted dropout (Keras 2): at training, zero each element with probability ``rate`` and scale the
     survivors by ``1 / (1 - rate)`` so the expected activation is unchanged; at inference, the identity.
 
+    Shapes: any ``(N, ...)`` in, the same shape out; no parameters.
+
     Forward (training)::
 
         m ~ Bernoulli(1 - rate) per element        (drawn from this layer's own seeded NumPy Generator)
