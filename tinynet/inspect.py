@@ -516,7 +516,10 @@ def plot_activations(frame, path: str | os.PathLike) -> Path:
     std_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False, title="layer")
     dead_axes.set_ylabel("dead ReLU units (fraction)")
     dead_axes.set_xlabel("training step (batch)")
-    dead_axes.set_ylim(-0.02, 1.02)
+    dead = frame.loc[frame["quantity"] == "dead_fraction", "value"]
+    # Zoom on the values (dead fractions are usually small) but never past 1, and keep 0 in sight.
+    top = min(1.02, max(0.1, 1.25 * float(dead.max()))) if not dead.empty else 1.02
+    dead_axes.set_ylim(-0.01 * top, top)
     if dead_axes.get_legend_handles_labels()[0]:
         dead_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False,
                          title="ReLU layer")
