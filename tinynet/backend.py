@@ -46,7 +46,10 @@ def set_floatx(value: str) -> None:
 
 def float_dtype(value: str | np.dtype | type | None = None) -> np.dtype:
     """Resolve a dtype argument (``None`` means :func:`floatx`) to a NumPy float dtype, rejecting non-floats."""
-    name = floatx() if value is None else np.dtype(value).name
+    try:
+        name = floatx() if value is None else np.dtype(value).name
+    except (TypeError, ValueError):
+        raise TypeError(f"dtype: expected 'float32' or 'float64', got {value!r}") from None
     if name not in _FLOAT_TYPES:
         raise TypeError(f"dtype: expected 'float32' or 'float64', got {value!r}")
     return np.dtype(name)

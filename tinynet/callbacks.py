@@ -140,7 +140,7 @@ class ProgbarLogger(Callback):
 # ------------------------------------------------------------------------------------------ helpers of callbacks
 def _monitor_operation(mode: str, monitor: str, owner: str) -> Callable[[float, float], bool]:
     """``np.less`` or ``np.greater``: Keras's 'auto' picks 'max' for accuracies and 'min' for everything else."""
-    if mode not in ("auto", "min", "max"):
+    if not isinstance(mode, str) or mode not in ("auto", "min", "max"):
         raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "max" or (mode == "auto" and ("acc" in monitor or monitor.startswith("fmeasure"))):
         return np.greater
@@ -154,10 +154,9 @@ def _check_monitor(monitor: Any, owner: str) -> str:
 
 
 def _is_finite_number(value: Any) -> bool:
-    try:
-        return bool(np.isfinite(value))
-    except TypeError:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         return False
+    return bool(np.isfinite(value))
 
 
 class ModelCheckpoint(Callback):

@@ -59,6 +59,8 @@ class Sequential:
     """
 
     def __init__(self, layers: Iterable[Layer] | None = None, name: str | None = None) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"Sequential: name must be a non-empty string, got {name!r}")
         self.name = name or backend.unique_name("sequential")
         self.layers: list[Layer] = []
         self.optimizer: Any = None
@@ -73,11 +75,9 @@ class Sequential:
         self._plan: tuple | None = None
         #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
         self.epochs_done = 0
-        if name is not None and (not isinstance(name, str) or not name):
-            raise TypeError(f"Sequential: name must be a non-empty string, got {name!r}")
-        if layers is not None and not isinstance(layers, Iterable):
+        if layers is not None and (not isinstance(layers, Iterable) or isinstance(layers, np.ndarray | str)):
             raise TypeError(f"{self.name}: layers must be a list of tinynet layers, got {type(layers).__name__}")
-        for layer in layers or []:
+        for layer in [] if layers is None else layers:
             self.add(layer)
 
     # ---------------------------------------------------------------------------------------- construction
@@ -109,6 +109,9 @@ class Sequential:
         """Build every layer for ``input_shape`` (Keras style, with the batch axis first: ``(None, 28, 28, 1)``)."""
         if not self.layers:
             raise ValueError(f"{self.name}: the model has no layers")
+        if input_shape is not None and not isinstance(input_shape, tuple | list):
+            raise TypeError(f"{self.name}.build: input_shape must be a tuple with the batch axis first, such as "
+                            f"(None, 28, 28, 1), got {input_shape!r}")
         shape = self.layers[0]._declared_input_shape if input_shape is None else tuple(input_shape)[1:]
         if shape is None:
             raise ValueError(f"{self.name}: the input shape is unknown; give the first layer input_shape= or "
@@ -142,6 +145,9 @@ class Sequential:
         or ``'acc'``, and is resolved to the accuracy matching the loss, as Keras does)."""
         if loss is None:
             raise ValueError(f"{self.name}.compile: a loss is required, e.g. loss='categorical_crossentropy'")
+        if not (isinstance(loss, str | losses.Loss) or callable(loss)):
+            raise TypeError(f"{self.name}.compile: loss must be a loss name such as 'categorical_crossentropy' or a "
+                            f"tinynet.losses.Loss, got {type(loss).__name__}")
         if metrics is not None and (not isinstance(metrics, list | tuple)
                                     or not all(isinstance(metric, str) for metric in metrics)):
             raise TypeError(f"{self.name}.compile: metrics must be a list of names such as ['accuracy'], "
@@ -553,6 +559,10 @@ class Sequential:
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Set every weight from a list shaped like :meth:`get_weights` (checked before anything changes)."""
         self._require_built("set_weights")
+        if not isinstance(weights, list | tuple):
+            raise TypeError(f"{self.name}.set_weights: expected a list of arrays as get_weights() returns, got "
+                            f"{type(weights).__name__}")
+        weights = [_as_rectangular_array(value, f"{self.name}.set_weights: each weight") for value in weights]
         expected = sum(len(layer.weight_names) for layer in self.layers)
         if len(weights) != expected:
             raise ValueError(f"{self.name}.set_weights: expected {expected} arrays, got {len(weights)}")

@@ -37,6 +37,10 @@ def to_categorical(y, num_classes: int | None = None, dtype: str = "float32") ->
         raise ValueError(f"to_categorical: num_classes must be a positive int, got {num_classes!r}")
     if labels.size and labels.max() >= num_classes:
         raise ValueError(f"to_categorical: label {labels.max()} is out of range for num_classes={num_classes}")
+    try:
+        dtype = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"to_categorical: dtype must be a NumPy dtype such as 'float32', got {dtype!r}") from None
     categorical = np.zeros((labels.size, num_classes), dtype=dtype)
     categorical[np.arange(labels.size), labels] = 1
     return categorical.reshape(*shape, num_classes)

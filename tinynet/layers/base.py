@@ -72,7 +72,7 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
         self.name: str = name or backend.unique_name(_snake_case(type(self).__name__))
         self.dtype: np.dtype = backend.float_dtype(dtype)
-        self.trainable = bool(trainable)
+        self.trainable = self._flag(trainable, "trainable")
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.state: dict[str, np.ndarray] = {}
@@ -135,10 +135,16 @@ class Layer:
         names = self.weight_names
         if not self.built:
             raise RuntimeError(f"{self.name}: set_weights called before the layer was built")
+        if not isinstance(weights, list | tuple):
+            raise TypeError(f"{self.name}: set_weights expects a list of arrays ({', '.join(names)}), "
+                            f"got {type(weights).__name__}")
         if len(weights) != len(names):
             raise ValueError(f"{self.name}: expected {len(names)} weight arrays ({', '.join(names)}), "
                              f"got {len(weights)}")
-        arrays = [np.asarray(w) for w in weights]
+        try:
+            arrays = [np.asarray(w) for w in weights]
+        except ValueError as error:
+            raise ValueError(f"{self.name}: set_weights expects rectangular arrays ({error})") from None
         for name, value in zip(names, arrays, strict=True):
             if value.shape != self._weight(name).shape:
                 raise ValueError(f"{self.name}: weight {name!r} expects shape {self._weight(name).shape}, "
@@ -182,6 +188,12 @@ class Layer:
         if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0 for v in values):
             raise ValueError(f"{self.name}: {argument} must hold positive ints (no batch axis), got {shape!r}")
         return tuple(int(v) for v in values)
+
+    def _flag(self, value: Any, argument: str) -> bool:
+        """A boolean constructor argument (``use_bias``, ``trainable``), or a TypeError naming it."""
+        if not isinstance(value, bool | np.bool_):
+            raise TypeError(f"{self.name}: {argument} must be True or False, got {value!r}")
+        return bool(value)
 
     def _prepare_input(self, x: Any) -> np.ndarray:
         """Build on first use, check ``x`` is ``(batch, *input_shape)``, cast it to the layer's dtype."""
@@ -227,7 +239,13 @@ class Layer:
 
     def _check_output_gradient(self, dy: Any, expected_shape: tuple[int, ...]) -> np.ndarray:
         """Check ``dy`` matches the last forward's output shape; cast to the layer's dtype."""
-        dy = np.asarray(dy)
+        try:
+            dy = np.asarray(dy)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: backward expected an array dy of shape {expected_shape} ({error})") \
+                from None
+        if dy.dtype.kind not in "fiub":
+            raise TypeError(f"{self.name}: backward expected a numeric dy, got dtype {dy.dtype}")
         if dy.shape != expected_shape:
             raise ValueError(f"{self.name}: backward expected dy of shape {expected_shape}, got {dy.shape}")
         return dy if dy.dtype == self.dtype else dy.astype(self.dtype)

@@ -68,7 +68,7 @@ class Conv2D(Layer):
         if normalize_tuple(dilation_rate, 2, "dilation_rate", self.name) != (1, 1):
             raise ValueError(f"{self.name}: dilation_rate other than (1, 1) is not supported, got {dilation_rate!r}")
         self.activation = activations.get(activation, owner=f"{self.name} activation")
-        self.use_bias = bool(use_bias)
+        self.use_bias = self._flag(use_bias, "use_bias")
         self.kernel_initializer = initializers_module.get(kernel_initializer, owner=f"{self.name} kernel_initializer")
         self.bias_initializer = initializers_module.get(bias_initializer, owner=f"{self.name} bias_initializer")
 

@@ -48,7 +48,7 @@ class Dense(Layer):
             raise ValueError(f"{self.name}: units must be a positive int, got {units!r}")
         self.units = int(units)
         self.activation = activations.get(activation, owner=f"{self.name} activation")
-        self.use_bias = bool(use_bias)
+        self.use_bias = self._flag(use_bias, "use_bias")
         self.kernel_initializer = initializers_module.get(kernel_initializer, owner=f"{self.name} kernel_initializer")
         self.bias_initializer = initializers_module.get(bias_initializer, owner=f"{self.name} bias_initializer")
 
