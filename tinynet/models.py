@@ -31,14 +31,17 @@ _ACCURACY_KEYS = ("acc", "accuracy")
 
 
 class NumericalFaultError(FloatingPointError):
-    """A NaN or infinity appeared in the loss or in a gradient during training.
+    """A NaN or infinity appeared in the loss, in a gradient, in a weight after an update, or in the validation
+    loss, during training.
 
-    Raised before the optimizer applies the faulty step, so the weights are those of the last good step and no
-    checkpoint is written for the epoch. The message names the epoch and batch (as the progress bar numbers them,
-    with the 0-based indices callbacks see) and the layer where the fault first showed. Attributes: ``epoch`` and
-    ``batch`` (0-based, ``None`` outside ``fit``), ``layer`` (its name, or ``None``), ``quantity`` (``'loss'`` or
-    ``'gradient'``) and ``figures`` (the batch's loss and accuracy). Pass ``TerminateOnNaN()`` to ``fit`` to stop
-    training quietly instead, as Keras does.
+    The loss and every gradient are checked before the optimizer applies the step (then the weights are those of
+    the last good step), every weight right after it (a finite gradient times a huge learning rate can overflow),
+    and the validation loss at the end of each epoch. Either way no checkpoint is written for the epoch. The
+    message names the epoch and batch (as the progress bar numbers them, with the 0-based indices callbacks see)
+    and the layer where the fault first showed. Attributes: ``epoch`` and ``batch`` (0-based; ``None`` outside
+    ``fit`` and for the validation pass), ``layer`` (its name, or ``None``), ``quantity`` (``'loss'``,
+    ``'gradient'``, ``'update'`` or ``'validation'``) and ``figures`` (the loss and accuracy concerned). Pass
+    ``TerminateOnNaN()`` to ``fit`` to stop training quietly instead, as Keras does.
     """
 
     def __init__(self, message: str, *, epoch: int | None, batch: int | None, layer: str | None, quantity: str,
@@ -236,37 +239,53 @@ class Sequential:
         if not self._gradients_are_finite():
             raise self._numerical_fault("gradient", figures, x_batch, position)
         self.optimizer.apply_gradients(self.layers)
+        if not self._arrays_are_finite(layer.params for layer in self.layers):
+            # A finite gradient times a huge learning rate can still overflow; the next forward pass may not show
+            # it (max pooling never picks a NaN), so the weights are checked after every update too.
+            raise self._numerical_fault("update", figures, x_batch, position)
         return figures
 
     # ----------------------------------------------------------------------------------- numerical faults
     def _gradients_are_finite(self) -> bool:
-        # One sum per gradient array is cheap; NaN and Inf survive it. A sum that overflows though every element is
-        # finite is confirmed element-wise before it counts as a fault.
-        for layer in self.layers:
-            for grad in layer.grads.values():
-                if not np.isfinite(grad.sum()) and not np.isfinite(grad).all():
+        return self._arrays_are_finite(layer.grads for layer in self.layers)
+
+    @staticmethod
+    def _arrays_are_finite(dicts: Iterable[dict[str, np.ndarray]]) -> bool:
+        # One sum per array is cheap; NaN and Inf survive it. A sum that overflows though every element is finite
+        # is confirmed element-wise before it counts as a fault.
+        for arrays in dicts:
+            for array in arrays.values():
+                if not np.isfinite(array.sum()) and not np.isfinite(array).all():
                     return False
         return True
 
-    def _numerical_fault(self, quantity: str, figures: dict[str, float], x_batch: np.ndarray,
-                         position: tuple[int, int, int, int] | None) -> NumericalFaultError:
-        """Find where the NaN/Inf first showed and describe it (only runs once training has already failed)."""
-        layer, detail = self._locate_fault(quantity, x_batch)
+    def _numerical_fault(self, quantity: str, figures: dict[str, float], x_batches: Any,
+                         position: tuple[int, int, int | None, int] | None) -> NumericalFaultError:
+        """Find where the NaN/Inf first showed and describe it (only runs once training has already failed).
+
+        ``x_batches`` is the batch that failed, or (for the validation loss) an iterable of batches."""
+        layer, detail = self._locate_fault(quantity, [x_batches] if isinstance(x_batches, np.ndarray) else x_batches)
         self._clear_caches()
         if position is None:
             where = "in train_on_batch"
             epoch = batch = None
         else:
             epoch, epochs, batch, steps = position
-            where = f"at epoch {epoch + 1}/{epochs}, batch {batch + 1}/{steps} (0-based: epoch={epoch}, batch={batch})"
-        what = f"the loss is {figures['loss']}" if quantity == "loss" else "a gradient is NaN or infinite"
+            where = (f"at epoch {epoch + 1}/{epochs}, " + (
+                f"batch {batch + 1}/{steps} (0-based: epoch={epoch}, batch={batch})" if batch is not None
+                else f"in the validation pass after its last batch (0-based: epoch={epoch})"))
+        what = {"loss": f"the loss is {figures['loss']}", "gradient": "a gradient is NaN or infinite",
+                "update": "the update made a weight NaN or infinite",
+                "validation": f"the validation loss is {figures['loss']}"}[quantity]
+        applied = "The update was not applied" if quantity in ("loss", "gradient") else \
+            "The weights in memory are spoiled; the checkpoints saved before are not"
         message = (f"{self.name}: training diverged {where}: {what}; first non-finite values in layer "
-                   f"{layer!r}: {detail}. The update was not applied. Lower the learning rate, check the data "
-                   "and the initial weights, or pass callbacks=[TerminateOnNaN()] to stop without an error.")
+                   f"{layer!r}: {detail}. {applied}. Lower the learning rate, check the data and the initial "
+                   "weights, or pass callbacks=[TerminateOnNaN()] to stop without an error.")
         return NumericalFaultError(message, epoch=epoch, batch=batch, layer=layer, quantity=quantity,
                                    figures=figures)
 
-    def _locate_fault(self, quantity: str, x_batch: np.ndarray) -> tuple[str | None, str]:
+    def _locate_fault(self, quantity: str, x_batches: Iterable[np.ndarray]) -> tuple[str | None, str]:
         for layer in self.layers:  # a weight that is already NaN/Inf is the root of everything after it
             for name in layer.weight_names:
                 if not np.isfinite(layer._weight(name)).all():
@@ -278,12 +297,13 @@ class Sequential:
                         return layer.name, f"the gradient of its {name!r} holds NaN or Inf"
             return None, "no layer's gradient could be singled out"
         # Replay the forward pass with dropout off (no random draws) and report the first non-finite output.
-        values = x_batch
         with np.errstate(all="ignore"):
-            for layer in self.layers:
-                values = layer.forward(values, training=False)
-                if not np.isfinite(values).all():
-                    return layer.name, "its output holds NaN or Inf though its input was finite"
+            for x_batch in x_batches:
+                values = x_batch
+                for layer in self.layers:
+                    values = layer.forward(values, training=False)
+                    if not np.isfinite(values).all():
+                        return layer.name, "its output holds NaN or Inf though its input was finite"
         return self.layers[-1].name, "the outputs are finite but the loss of them is not"
 
     # --------------------------------------------------------------------------------------- data checks
@@ -441,8 +461,13 @@ class Sequential:
             seen = sum(len(order[s * batch_size:(s + 1) * batch_size]) for s in range(step + 1))
             epoch_logs = {key: total / seen for key, total in totals.items()}
             if validation_data is not None:
-                for key, value in self._evaluate_arrays(x_val, y_val, batch_size).items():
+                validation = self._evaluate_arrays(x_val, y_val, batch_size)
+                for key, value in validation.items():
                     epoch_logs[f"val_{key}"] = value
+                if not math.isfinite(validation["loss"]) and not stop_quietly_on_fault:
+                    batches = (self._gather(x_val, slice(start, start + batch_size))
+                               for start in range(0, len(x_val), batch_size))
+                    raise self._numerical_fault("validation", validation, batches, (epoch, epochs, None, steps))
             if step == steps - 1 and not faulted:
                 self.epochs_done = epoch + 1  # before the hooks, so a checkpoint saved there records it
             hooks.on_epoch_end(epoch, epoch_logs)
