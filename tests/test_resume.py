@@ -185,7 +185,17 @@ def _train(*flags: str) -> int:
                      "--verbose", "0", "--seed", "3", *flags])
 
 
-def test_command_resume_continues_exactly(tmp_path, capsys):
+@pytest.fixture
+def no_pictures(monkeypatch):
+    """The command's pictures are tested elsewhere; skipping them keeps these runs short."""
+    from tinynet import plotting
+
+    for name in ("plot_samples", "plot_loss", "plot_accuracy", "plot_confusion_matrix",
+                 "plot_images_with_predictions"):
+        monkeypatch.setattr(plotting, name, lambda *args, **kwargs: None)
+
+
+def test_command_resume_continues_exactly(tmp_path, capsys, no_pictures):
     data = str(_dataset(tmp_path / "data"))
     assert _train("--data", data, "--epochs", "4", "--output", str(tmp_path / "one_go"),
                   "--checkpoint", str(tmp_path / "one_go.tnz")) == 0
@@ -205,7 +215,7 @@ def test_command_resume_continues_exactly(tmp_path, capsys):
                              load_model(tmp_path / "split.tnz").get_weights())
 
 
-def test_command_resume_refuses_a_finished_or_mismatched_model(tmp_path, capsys):
+def test_command_resume_refuses_a_finished_or_mismatched_model(tmp_path, capsys, no_pictures):
     data = str(_dataset(tmp_path / "data"))
     checkpoint = tmp_path / "small.tnz"
     _build().save(checkpoint)  # takes 8x8 images
@@ -220,7 +230,7 @@ def test_command_resume_refuses_a_finished_or_mismatched_model(tmp_path, capsys)
     assert "already done 2 epochs" in capsys.readouterr().err
 
 
-def test_command_reports_divergence_cleanly(tmp_path, capsys):
+def test_command_reports_divergence_cleanly(tmp_path, capsys, no_pictures):
     data = str(_dataset(tmp_path / "data"))
     code = cli.main(["train", "--data", data, "--epochs", "2", "--learning-rate", "1e35", "--limit", "32",
                      "--verbose", "0", "--output", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "c.tnz")])
