@@ -121,16 +121,16 @@ def test_resume_in_a_new_process_is_bit_identical(tmp_path):
         model = load_model(sys.argv[1])
         with np.load(sys.argv[2]) as data:
             x, y, x_val, y_val = data["x"], data["y"], data["x_val"], data["y_val"]
-        history = model.fit(x, y, batch_size=%d, epochs=4, initial_epoch=model.epochs_done, verbose=0,
+        history = model.fit(x, y, batch_size=int(sys.argv[5]), epochs=4, initial_epoch=model.epochs_done, verbose=0,
                             validation_data=(x_val, y_val))
         np.savez(sys.argv[3], *model.get_weights())
         with open(sys.argv[4], "w") as file:
             json.dump({"epoch": history.epoch, "history": history.history,
                        "iterations": model.optimizer.iterations}, file)
-    """ % BATCH)
+    """)
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "checkpoint"), str(tmp_path / "data.npz"),
-         str(tmp_path / "weights.npz"), str(tmp_path / "history.json")],
+         str(tmp_path / "weights.npz"), str(tmp_path / "history.json"), str(BATCH)],
         cwd=REPOSITORY, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr

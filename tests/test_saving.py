@@ -433,3 +433,17 @@ def test_a_weight_of_the_wrong_shape_is_refused(tmp_path):
     payload = buffer.getvalue()
     path.write_bytes(saving._HEADER.pack(saving.MAGIC, 1, len(payload), hashlib.sha256(payload).digest()) + payload)
     _expect_refusal(path, "kernel has shape", "expects")
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    import re
+
+    text = (REPOSITORY / "README.md").read_text()
+    section = text[text.index("## Saving, resuming and callbacks"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["model"].epochs_done == 4
+    assert [line.split(",")[0] for line in (tmp_path / "log.csv").read_text().splitlines()] == \
+        ["epoch", "0", "1", "2", "3"]
