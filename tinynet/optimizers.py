@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tinynet.kernels.sgd import sgd_update
 from tinynet.layers.base import Layer
 
 
@@ -89,19 +90,13 @@ class SGD:
                 if grad.shape != param.shape:
                     raise ValueError(f"SGD: gradient {layer.name}.{name} has shape {grad.shape}, "
                                      f"parameter has {param.shape}")
-                step = grad * param.dtype.type(lr_t)  # lr_t * g, once, in the parameter's dtype
-                if self.momentum == 0:
-                    param -= step
-                    continue
-                velocity = self.velocities.get((layer.name, name))
-                if velocity is None:
-                    velocity = self.velocities[(layer.name, name)] = np.zeros_like(param)
-                velocity *= param.dtype.type(self.momentum)
-                velocity -= step
-                if self.nesterov:
-                    param += param.dtype.type(self.momentum) * velocity - step
-                else:
-                    param += velocity
+                velocity = None
+                if self.momentum != 0:
+                    velocity = self.velocities.get((layer.name, name))
+                    if velocity is None:
+                        velocity = self.velocities[(layer.name, name)] = np.zeros_like(param)
+                # One fused pass per parameter, in the parameter's dtype (tinynet.kernels.sgd).
+                sgd_update(param, velocity, grad, lr_t, self.momentum, self.nesterov)
         self.iterations += 1
 
     def get_config(self) -> dict[str, Any]:
