@@ -348,6 +348,13 @@ def test_command_flags_are_checked(flags, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_checkpoint_path_inside_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--checkpoint", str(tmp_path / "file" / "model.tnz")])
+    assert "is not a folder" in capsys.readouterr().err
+
+
 def test_resume_from_a_file_that_is_not_a_model_fails_cleanly(tmp_path, capsys):
     not_a_model = tmp_path / "notes.txt"
     not_a_model.write_text("hello")

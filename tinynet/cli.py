@@ -128,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error(f"--resume: no model file at {args.resume}")
     if args.checkpoint is not None and args.checkpoint.is_dir():
         build_parser().error(f"--checkpoint: {args.checkpoint} is a folder; expected a file path")
+    if args.checkpoint is not None and any(parent.exists() and not parent.is_dir()
+                                           for parent in args.checkpoint.parents):
+        build_parser().error(f"--checkpoint: {args.checkpoint} lies inside something that is not a folder")
     if args.resume is None and args.initial_epoch >= args.epochs:
         build_parser().error(f"--initial-epoch ({args.initial_epoch}) must be smaller than --epochs ({args.epochs})")
     return train(args)
