@@ -447,3 +447,13 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     assert namespace["model"].epochs_done == 4
     assert [line.split(",")[0] for line in (tmp_path / "log.csv").read_text().splitlines()] == \
         ["epoch", "0", "1", "2", "3"]
+
+
+def test_loading_leaves_the_process_random_streams_alone(tmp_path):
+    path, _ = _saved(tmp_path)
+    backend.set_random_seed(8)
+    expected = _model_around(layers.Dropout).get_weights()
+    backend.set_random_seed(8)
+    load_model(path)
+    for a, b in zip(expected, _model_around(layers.Dropout).get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

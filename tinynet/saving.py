@@ -35,6 +35,7 @@ Bare weights (:func:`save_weights` / :func:`load_weights`) stay a plain ``.npz``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -46,8 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from tinynet import backend, losses, optimizers
 from tinynet import layers as layers_module
-from tinynet import losses, optimizers
 from tinynet.fileio import atomic_write
 
 MAGIC = b"\x93TINYNET"
@@ -164,12 +165,25 @@ def load_model(path: str | os.PathLike, custom_objects: dict[str, Any] | None = 
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"load_model: {path}: the {DOCUMENT_KEY} document is not valid JSON ({error})") from error
     try:
-        return _model_from_document(document, arrays, custom_objects)
+        with _random_streams_untouched():
+            return _model_from_document(document, arrays, custom_objects)
     except _FormatError as error:
         raise ValueError(f"load_model: {path}: {error}") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise ValueError(f"load_model: {path}: the model document is malformed or inconsistent "
                          f"({type(error).__name__}: {error})") from error
+
+
+@contextlib.contextmanager
+def _random_streams_untouched():
+    """Rebuilding layers draws initial weights and spawns generators; do it from throwaway streams, so that loading
+    a model leaves the process's seeded streams (and so the models built after it) exactly as they were."""
+    root, global_generator = backend._root_seed_sequence, backend._global_generator
+    backend._root_seed_sequence, backend._global_generator = np.random.SeedSequence(0), None
+    try:
+        yield
+    finally:
+        backend._root_seed_sequence, backend._global_generator = root, global_generator
 
 
 def _checked_path(path: Any, entry_point: str) -> Path:
