@@ -41,10 +41,17 @@ _SCALARS = st.sampled_from([
     np.zeros((2, CLASSES), dtype=bool), np.array([[0, 1, 0], [1, 0]], dtype=object),
 ])
 
-_ARRAYS = hnp.arrays(
-    dtype=st.sampled_from([np.float32, np.float64, np.int32, np.uint8, np.bool_, np.int64]),
-    shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=7),
-    elements=None,
+# Values stay within +-1000 (plus NaN and Inf for floats): a label of 10**10 would ask to_categorical for a
+# one-hot array of tens of GiB, which is a memory question, not a validation one.
+_ARRAYS = st.one_of(
+    hnp.arrays(dtype=np.uint8, shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=7)),
+    hnp.arrays(dtype=st.sampled_from([np.int32, np.int64]),
+               shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=7),
+               elements=st.integers(min_value=-1000, max_value=1000)),
+    hnp.arrays(dtype=st.sampled_from([np.float32, np.float64]),
+               shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=7),
+               elements=st.floats(min_value=-1000, max_value=1000, width=32) | st.sampled_from([np.nan, np.inf])),
+    hnp.arrays(dtype=np.bool_, shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=7)),
 )
 
 BAD_VALUES = st.one_of(_SCALARS, _ARRAYS)
@@ -372,3 +379,14 @@ def test_saving_rejects_a_folder_as_path(tmp_path):
     with pytest.raises((IsADirectoryError, ValueError)):
         saving.save_model(_model(), tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+def test_to_categorical_of_an_absurd_label_says_so(monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    import tinynet.utils
+
+    monkeypatch.setattr(tinynet.utils.np, "zeros", no_memory)
+    with pytest.raises(ValueError, match=r"does not fit in memory.*largest: 6327338418"):
+        to_categorical(np.array([6327338418]))

@@ -41,6 +41,10 @@ def to_categorical(y, num_classes: int | None = None, dtype: str = "float32") ->
         dtype = np.dtype(dtype)
     except (TypeError, ValueError):
         raise TypeError(f"to_categorical: dtype must be a NumPy dtype such as 'float32', got {dtype!r}") from None
-    categorical = np.zeros((labels.size, num_classes), dtype=dtype)
+    try:
+        categorical = np.zeros((labels.size, num_classes), dtype=dtype)
+    except MemoryError:
+        raise ValueError(f"to_categorical: a one-hot array of {labels.size} labels x {num_classes} classes does not "
+                         f"fit in memory; check the labels (largest: {labels.max()}) or pass num_classes") from None
     categorical[np.arange(labels.size), labels] = 1
     return categorical.reshape(*shape, num_classes)
