@@ -30,7 +30,9 @@ from tinynet import (
 __version__ = "0.1.0"
 
 # Heavier or optional modules load on first use: ``tinynet.datasets``, ``tinynet.plotting``...
-_LAZY_MODULES = {"applications", "cli", "datasets", "fileio", "fusion", "gradcheck", "inspect", "plotting", "report", "saving"}
+_LAZY_MODULES = {
+    "applications", "cli", "datasets", "fileio", "fusion", "gradcheck", "inspect", "plotting", "report", "saving",
+}
 
 
 def __getattr__(name: str) -> Any:
