@@ -19,8 +19,6 @@ Differences from the tutorial's own plots, on purpose:
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from tinynet.fileio import atomic_write
 from tinynet.report import as_class_indices, confusion_counts
 
 __all__ = [
@@ -56,21 +55,11 @@ def _save_png(figure: Figure, path) -> Path:
         raise ValueError(f"path must name a .png file (the pictures are PNG), got {str(destination)!r}")
     if destination.is_dir():
         raise ValueError(f"path must name a file, got the folder {str(destination)!r}")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as the destination, so os.replace is a rename within one file system (atomic on POSIX).
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        # os.open with mode 0o666 lets the umask decide the permissions, as for any ordinary new file
-        # (tempfile would create it 0600, and the rename would keep that).
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(descriptor, "wb") as stream:
-            # bbox_inches="tight" is a safety net over the constrained layout: a long rotated tick label
-            # must never push an axis title out of the picture.
-            figure.savefig(stream, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15)
-        os.replace(temporary, destination)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    # fileio.atomic_write: a temporary file in the same folder, then an atomic rename over the destination.
+    with atomic_write(destination) as stream:
+        # bbox_inches="tight" is a safety net over the constrained layout: a long rotated tick label
+        # must never push an axis title out of the picture.
+        figure.savefig(stream, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15)
     return destination
 
 

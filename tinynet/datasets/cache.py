@@ -26,11 +26,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from tinynet import fileio
 
 DATA_DIR_VARIABLE = "TINYNET_DATA_DIR"
 """Environment variable naming the cache root; it wins over ``XDG_CACHE_HOME`` and ``~/.cache``."""
@@ -123,37 +124,11 @@ def file_matches(path: Path, spec: FileSpec) -> bool:
     return digest.hexdigest() == spec.sha256
 
 
-@contextlib.contextmanager
-def atomic_write(path: Path) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path`` for binary writing; on success, move it into place atomically.
-
-    Usage::
-
-        with atomic_write(folder / "train-images-idx3-ubyte") as file:
-            file.write(data)
-
-    If the ``with`` body raises, the temporary file is deleted and ``path`` is left exactly as it was. If it
-    finishes, the data is flushed and fsynced, the file is ``os.replace``-d onto ``path``, and the folder is
-    fsynced (best effort) so that the rename itself survives a power cut. The file keeps ``mkstemp``'s mode
-    0600 (readable by its owner only), which suits a per-user cache.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent
-    )
-    temporary = Path(temporary_name)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-    _fsync_folder(path.parent)
+def atomic_write(path: Path) -> contextlib.AbstractContextManager[BinaryIO]:
+    """:func:`tinynet.fileio.atomic_write` for cache files: temporary ``.part`` file beside ``path``, flushed,
+    fsynced, renamed into place, folder fsynced; owner-only permissions (0600), which suit a per-user cache.
+    If the ``with`` body raises, ``path`` is left exactly as it was."""
+    return fileio.atomic_write(path, permissions=0o600, suffix=TEMPORARY_SUFFIX)
 
 
 def write_verified(path: Path, spec: FileSpec, chunks: Iterable[bytes]) -> None:
@@ -187,14 +162,3 @@ def read_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[by
         yield chunk
 
 
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # Some file systems cannot fsync a folder; the data itself is already safe.
-    finally:
-        os.close(descriptor)
