@@ -101,6 +101,21 @@ def _cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def _check_peak(context: Any) -> dict[str, Any]:
+    """Measure the sgemm peak again after the suites: a start-of-run peak depressed by another process's burst
+    would overstate every "% of peak" of the run, so the two are compared and a large gap is flagged."""
+    from benchmarks.suites.peak import measure_peak
+
+    again = measure_peak(context.settings)
+    start, end = context.peak["peak_gflops"], again["peak_gflops"]
+    print(f"sgemm peak re-measured after the suites: {end:.1f} GFLOP/s (start of run: {start:.1f})")
+    if end > 1.1 * start:
+        print(f"WARNING: the peak at the start was {100 * (1 - start / end):.0f}% lower than at the end, probably "
+              "depressed by another process: this run's '% of peak' figures are overstated; rerun when the "
+              "machine is quiet")
+    return again | {"ratio_to_start": end / start}
+
+
 def run_suites(names: list[str], context: Any, report_path: Path) -> int:
     """Run each suite, print and save it; a failing suite is reported and the others still run.
 
@@ -145,6 +160,8 @@ def run_suites(names: list[str], context: Any, report_path: Path) -> int:
         context.results[name] = suite_report
         report["suites"][name] = suite_report
         write_json(context.output_dir / f"{name}.json", suite_report)
+    if context.peak is not None:
+        report["peak_at_end"] = _check_peak(context)
     report["environment_at_end"] = environment.describe_environment()
     write_json(report_path, report)
     layer = report["environment_at_end"]["threads"]["numba_threading_layer"]

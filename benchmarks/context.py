@@ -37,7 +37,7 @@ class Settings:
     def for_mode(cls, quick: bool) -> Settings:
         if quick:
             return cls(
-                mode="quick", peak_sizes=(1024, 2048), peak_repeats=4,
+                mode="quick", peak_sizes=(1024, 2048), peak_repeats=6,
                 layer_batches=(32, 256), layer_repeats=7, layer_warmup=2,
                 train_batches=(32, 128), inference_batches=(1, 100, 500, 1000),
                 step_repeats=9, step_warmup=2, profile_repeats=9,
@@ -46,7 +46,7 @@ class Settings:
                 memory_images=60000, memory_max_steps=300, memory_validation_images=0,
             )
         return cls(
-            mode="full", peak_sizes=(1024, 1536, 2048), peak_repeats=8,
+            mode="full", peak_sizes=(1024, 1536, 2048), peak_repeats=12,
             layer_batches=(32, 256), layer_repeats=31, layer_warmup=3,
             train_batches=(32, 128), inference_batches=(1, 100, 500, 1000),
             step_repeats=41, step_warmup=5, profile_repeats=31,

@@ -25,6 +25,10 @@ def _environment(report: dict[str, Any]) -> str:
     variables = ", ".join(f"{name}={value}" for name, value in thread_info["environment"].items() if value)
     loads = [suite["load_average"]["before"][0] for suite in report["suites"].values()
              if suite["load_average"]["before"]]
+    peak_lines = []
+    if "peak_at_end" in report:
+        peak_lines = [f"- sgemm peak re-measured after the suites: {report['peak_at_end']['peak_gflops']:.1f} "
+                      f"GFLOP/s ({report['peak_at_end']['ratio_to_start']:.2f}x the start-of-run peak)"]
     return "\n".join([
         f"- Command: `{report['command']}` ({report['mode']} mode, started {report['started']})",
         f"- CPU: {cpu['model']}, {cpu['usable_cpus']} usable CPUs ({', '.join(cpu['vector_extensions'])})",
@@ -35,6 +39,7 @@ def _environment(report: dict[str, Any]) -> str:
         f"- Thread variables: {variables or 'none set'}",
         f"- Numba threading layer at the end of the run: {at_end['numba_threading_layer']}",
         f"- Load average (1 min) before each suite: {', '.join(format_number(load) for load in loads)}",
+        *peak_lines,
     ])
 
 
