@@ -7,8 +7,10 @@ is recorded at the start and end of every suite so a reader can tell a slow run 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,24 @@ def numpy_blas() -> dict[str, Any]:
     return {"build": build, "runtime": threads.openblas_info()}
 
 
+def tinynet_source() -> dict[str, Any]:
+    """Where tinynet is imported from and, in a git checkout, its commit and whether the engine has
+    uncommitted changes (numbers belong to a version of the engine)."""
+    spec = importlib.util.find_spec("tinynet")
+    if spec is None or not spec.submodule_search_locations:
+        return {"path": None}
+    package = Path(next(iter(spec.submodule_search_locations)))
+    source: dict[str, Any] = {"path": str(package)}
+    try:
+        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        changes = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return source  # not a git checkout, or no git: an installed copy
+    return source | {"git_commit": commit, "uncommitted_engine_changes": bool(changes.strip())}
+
+
 def load_average() -> list[float] | None:
     """1, 5 and 15-minute load averages (runnable processes); compare with the number of usable CPUs."""
     try:
@@ -89,6 +109,7 @@ def describe_environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "versions": {name: package_version(name) for name in ("tinynet", "numpy", "numba", "torch", "matplotlib")},
+        "tinynet_source": tinynet_source(),
         "blas": numpy_blas(),
         "threads": threads.thread_settings(),
         "load_average": load_average(),
@@ -104,7 +125,11 @@ def environment_lines(environment: dict[str, Any]) -> list[str]:
     core = runtime[0].get("corename") if runtime else None
     thread_info = environment["threads"]
     env = thread_info["environment"]
+    source = environment["tinynet_source"]
+    engine = source.get("git_commit", "not a git checkout") + (
+        " with uncommitted engine changes" if source.get("uncommitted_engine_changes") else "")
     return [
+        f"tinynet: {source['path']} ({engine})",
         f"CPU: {cpu['model']} ({cpu['usable_cpus']} usable of {cpu['logical_cpus']} logical CPUs; "
         f"{', '.join(cpu['vector_extensions']) or 'no vector flags found'})",
         f"Python {environment['python']}, numpy {versions['numpy']}, numba {versions['numba']}, "

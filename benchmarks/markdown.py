@@ -29,7 +29,11 @@ def _environment(report: dict[str, Any]) -> str:
     if "peak_at_end" in report:
         peak_lines = [f"- sgemm peak re-measured after the suites: {report['peak_at_end']['peak_gflops']:.1f} "
                       f"GFLOP/s ({report['peak_at_end']['ratio_to_start']:.2f}x the start-of-run peak)"]
+    source = environment.get("tinynet_source", {})
+    engine = source.get("git_commit", "unknown") + (
+        " (with uncommitted engine changes)" if source.get("uncommitted_engine_changes") else "")
     return "\n".join([
+        f"- tinynet commit: {engine}",
         f"- Command: `{report['command']}` ({report['mode']} mode, started {report['started']})",
         f"- CPU: {cpu['model']}, {cpu['usable_cpus']} usable CPUs ({', '.join(cpu['vector_extensions'])})",
         f"- Python {environment['python']}, numpy {versions['numpy']}, numba {versions['numba']}, "
