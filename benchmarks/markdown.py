@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cli import DEFAULT_OUTPUT_DIR
-from benchmarks.report import format_markdown_table, format_number
+from benchmarks.report import format_markdown_table
 
 
 def _environment(report: dict[str, Any]) -> str:
@@ -42,13 +42,14 @@ def _environment(report: dict[str, Any]) -> str:
         f"{runtime.get('corename', '?')}, {thread_info['openblas_threads']} threads",
         f"- Thread variables: {variables or 'none set'}",
         f"- Numba threading layer at the end of the run: {at_end['numba_threading_layer']}",
-        f"- Load average (1 min) before each suite: {', '.join(format_number(load) for load in loads)}",
+        f"- Load average (1 min) before each suite: {', '.join(str(load) for load in loads)}",
         *peak_lines,
     ])
 
 
 def _peak(results: dict[str, Any]) -> str:
-    rows = [[row["size"], row["best_s"] * 1e3, row["best_gflops"], row["median_gflops"]] for row in results["sizes"]]
+    rows = [[str(row["size"]), row["best_s"] * 1e3, row["best_gflops"], row["median_gflops"]]
+            for row in results["sizes"]]
     return format_markdown_table(["n (square)", "best ms", "best GFLOP/s", "median GFLOP/s"], rows) + (
         f"\n\nPeak: **{results['peak_gflops']:.1f} GFLOP/s** with {results['blas_threads']} BLAS threads.")
 
