@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.context import RunContext, Settings
 
     settings = Settings.smoke() if options.smoke else Settings.for_mode(options.quick)
-    command = "python -m benchmarks" + ("" if not arguments else " " + shlex.join(arguments))
+    invoked_as = "tinynet bench" if Path(sys.argv[0]).name == "tinynet" else "python -m benchmarks"
+    command = invoked_as + ("" if not arguments else " " + shlex.join(arguments))
     context = RunContext(
         settings=settings,
         output_dir=options.output_dir,
