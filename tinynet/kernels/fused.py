@@ -95,7 +95,7 @@ def _backward_parallel(dy, argmax_index, pass_mask, scale, dz_planes):
 
 def pool_relu_dropout_forward(z, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
                               words=None, rate=0.0, parallel=False):
-    """Fused forward; returns ``(y, argmax_index, pass_mask)``. ``words`` (uint32, shape of ``y``) from
+    """Fused forward; returns ``(y, argmax_index, pass_mask)``. ``words`` (uint16, shape of ``y``) from
     :func:`tinynet.kernels.dropout.draw_random_words` turns dropout on; ``None`` means no dropout (inference).
 
     The layer geometry is trusted here (the planner takes it from built layers); ``z`` must be C-contiguous
@@ -112,7 +112,7 @@ def pool_relu_dropout_forward(z, pool_h, pool_w, stride_h, stride_w, pad_top, pa
         raise ValueError(f"pool_relu_dropout_forward: words has shape {words.shape}, expected {y.shape}")
     scale = z.dtype.type(1.0 / (1.0 - rate)) if use_dropout else z.dtype.type(1.0)
     kernel = _forward_parallel if parallel else _forward_serial
-    kernel(z, y, argmax_index, pass_mask, words if use_dropout else np.zeros((1, 1, 1, 1), np.uint32),
+    kernel(z, y, argmax_index, pass_mask, words if use_dropout else np.zeros((1, 1, 1, 1), np.uint16),
            use_dropout, keep_threshold(rate), scale, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     return y, argmax_index, pass_mask
 

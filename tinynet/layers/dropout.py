@@ -25,7 +25,7 @@ class Dropout(Layer):
     Backward: ``y`` is linear in ``x`` with the mask fixed, so ``dx = dy * m / (1 - rate)``. Cache: the keep
     mask ``m`` as uint8 (``None`` after an inference forward, where ``dx = dy``).
 
-    The mask comes from raw 32-bit words of the generator compared with ``rate * 2**32``
+    The mask comes from raw 16-bit words of the generator compared with ``rate * 2**16``
     (:mod:`tinynet.kernels.dropout`), the same draw the fused pooling path uses, so fused and unfused models see
     identical masks.
 
