@@ -38,14 +38,7 @@ import operator
 import numba
 import numpy as np
 
-__all__ = [
-    "im2col",
-    "col2im",
-    "im2col_parallel",
-    "col2im_parallel",
-    "im2col_reference",
-    "col2im_reference",
-]
+__all__ = ["im2col", "col2im", "im2col_parallel", "col2im_parallel", "im2col_reference", "col2im_reference"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -317,20 +310,8 @@ def im2col_parallel(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left
 
 
 def col2im(
-    cols,
-    batch,
-    height,
-    width,
-    channels,
-    kernel_h,
-    kernel_w,
-    stride_h,
-    stride_w,
-    pad_top,
-    pad_left,
-    out_h,
-    out_w,
-    out=None,
+    cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
+    out_h, out_w, out=None,
 ) -> np.ndarray:
     """The adjoint of :func:`im2col`: add every entry of ``cols`` back onto the pixel it was read from.
 
@@ -343,59 +324,21 @@ def col2im(
     have that shape and dtype and be C-contiguous; it is zeroed, filled and returned.
     """
     cols, geometry, dx = _check_col2im_args(
-        "col2im",
-        cols,
-        batch,
-        height,
-        width,
-        channels,
-        kernel_h,
-        kernel_w,
-        stride_h,
-        stride_w,
-        pad_top,
-        pad_left,
-        out_h,
-        out_w,
-        out,
+        "col2im", cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w,
+        pad_top, pad_left, out_h, out_w, out,
     )
     _col2im_serial(cols, dx, *geometry)
     return dx
 
 
 def col2im_parallel(
-    cols,
-    batch,
-    height,
-    width,
-    channels,
-    kernel_h,
-    kernel_w,
-    stride_h,
-    stride_w,
-    pad_top,
-    pad_left,
-    out_h,
-    out_w,
-    out=None,
+    cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
+    out_h, out_w, out=None,
 ) -> np.ndarray:
     """:func:`col2im` spread over Numba's threads: ``prange`` over the batch, never over kernel offsets."""
     cols, geometry, dx = _check_col2im_args(
-        "col2im_parallel",
-        cols,
-        batch,
-        height,
-        width,
-        channels,
-        kernel_h,
-        kernel_w,
-        stride_h,
-        stride_w,
-        pad_top,
-        pad_left,
-        out_h,
-        out_w,
-        out,
+        "col2im_parallel", cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w,
+        pad_top, pad_left, out_h, out_w, out,
     )
     _col2im_parallel(cols, dx, *geometry)
     return dx
@@ -439,38 +382,13 @@ def im2col_reference(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_lef
 
 
 def col2im_reference(
-    cols,
-    batch,
-    height,
-    width,
-    channels,
-    kernel_h,
-    kernel_w,
-    stride_h,
-    stride_w,
-    pad_top,
-    pad_left,
-    out_h,
-    out_w,
-    out=None,
+    cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
+    out_h, out_w, out=None,
 ) -> np.ndarray:
     """Plain NumPy :func:`col2im`: the same loop over kernel offsets as the reference im2col, with ``+=``."""
     cols, geometry, dx = _check_col2im_args(
-        "col2im_reference",
-        cols,
-        batch,
-        height,
-        width,
-        channels,
-        kernel_h,
-        kernel_w,
-        stride_h,
-        stride_w,
-        pad_top,
-        pad_left,
-        out_h,
-        out_w,
-        out,
+        "col2im_reference", cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w,
+        pad_top, pad_left, out_h, out_w, out,
     )
     kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w = geometry
     batch, height, width, channels = dx.shape

@@ -57,16 +57,7 @@ def _check_forward_args(
 ):
     x = _require_float_array(function, "x", x, 4)
     geometry = _window_geometry(
-        function,
-        pool_h,
-        pool_w,
-        stride_h,
-        stride_w,
-        pad_top,
-        pad_left,
-        out_h,
-        out_w,
-        size_names=("pool_h", "pool_w"),
+        function, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, size_names=("pool_h", "pool_w")
     )
     pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w = geometry
     batch, height, width, channels = x.shape
@@ -239,18 +230,7 @@ def maxpool_forward(
         the same); a NaN wins over any number.
     """
     x, geometry, y, argmax_index = _check_forward_args(
-        "maxpool_forward",
-        x,
-        pool_h,
-        pool_w,
-        stride_h,
-        stride_w,
-        pad_top,
-        pad_left,
-        out_h,
-        out_w,
-        out,
-        argmax_out,
+        "maxpool_forward", x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out, argmax_out
     )
     _maxpool_forward_serial(x, y, argmax_index, *geometry[:6])
     return y, argmax_index

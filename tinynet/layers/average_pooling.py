@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from tinynet.layers._geometry import check_padding, window_geometry
-from tinynet.layers.base import Layer, normalize_tuple
+from tinynet.layers._pooling2d import Pooling2D
 
 
-class AveragePooling2D(Layer):
+class AveragePooling2D(Pooling2D):
     r"""2-D average pooling over channels-last images, Keras 2's ``AveragePooling2D``.
 
     Shapes: ``(N, H, W, C) -> (N, Ho, Wo, C)``. ``strides=None`` means ``strides = pool_size``; 'valid' drops
@@ -40,27 +37,9 @@ class AveragePooling2D(Layer):
     Cache: only the batch size (the map is linear with fixed weights: backward needs no input values).
     """
 
-    def __init__(
-        self,
-        pool_size: int | tuple[int, int] = (2, 2),
-        strides: int | tuple[int, int] | None = None,
-        padding: str = "valid",
-        data_format: str | None = "channels_last",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.pool_size = normalize_tuple(pool_size, 2, "pool_size", self.name)
-        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", self.name)
-        self.padding = check_padding(padding, self.name)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{self.name}: only data_format='channels_last' (N, H, W, C) is supported, "
-                             f"got {data_format!r}")
-
     def build(self, input_shape: tuple[int, ...]) -> None:
-        input_shape = self._validate_shape(input_shape, "input_shape")
-        self.out_h, self.out_w, self.pad_top, self.pad_left = window_geometry(
-            input_shape, self.pool_size, self.strides, self.padding, self.name
-        )
+        super().build(input_shape)  # the window geometry: out_h, out_w, pad_top, pad_left
+        input_shape = self.input_shape
         height, width, _ = input_shape
         (pool_h, pool_w), (stride_h, stride_w) = self.pool_size, self.strides
         # The padded plane must hold the last window; 'valid' may leave rows past it unread (never padded).
@@ -70,10 +49,6 @@ class AveragePooling2D(Layer):
         inside[:, self.pad_top:self.pad_top + height, self.pad_left:self.pad_left + width] = 1.0
         self.count = self._window_sums(inside)[0, :, :, 0]  # (Ho, Wo), >= 1: every window holds a real pixel
         self._inverse_count = (1.0 / self.count)[None, :, :, None]
-        super().build(input_shape)
-
-    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (self.out_h, self.out_w, input_shape[-1])
 
     def _window_slice(self, offset_h: int, offset_w: int) -> tuple[slice, slice, slice, slice]:
         """The strided slice of the padded batch that holds pixel ``(offset_h, offset_w)`` of every window."""
@@ -117,8 +92,3 @@ class AveragePooling2D(Layer):
                 dpadded[self._window_slice(offset_h, offset_w)] += share
         # Gradients that landed on padding belong to no input pixel: cut them off.
         return np.ascontiguousarray(dpadded[:, self.pad_top:self.pad_top + height, self.pad_left:self.pad_left + width])
-
-    def get_config(self) -> dict[str, Any]:
-        return super().get_config() | {
-            "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding,
-        }

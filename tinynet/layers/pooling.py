@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from tinynet.kernels import maxpool_backward, maxpool_forward
-from tinynet.layers._geometry import check_padding, window_geometry
-from tinynet.layers.base import Layer, normalize_tuple
+from tinynet.layers._pooling2d import Pooling2D
 
 
-class MaxPooling2D(Layer):
+class MaxPooling2D(Pooling2D):
     r"""2-D max pooling over channels-last images, Keras 2's ``MaxPooling2D``.
 
     Shapes: ``(N, H, W, C) -> (N, Ho, Wo, C)``; ``strides=None`` means ``strides = pool_size``; 'valid' padding
@@ -32,32 +29,6 @@ class MaxPooling2D(Layer):
     ``argmax_index`` array, int32, shape of ``y``.
     """
 
-    def __init__(
-        self,
-        pool_size: int | tuple[int, int] = (2, 2),
-        strides: int | tuple[int, int] | None = None,
-        padding: str = "valid",
-        data_format: str | None = "channels_last",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.pool_size = normalize_tuple(pool_size, 2, "pool_size", self.name)
-        self.strides = self.pool_size if strides is None else normalize_tuple(strides, 2, "strides", self.name)
-        self.padding = check_padding(padding, self.name)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"{self.name}: only data_format='channels_last' (N, H, W, C) is supported, "
-                             f"got {data_format!r}")
-
-    def build(self, input_shape: tuple[int, ...]) -> None:
-        input_shape = self._validate_shape(input_shape, "input_shape")
-        self.out_h, self.out_w, self.pad_top, self.pad_left = window_geometry(
-            input_shape, self.pool_size, self.strides, self.padding, self.name
-        )
-        super().build(input_shape)
-
-    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (self.out_h, self.out_w, input_shape[-1])
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
         (ph, pw), (sh, sw) = self.pool_size, self.strides
@@ -72,8 +43,3 @@ class MaxPooling2D(Layer):
             return None
         height, width, _ = self.input_shape
         return maxpool_backward(dy, argmax_index, height, width)
-
-    def get_config(self) -> dict[str, Any]:
-        return super().get_config() | {
-            "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding,
-        }
