@@ -82,8 +82,11 @@ class PoolReluDropout:
         if not self.needs_input_gradient:
             return None
         height, width, _ = self.pool.input_shape
+        pool = self.pool
+        window = (*pool.pool_size, *pool.strides, pool.pad_top, pool.pad_left)
         return pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width,
-                                          rate=self.dropout.rate if dropout_on else 0.0, dropout=dropout_on)
+                                          rate=self.dropout.rate if dropout_on else 0.0, dropout=dropout_on,
+                                          window=window)
 
 
 Stage = Layer | PoolReluDropout

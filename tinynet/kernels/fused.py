@@ -82,9 +82,46 @@ def _backward_one_image(dy, argmax_index, pass_mask, scale, n, dz_planes):
 
 
 @numba.njit(cache=True)
+def _backward_one_image_disjoint(dy, argmax_index, pass_mask, scale, n, dz, pool_h, pool_w, stride_h, stride_w,
+                                 pad_top, pad_left, covers_plane):
+    """The same result when windows never overlap (stride >= pool): every pixel lies in at most one window, so
+    each is *written* once (the gradient if it won, else 0) instead of zeroed and then scattered into. The inner
+    loop over channels is a select on contiguous memory, which vectorises; the scatter's does not."""
+    height, width, channels = dz.shape[1], dz.shape[2], dz.shape[3]
+    out_h, out_w = dy.shape[1], dy.shape[2]
+    zero = dz.dtype.type(0)
+    if not covers_plane:  # pixels outside every window (e.g. the odd last row of an 11x11 map) get no gradient
+        dz[n, :, :, :] = zero
+    gradient = np.empty(channels, dtype=dz.dtype)
+    for i in range(out_h):
+        for j in range(out_w):
+            for c in range(channels):
+                gradient[c] = dy[n, i, j, c] * scale if pass_mask[n, i, j, c] else zero
+            for di in range(pool_h):
+                h = i * stride_h + di - pad_top
+                if h < 0 or h >= height:
+                    continue
+                for dj in range(pool_w):
+                    w = j * stride_w + dj - pad_left
+                    if w < 0 or w >= width:
+                        continue
+                    flat_index = h * width + w
+                    for c in range(channels):
+                        dz[n, h, w, c] = gradient[c] if argmax_index[n, i, j, c] == flat_index else zero
+
+
+@numba.njit(cache=True)
 def _backward_serial(dy, argmax_index, pass_mask, scale, dz_planes):
     for n in range(dy.shape[0]):
         _backward_one_image(dy, argmax_index, pass_mask, scale, n, dz_planes)
+
+
+@numba.njit(cache=True)
+def _backward_disjoint_serial(dy, argmax_index, pass_mask, scale, dz, pool_h, pool_w, stride_h, stride_w,
+                              pad_top, pad_left, covers_plane):
+    for n in range(dy.shape[0]):
+        _backward_one_image_disjoint(dy, argmax_index, pass_mask, scale, n, dz, pool_h, pool_w, stride_h,
+                                     stride_w, pad_top, pad_left, covers_plane)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -118,11 +155,25 @@ def pool_relu_dropout_forward(z, pool_h, pool_w, stride_h, stride_w, pad_top, pa
 
 
 def pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width, rate=0.0, dropout=True, out=None,
-                               parallel=False):
-    """Fused backward: ``dz`` of shape ``(N, height, width, C)`` (into ``out`` if given, for buffer reuse)."""
+                               parallel=False, window=None):
+    """Fused backward: ``dz`` of shape ``(N, height, width, C)`` (into ``out`` if given, for buffer reuse).
+
+    ``window = (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)``, when given for windows that do not
+    overlap (stride >= pool on both axes), selects the write-once kernel; otherwise the zero-and-scatter one.
+    Both give the same values.
+    """
     batch, channels = dy.shape[0], dy.shape[3]
     dz = np.empty((batch, height, width, channels), dtype=dy.dtype) if out is None else out
     scale = dy.dtype.type(1.0 / (1.0 - rate)) if dropout else dy.dtype.type(1.0)
+    dy = np.ascontiguousarray(dy)
+    if window is not None and not parallel and window[2] >= window[0] and window[3] >= window[1]:
+        pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = window
+        out_h, out_w = dy.shape[1], dy.shape[2]
+        covers_plane = (pad_top == 0 and pad_left == 0 and stride_h == pool_h and stride_w == pool_w
+                        and out_h * stride_h == height and out_w * stride_w == width)
+        _backward_disjoint_serial(dy, argmax_index, pass_mask, scale, dz, pool_h, pool_w, stride_h, stride_w,
+                                  pad_top, pad_left, covers_plane)
+        return dz
     kernel = _backward_parallel if parallel else _backward_serial
-    kernel(np.ascontiguousarray(dy), argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))
+    kernel(dy, argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))
     return dz
