@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import settings
 
@@ -31,3 +32,28 @@ def float64():
     """Build layers and models in float64 (what gradient checks need); restored by ``fresh_backend``."""
     backend.set_floatx("float64")
     return "float64"
+
+
+@pytest.fixture
+def tiny_idx_dataset(tmp_path):
+    """``make(train, test)`` writes a digits-like MNIST stand-in as the four IDX files in a folder and returns it.
+
+    Each 28x28 image is dim noise with a bright bar at a row that depends on its label (label = index % 10), so a
+    network learns it in a few steps; no network access and no real data needed.
+    """
+    from tinynet.datasets import write_idx
+
+    def make(train: int = 96, test: int = 40, seed: int = 0):
+        folder = tmp_path / "data"
+        folder.mkdir(exist_ok=True)
+        rng = np.random.default_rng(seed)
+        for prefix, count in (("train", train), ("t10k", test)):
+            labels = np.arange(count, dtype=np.uint8) % 10
+            images = rng.integers(0, 40, size=(count, 28, 28), dtype=np.uint8)
+            for index, label in enumerate(labels):
+                images[index, 2 + 2 * label: 4 + 2 * label, 4:24] = 255
+            write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
+            write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
+        return folder
+
+    return make

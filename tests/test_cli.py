@@ -9,24 +9,10 @@ import numpy as np
 import pytest
 
 from tinynet import cli, datasets
-from tinynet.datasets import write_idx
 
 
-def _tiny_dataset(folder, train=96, test=40, seed=0):
-    """Digits-like 28x28 images whose class is a bright bar at a class-dependent row: learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    for prefix, count in (("train", train), ("t10k", test)):
-        labels = np.arange(count, dtype=np.uint8) % 10
-        images = rng.integers(0, 40, size=(count, 28, 28), dtype=np.uint8)
-        for index, label in enumerate(labels):
-            images[index, 2 + 2 * label: 4 + 2 * label, 4:24] = 255
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
-    return folder
-
-
-def test_train_writes_report_plots_history_and_weights(tmp_path, capsys):
-    data = _tiny_dataset(tmp_path / "data")
+def test_train_writes_report_plots_history_and_weights(tmp_path, capsys, tiny_idx_dataset):
+    data = tiny_idx_dataset()
     output = tmp_path / "run"
     code = cli.main(["train", "--data", str(data), "--epochs", "3", "--initial-epoch", "1", "--batch-size", "16",
                      "--learning-rate", "0.05", "--momentum", "0.9", "--output", str(output), "--seed", "4"])
@@ -53,8 +39,8 @@ def test_train_writes_report_plots_history_and_weights(tmp_path, capsys):
     assert not [path for path in output.iterdir() if path.name.startswith(".")], "temporary files left behind"
 
 
-def test_train_is_repeatable_with_a_seed(tmp_path, capsys):
-    data = _tiny_dataset(tmp_path / "data")
+def test_train_is_repeatable_with_a_seed(tmp_path, capsys, tiny_idx_dataset):
+    data = tiny_idx_dataset()
     histories = []
     for run in ("a", "b"):
         output = tmp_path / run

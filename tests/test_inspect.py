@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from tinynet import applications, cli, inspect
-from tinynet.datasets import write_idx
 from tinynet.layers import (
     Activation,
     AveragePooling2D,
@@ -239,20 +238,8 @@ def test_save_inspection_writes_the_table_and_three_readable_pictures(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ tinynet train --inspect
-def _tiny_idx_dataset(folder, train=48, test=20):
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", train), ("t10k", test)):
-        labels = np.arange(count, dtype=np.uint8) % 10
-        images = rng.integers(0, 40, size=(count, 28, 28), dtype=np.uint8)
-        for index, label in enumerate(labels):
-            images[index, 2 + 2 * label: 4 + 2 * label, 4:24] = 255
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
-    return folder
-
-
-def test_train_with_inspect_writes_the_table_and_pictures(tmp_path, capsys):
-    data = _tiny_idx_dataset(tmp_path / "data")
+def test_train_with_inspect_writes_the_table_and_pictures(tmp_path, capsys, tiny_idx_dataset):
+    data = tiny_idx_dataset(train=48, test=20)
     output = tmp_path / "run"
     code = cli.main(["train", "--data", str(data), "--epochs", "2", "--batch-size", "16", "--inspect",
                      "--inspect-every", "2", "--output", str(output), "--verbose", "2", "--seed", "2"])
