@@ -34,3 +34,12 @@ def test_kernel_updates_multidimensional_parameters_in_place():
     sgd_update(param, velocity, np.full(param.shape, 2.0, np.float32), 0.5, 0.9, True)
     # v = -1; p = 1 + (0.9 * -1 - 1) = -0.9
     assert view is param and np.allclose(param, -0.9) and np.allclose(velocity, -1.0)
+
+
+def test_kernel_counts_updated_values_that_are_not_finite():
+    param = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    assert sgd_update(param, None, np.ones(3, np.float32), 0.1, 0.0, False) == 0
+    velocity = np.zeros(3, np.float32)
+    grad = np.array([0.0, 3e38, -3e38], dtype=np.float32)  # lr * g overflows float32 in two places
+    assert sgd_update(param, velocity, grad, 10.0, 0.9, True) == 2
+    assert np.isfinite(param[0]) and not np.isfinite(param[1:]).any()

@@ -251,8 +251,10 @@ class Sequential:
         self._backward(y_batch, outputs)
         if not self._gradients_are_finite():
             raise self._numerical_fault("gradient", figures, x_batch, position)
-        self.optimizer.apply_gradients(self.layers)
-        if not self._arrays_are_finite(layer.params for layer in self.layers):
+        updated_finite = self.optimizer.apply_gradients(self.layers)
+        if updated_finite is None:  # an optimizer that does not report it: look at the weights
+            updated_finite = self._arrays_are_finite(layer.params for layer in self.layers)
+        if not updated_finite:
             # A finite gradient times a huge learning rate can still overflow; the next forward pass may not show
             # it (max pooling never picks a NaN), so the weights are checked after every update too.
             raise self._numerical_fault("update", figures, x_batch, position)

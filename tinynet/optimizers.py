@@ -79,9 +79,14 @@ class SGD:
             return self.learning_rate / (1.0 + self.decay * self.iterations)
         return self.learning_rate
 
-    def apply_gradients(self, layers: Iterable[Layer]) -> None:
-        """One update of every trainable parameter from the ``grads`` the last backward pass left."""
+    def apply_gradients(self, layers: Iterable[Layer]) -> bool:
+        """One update of every trainable parameter from the ``grads`` the last backward pass left.
+
+        Returns True when every updated value is finite (checked in the update's own pass; the model uses it to
+        stop on an update that overflowed).
+        """
         lr_t = self.current_learning_rate()
+        all_finite = True
         for layer in layers:
             if not layer.trainable:
                 continue
@@ -96,8 +101,10 @@ class SGD:
                     if velocity is None:
                         velocity = self.velocities[(layer.name, name)] = np.zeros_like(param)
                 # One fused pass per parameter, in the parameter's dtype (tinynet.kernels.sgd).
-                sgd_update(param, velocity, grad, lr_t, self.momentum, self.nesterov)
+                if sgd_update(param, velocity, grad, lr_t, self.momentum, self.nesterov):
+                    all_finite = False
         self.iterations += 1
+        return all_finite
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "momentum": self.momentum, "decay": self.decay,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .dropout import keep_threshold
 from .pooling import _maxpool_forward_one_image
 
 __all__ = ["pool_relu_dropout_forward", "pool_relu_dropout_backward"]
@@ -55,17 +56,9 @@ def _forward_one_image(z, n, y, argmax_index, pass_mask, words, use_dropout, thr
 
 
 @numba.njit(cache=True)
-def _forward_serial(z, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
+def _forward_batch(z, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
                     pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     for n in range(z.shape[0]):
-        _forward_one_image(z, n, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
-                           pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-
-
-@numba.njit(cache=True, parallel=True)
-def _forward_parallel(z, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
-                      pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    for n in numba.prange(z.shape[0]):
         _forward_one_image(z, n, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
                            pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
@@ -111,35 +104,27 @@ def _backward_one_image_disjoint(dy, argmax_index, pass_mask, scale, n, dz, pool
 
 
 @numba.njit(cache=True)
-def _backward_serial(dy, argmax_index, pass_mask, scale, dz_planes):
+def _backward_batch(dy, argmax_index, pass_mask, scale, dz_planes):
     for n in range(dy.shape[0]):
         _backward_one_image(dy, argmax_index, pass_mask, scale, n, dz_planes)
 
 
 @numba.njit(cache=True)
-def _backward_disjoint_serial(dy, argmax_index, pass_mask, scale, dz, pool_h, pool_w, stride_h, stride_w,
+def _backward_disjoint_batch(dy, argmax_index, pass_mask, scale, dz, pool_h, pool_w, stride_h, stride_w,
                               pad_top, pad_left, covers_plane):
     for n in range(dy.shape[0]):
         _backward_one_image_disjoint(dy, argmax_index, pass_mask, scale, n, dz, pool_h, pool_w, stride_h,
                                      stride_w, pad_top, pad_left, covers_plane)
 
 
-@numba.njit(cache=True, parallel=True)
-def _backward_parallel(dy, argmax_index, pass_mask, scale, dz_planes):
-    for n in numba.prange(dy.shape[0]):  # images never share a pixel, so no race
-        _backward_one_image(dy, argmax_index, pass_mask, scale, n, dz_planes)
-
-
 def pool_relu_dropout_forward(z, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
-                              words=None, rate=0.0, parallel=False):
+                              words=None, rate=0.0):
     """Fused forward; returns ``(y, argmax_index, pass_mask)``. ``words`` (uint16, shape of ``y``) from
     :func:`tinynet.kernels.dropout.draw_random_words` turns dropout on; ``None`` means no dropout (inference).
 
     The layer geometry is trusted here (the planner takes it from built layers); ``z`` must be C-contiguous
     float32/float64 ``(N, H, W, C)``.
     """
-    from .dropout import keep_threshold
-
     batch, channels = z.shape[0], z.shape[3]
     y = np.empty((batch, out_h, out_w, channels), dtype=z.dtype)
     argmax_index = np.empty(y.shape, dtype=np.int32)
@@ -148,14 +133,14 @@ def pool_relu_dropout_forward(z, pool_h, pool_w, stride_h, stride_w, pad_top, pa
     if use_dropout and words.shape != y.shape:
         raise ValueError(f"pool_relu_dropout_forward: words has shape {words.shape}, expected {y.shape}")
     scale = z.dtype.type(1.0 / (1.0 - rate)) if use_dropout else z.dtype.type(1.0)
-    kernel = _forward_parallel if parallel else _forward_serial
-    kernel(z, y, argmax_index, pass_mask, words if use_dropout else np.zeros((1, 1, 1, 1), np.uint16),
-           use_dropout, keep_threshold(rate), scale, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    no_words = np.zeros((1, 1, 1, 1), np.uint16)  # a typed placeholder: Numba needs an array either way
+    _forward_batch(z, y, argmax_index, pass_mask, words if use_dropout else no_words, use_dropout,
+                   keep_threshold(rate), scale, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     return y, argmax_index, pass_mask
 
 
 def pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width, rate=0.0, dropout=True, out=None,
-                               parallel=False, window=None):
+                               window=None):
     """Fused backward: ``dz`` of shape ``(N, height, width, C)`` (into ``out`` if given, for buffer reuse).
 
     ``window = (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)``, when given for windows that do not
@@ -166,14 +151,13 @@ def pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width, rate=
     dz = np.empty((batch, height, width, channels), dtype=dy.dtype) if out is None else out
     scale = dy.dtype.type(1.0 / (1.0 - rate)) if dropout else dy.dtype.type(1.0)
     dy = np.ascontiguousarray(dy)
-    if window is not None and not parallel and window[2] >= window[0] and window[3] >= window[1]:
+    if window is not None and window[2] >= window[0] and window[3] >= window[1]:
         pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = window
         out_h, out_w = dy.shape[1], dy.shape[2]
         covers_plane = (pad_top == 0 and pad_left == 0 and stride_h == pool_h and stride_w == pool_w
                         and out_h * stride_h == height and out_w * stride_w == width)
-        _backward_disjoint_serial(dy, argmax_index, pass_mask, scale, dz, pool_h, pool_w, stride_h, stride_w,
+        _backward_disjoint_batch(dy, argmax_index, pass_mask, scale, dz, pool_h, pool_w, stride_h, stride_w,
                                   pad_top, pad_left, covers_plane)
         return dz
-    kernel = _backward_parallel if parallel else _backward_serial
-    kernel(dy, argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))
+    _backward_batch(dy, argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))
     return dz

@@ -241,17 +241,7 @@ def maxpool_forward_parallel(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`maxpool_forward` with images spread over Numba's threads (``prange`` over the batch)."""
     x, geometry, y, argmax_index = _check_forward_args(
-        "maxpool_forward_parallel",
-        x,
-        pool_h,
-        pool_w,
-        stride_h,
-        stride_w,
-        pad_top,
-        pad_left,
-        out_h,
-        out_w,
-        out,
+        "maxpool_forward_parallel", x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out,
         argmax_out,
     )
     _maxpool_forward_parallel(x, y, argmax_index, *geometry[:6])
@@ -298,17 +288,7 @@ def maxpool_forward_reference(
     is NaN); testing "inside the image" keeps a padding cell from winning a window of ``-inf`` values.
     """
     x, geometry, y, argmax_index = _check_forward_args(
-        "maxpool_forward_reference",
-        x,
-        pool_h,
-        pool_w,
-        stride_h,
-        stride_w,
-        pad_top,
-        pad_left,
-        out_h,
-        out_w,
-        out,
+        "maxpool_forward_reference", x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out,
         argmax_out,
     )
     pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w = geometry

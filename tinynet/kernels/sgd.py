@@ -17,31 +17,45 @@ __all__ = ["sgd_update", "sgd_update_reference"]
 
 @numba.njit(cache=True)
 def _plain(param, grad, learning_rate):
+    non_finite = 0
     for k in range(param.size):
-        param[k] = param[k] - grad[k] * learning_rate
+        value = param[k] - grad[k] * learning_rate
+        param[k] = value
+        if not np.isfinite(value):
+            non_finite += 1
+    return non_finite
 
 
 @numba.njit(cache=True)
 def _momentum(param, velocity, grad, learning_rate, momentum, nesterov):
+    non_finite = 0
     for k in range(param.size):
         step = grad[k] * learning_rate
         v = velocity[k] * momentum - step
         velocity[k] = v
         if nesterov:
-            param[k] = param[k] + (momentum * v - step)
+            value = param[k] + (momentum * v - step)
         else:
-            param[k] = param[k] + v
+            value = param[k] + v
+        param[k] = value
+        if not np.isfinite(value):
+            non_finite += 1
+    return non_finite
 
 
 def sgd_update(param: np.ndarray, velocity: np.ndarray | None, grad: np.ndarray, learning_rate: float,
-               momentum: float, nesterov: bool) -> None:
-    """Update ``param`` (and ``velocity``, unless momentum is 0) in place. All arrays C-contiguous, one dtype."""
+               momentum: float, nesterov: bool) -> int:
+    """Update ``param`` (and ``velocity``, unless momentum is 0) in place. All arrays C-contiguous, one dtype.
+
+    Returns how many updated values are NaN or infinite, counted in the same pass, so that the caller can
+    detect an update that overflowed without reading the parameters again.
+    """
     dtype = param.dtype.type
     flat_param, flat_grad = param.reshape(-1), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
     if momentum == 0:
-        _plain(flat_param, flat_grad, dtype(learning_rate))
-    else:
-        _momentum(flat_param, velocity.reshape(-1), flat_grad, dtype(learning_rate), dtype(momentum), nesterov)
+        return int(_plain(flat_param, flat_grad, dtype(learning_rate)))
+    return int(_momentum(flat_param, velocity.reshape(-1), flat_grad, dtype(learning_rate), dtype(momentum),
+                         nesterov))
 
 
 def sgd_update_reference(param, velocity, grad, learning_rate, momentum, nesterov) -> None:
