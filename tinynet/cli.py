@@ -236,7 +236,7 @@ def train(args: argparse.Namespace) -> int:
     every_epoch = History()
     every_epoch.epoch, every_epoch.history = saving.merged_history(model)
     _write_history_csv(every_epoch, output / "history.csv")
-    saving.save_weights(model, output / "weights.npz")
+    model.save_weights(output / "weights.npz")
     plotting.plot_loss(every_epoch.history, output / "loss.png", epochs=every_epoch.epoch)
     plotting.plot_accuracy(every_epoch.history, output / "accuracy.png", epochs=every_epoch.epoch)
     plotting.plot_confusion_matrix(confusion, output / "confusion_matrix.png")

@@ -218,15 +218,18 @@ class Layer:
             raise ValueError(f"{self.name}: got an empty batch (shape {x.shape})")
         return x if x.dtype == self.dtype else x.astype(self.dtype)
 
-    def _scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    def _scratch(self, name: str, shape: tuple[int, ...], fill: float | None = None) -> np.ndarray:
         """A work array of the layer's dtype, reused from call to call while the shape stays the same.
 
         For intermediates only (im2col matrices and the like), never for what forward returns: the caller may
-        keep an output, but nobody outside the layer holds a scratch buffer.
+        keep an output, but nobody outside the layer holds a scratch buffer. ``fill`` sets every element when
+        the array is (re)made, for constant helpers such as a vector of ones; callers must not write to those.
         """
         buffer = self._scratch_buffers.get(name)
         if buffer is None or buffer.shape != shape or buffer.dtype != self.dtype:
             buffer = self._scratch_buffers[name] = np.empty(shape, dtype=self.dtype)
+            if fill is not None:
+                buffer.fill(fill)
         return buffer
 
     def _take_cache(self) -> Any:
