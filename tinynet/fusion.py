@@ -13,6 +13,12 @@ Recognised today:
     :mod:`tinynet.kernels.fused`). The dropout mask is drawn from the Dropout layer's own generator with the
     same call the layer makes, so the fused model is bit-for-bit the unfused one (tests compare them).
 
+``Conv2D -> MaxPooling2D -> ReLU [-> Dropout]``  (:class:`tinynet.conv_block.ConvPoolReluDropout`)
+    A convolution without activation before that block: the whole run is computed a few images at a time so
+    that the im2col matrix and the convolution output stay in cache, and the slices are spread over tinynet's
+    threads. Forward values and input gradients are the layers' exactly; the weight gradients add the same
+    terms in another order (tests compare them with the layers within rounding).
+
 ``model.fuse = False`` turns planning off (the layers then run one by one: the reference the fused stages are
 tested against).
 """
@@ -23,10 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from tinynet.conv_block import ConvPoolReluDropout
 from tinynet.kernels.dropout import draw_random_words
 from tinynet.kernels.fused import pool_relu_dropout_backward, pool_relu_dropout_forward
 from tinynet.layers.activation import Activation, ReLU
 from tinynet.layers.base import Layer
+from tinynet.layers.conv import Conv2D
 from tinynet.layers.dropout import Dropout
 from tinynet.layers.pooling import MaxPooling2D
 
@@ -89,7 +97,13 @@ class PoolReluDropout:
                                           window=window)
 
 
-Stage = Layer | PoolReluDropout
+Stage = Layer | PoolReluDropout | ConvPoolReluDropout
+
+
+def _absorbs_convolution(stage: Stage, following: Stage) -> bool:
+    """A Conv2D whose output goes, unactivated and unchanged, into a fused pooling stage."""
+    return (type(stage) is Conv2D and isinstance(following, PoolReluDropout) and stage.built
+            and stage.activation.name == "linear" and stage.dtype == following.pool.dtype)
 
 
 def plan(layers: list[Layer]) -> list[Stage]:
@@ -109,4 +123,10 @@ def plan(layers: list[Layer]) -> list[Stage]:
             continue
         stages.append(layer)
         index += 1
-    return stages
+    merged: list[Stage] = []
+    for stage in stages:
+        if merged and _absorbs_convolution(merged[-1], stage):
+            merged.append(ConvPoolReluDropout(merged.pop(), stage))
+        else:
+            merged.append(stage)
+    return merged

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import backend, fusion, losses, optimizers
+from tinynet import backend, fusion, losses, optimizers, parallel
 from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, CallbackList, History, ProgbarLogger
 from tinynet.layers.base import Layer
@@ -197,6 +197,10 @@ class Sequential:
         return self._plan[1]
 
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        with parallel.engine_scope():  # OpenBLAS single-threaded while tinynet's threads work (tinynet.parallel)
+            return self._forward_in_scope(x, training)
+
+    def _forward_in_scope(self, x: np.ndarray, training: bool) -> np.ndarray:
         if training or len(x) <= _INFERENCE_CHUNK:
             for stage in self._stages():
                 x = stage.forward(x, training=training)
@@ -205,7 +209,7 @@ class Sequential:
         # layer's output to stay in cache (about 1.5x faster at batch 1000 than one pass over the whole batch).
         outputs = None
         for start in range(0, len(x), _INFERENCE_CHUNK):
-            chunk = self._forward(x[start:start + _INFERENCE_CHUNK], training=False)
+            chunk = self._forward_in_scope(x[start:start + _INFERENCE_CHUNK], training=False)
             if outputs is None:
                 outputs = np.empty((len(x), *chunk.shape[1:]), dtype=chunk.dtype)
             outputs[start:start + len(chunk)] = chunk
@@ -244,7 +248,12 @@ class Sequential:
 
     def _train_step(self, x_batch: np.ndarray, y_batch: np.ndarray,
                     position: tuple[int, int, int, int] | None = None) -> dict[str, float]:
-        outputs = self._forward(x_batch, training=True)
+        with parallel.engine_scope():  # the whole step, so no BLAS call in it leaves OpenBLAS threads spinning
+            return self._train_step_in_scope(x_batch, y_batch, position)
+
+    def _train_step_in_scope(self, x_batch: np.ndarray, y_batch: np.ndarray,
+                             position: tuple[int, int, int, int] | None) -> dict[str, float]:
+        outputs = self._forward_in_scope(x_batch, training=True)
         figures = self._batch_figures(y_batch, outputs)  # from the forward pass used for the gradient
         if not math.isfinite(figures["loss"]):
             raise self._numerical_fault("loss", figures, x_batch, position)

@@ -55,7 +55,7 @@ def _forward_one_image(z, n, y, argmax_index, pass_mask, words, use_dropout, thr
                     pass_mask[n, i, j, c] = 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _forward_batch(z, y, argmax_index, pass_mask, words, use_dropout, threshold, scale,
                     pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     for n in range(z.shape[0]):
@@ -103,13 +103,13 @@ def _backward_one_image_disjoint(dy, argmax_index, pass_mask, scale, n, dz, pool
                         dz[n, h, w, c] = gradient[c] if argmax_index[n, i, j, c] == flat_index else zero
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _backward_batch(dy, argmax_index, pass_mask, scale, dz_planes):
     for n in range(dy.shape[0]):
         _backward_one_image(dy, argmax_index, pass_mask, scale, n, dz_planes)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _backward_disjoint_batch(dy, argmax_index, pass_mask, scale, dz, pool_h, pool_w, stride_h, stride_w,
                               pad_top, pad_left, covers_plane):
     for n in range(dy.shape[0]):
@@ -161,3 +161,31 @@ def pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width, rate=
         return dz
     _backward_batch(dy, argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))
     return dz
+
+
+_NO_WORDS = np.zeros((1, 1, 1, 1), np.uint16)  # a typed placeholder: Numba needs an array even without dropout
+
+
+def pool_relu_dropout_forward_unchecked(z, y, argmax_index, pass_mask, words, rate, window) -> None:
+    """:func:`pool_relu_dropout_forward` into given arrays, without argument checks (for a stage that runs it
+    on slices of a batch after checking the geometry once). ``words=None``: no dropout. Releases the GIL."""
+    pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = window
+    use_dropout = words is not None
+    scale = z.dtype.type(1.0 / (1.0 - rate)) if use_dropout else z.dtype.type(1.0)
+    _forward_batch(z, y, argmax_index, pass_mask, words if use_dropout else _NO_WORDS, use_dropout,
+                   keep_threshold(rate), scale, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+def pool_relu_dropout_backward_unchecked(dy, argmax_index, pass_mask, dz, rate, dropout, window) -> None:
+    """:func:`pool_relu_dropout_backward` into ``dz`` (every element written), without argument checks."""
+    scale = dy.dtype.type(1.0 / (1.0 - rate)) if dropout else dy.dtype.type(1.0)
+    pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = window
+    batch, height, width, channels = dz.shape
+    out_h, out_w = dy.shape[1], dy.shape[2]
+    if stride_h >= pool_h and stride_w >= pool_w:
+        covers_plane = (pad_top == 0 and pad_left == 0 and stride_h == pool_h and stride_w == pool_w
+                        and out_h * stride_h == height and out_w * stride_w == width)
+        _backward_disjoint_batch(dy, argmax_index, pass_mask, scale, dz, pool_h, pool_w, stride_h, stride_w,
+                                 pad_top, pad_left, covers_plane)
+    else:
+        _backward_batch(dy, argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))

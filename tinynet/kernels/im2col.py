@@ -38,7 +38,8 @@ import operator
 import numba
 import numpy as np
 
-__all__ = ["im2col", "col2im", "im2col_parallel", "col2im_parallel", "im2col_reference", "col2im_reference"]
+__all__ = ["im2col", "col2im", "im2col_unchecked", "col2im_unchecked", "im2col_parallel", "col2im_parallel",
+           "im2col_reference", "col2im_reference"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -213,7 +214,7 @@ def _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_to
                         w += stride_w
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # nogil: tinynet's threads run it side by side
 def _im2col_serial(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
     for n in range(x.shape[0]):
         _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
@@ -256,7 +257,7 @@ def _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_t
                         w += stride_w
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # nogil: tinynet's threads run it side by side
 def _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
     for n in range(dx.shape[0]):
         _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
@@ -342,6 +343,19 @@ def col2im_parallel(
     )
     _col2im_parallel(cols, dx, *geometry)
     return dx
+
+
+def im2col_unchecked(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w) -> None:
+    """:func:`im2col` into ``cols`` without the argument checks, for callers that checked the geometry once
+    (a fused stage calls it per slice of a batch, where the checks would cost more than the copy). Releases the
+    GIL. Wrong shapes here write out of bounds: pass only what :func:`im2col` would accept."""
+    _im2col_serial(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
+
+
+def col2im_unchecked(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w) -> None:
+    """:func:`col2im` into ``dx`` (zeroed first) without the argument checks; the same caveats as
+    :func:`im2col_unchecked`."""
+    _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
 
 
 # ----------------------------------------------------------------------------------------------------

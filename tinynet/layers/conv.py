@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import activations
+from tinynet import activations, parallel
 from tinynet import initializers as initializers_module
 from tinynet.kernels import col2im, im2col
 from tinynet.layers._geometry import check_padding, window_geometry
@@ -98,7 +98,7 @@ class Conv2D(Layer):
         rows, depth = batch * self.out_h * self.out_w, kh * kw * self.input_shape[-1]
         # The im2col matrix is rebuilt every step into the same buffer (it is also what backward needs for dW).
         cols = im2col(x, *self._window_args(), out=self._scratch("cols", (rows, depth)))
-        z = np.matmul(cols, self.params["kernel"].reshape(depth, self.filters))
+        z = parallel.matmul(cols, self.params["kernel"].reshape(depth, self.filters))
         if self.use_bias:
             z += self.params["bias"]
         y = self.activation.forward(z.reshape(batch, self.out_h, self.out_w, self.filters))
@@ -119,13 +119,13 @@ class Conv2D(Layer):
         dz_rows = dz.reshape(-1, self.filters)
         kernel = self.params["kernel"].reshape(-1, self.filters)
         # Written into the existing gradient arrays: each backward overwrites layer.grads, allocating nothing.
-        np.matmul(cols.T, dz_rows, out=self.grads["kernel"].reshape(kernel.shape))
+        parallel.matmul(cols.T, dz_rows, out=self.grads["kernel"].reshape(kernel.shape))
         if self.use_bias:
             # db = 1^T dZ as a BLAS matrix-vector product: about 3x faster than a column sum over dZ's rows.
             np.matmul(self._scratch("ones", (len(dz_rows),), fill=1.0), dz_rows, out=self.grads["bias"])
         if not self.needs_input_gradient:
             return None
-        dcols = np.matmul(dz_rows, kernel.T, out=self._scratch("dcols", cols.shape))
+        dcols = parallel.matmul(dz_rows, kernel.T, out=self._scratch("dcols", cols.shape))
         height, width, channels = self.input_shape
         return col2im(dcols, batch, height, width, channels, *self._window_args())
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import activations
+from tinynet import activations, parallel
 from tinynet import initializers as initializers_module
 from tinynet.layers.base import Layer
 
@@ -66,7 +66,8 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
-        z = x @ self.params["kernel"]
+        kernel = self.params["kernel"]
+        z = parallel.matmul(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], self.units)
         if self.use_bias:
             z += self.params["bias"]
         y = self.activation.forward(z)
@@ -87,12 +88,13 @@ class Dense(Layer):
         x_rows = x.reshape(-1, x.shape[-1])
         dz_rows = dz.reshape(-1, self.units)
         # Written into the existing gradient arrays: each backward overwrites layer.grads, allocating nothing.
-        np.matmul(x_rows.T, dz_rows, out=self.grads["kernel"])
+        parallel.matmul(x_rows.T, dz_rows, out=self.grads["kernel"])
         if self.use_bias:
             np.sum(dz_rows, axis=0, out=self.grads["bias"])
         if not self.needs_input_gradient:
             return None
-        return dz @ self.params["kernel"].T
+        dx_rows = parallel.matmul(dz_rows, self.params["kernel"].T)
+        return dx_rows.reshape(*dz.shape[:-1], x.shape[-1])
 
     def get_config(self) -> dict[str, Any]:
         return super().get_config() | {

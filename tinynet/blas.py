@@ -1,0 +1,108 @@
+"""The BLAS under NumPy's matrix products: find the OpenBLAS loaded in this process, read and set its threads.
+
+Why tinynet touches it: OpenBLAS runs its own worker threads, and after each multithreaded call they keep
+spinning for a while in case another call follows. tinynet spreads its own work over threads
+(:mod:`tinynet.parallel`); a spinning OpenBLAS worker then takes the core one of them needs, and on a 2-core
+machine that doubles the time of everything running beside it (measured: a pair of single-threaded products
+ran in 6.9 ms after idle and in 14.2 ms right after one 2-thread product). So while tinynet computes, it
+asks OpenBLAS for one thread and splits the products itself.
+
+OpenBLAS builds export their C API under different names (the plain ``openblas_*``, the 64-bit-integer ``*64_``,
+NumPy's wheels' ``scipy_openblas*``); the library is found among the shared objects mapped into this process, as
+threadpoolctl does, so nothing beyond the standard library is needed. With another BLAS (MKL, Accelerate...)
+:func:`controllable` is ``False`` and tinynet leaves threading to that BLAS.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+from typing import Any
+
+_OPENBLAS_PREFIXES = ("scipy_openblas", "openblas")
+_OPENBLAS_SUFFIXES = ("64_", "")
+
+
+def _mapped_libraries(fragment: str) -> list[str]:
+    """Paths of the shared libraries mapped into this process whose file name contains ``fragment``."""
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return []
+    paths = {line.split()[-1] for line in lines if len(line.split()) >= 6}
+    return sorted(path for path in paths if fragment in Path(path).name.lower() and ".so" in Path(path).name)
+
+
+def _openblas_function(library: ctypes.CDLL, name: str) -> Any:
+    for prefix in _OPENBLAS_PREFIXES:
+        for suffix in _OPENBLAS_SUFFIXES:
+            function = getattr(library, f"{prefix}_{name}{suffix}", None)
+            if function is not None:
+                return function
+    return None
+
+
+def openblas_libraries() -> list[tuple[str, ctypes.CDLL]]:
+    """``(path, handle)`` of every OpenBLAS mapped into this process (NumPy must be imported first)."""
+    libraries = []
+    for path in _mapped_libraries("openblas"):
+        try:
+            libraries.append((path, ctypes.CDLL(path)))
+        except OSError:
+            continue
+    return libraries
+
+
+def openblas_info() -> list[dict[str, Any]]:
+    """Each OpenBLAS loaded in this process: path, version/config string, CPU kernel set and thread count."""
+    found = []
+    for path, library in openblas_libraries():
+        entry: dict[str, Any] = {"library": path}
+        for key, name in (("config", "get_config"), ("corename", "get_corename")):
+            function = _openblas_function(library, name)
+            if function is not None:
+                function.restype = ctypes.c_char_p
+                entry[key] = function().decode(errors="replace").strip()
+        get_threads = _openblas_function(library, "get_num_threads")
+        if get_threads is not None:
+            get_threads.restype = ctypes.c_int
+            entry["num_threads"] = int(get_threads())
+        found.append(entry)
+    return found
+
+
+@functools.cache
+def _thread_functions() -> tuple[tuple[Any, Any], ...]:
+    """``(get_num_threads, set_num_threads)`` of each OpenBLAS in the process, looked up once."""
+    import numpy  # noqa: F401  (loads the BLAS NumPy was built with, so that it is mapped)
+
+    pairs = []
+    for _, library in openblas_libraries():
+        get_threads = _openblas_function(library, "get_num_threads")
+        set_threads = _openblas_function(library, "set_num_threads")
+        if get_threads is not None and set_threads is not None:
+            get_threads.restype = ctypes.c_int
+            set_threads.argtypes = [ctypes.c_int]
+            pairs.append((get_threads, set_threads))
+    return tuple(pairs)
+
+
+def controllable() -> bool:
+    """Whether this process's BLAS is an OpenBLAS whose thread count tinynet can read and set."""
+    return bool(_thread_functions())
+
+
+def get_threads() -> int | None:
+    """The thread count of the (first) OpenBLAS in this process, or ``None`` when there is none."""
+    functions = _thread_functions()
+    return int(functions[0][0]()) if functions else None
+
+
+def set_threads(threads: int) -> bool:
+    """Set every OpenBLAS in this process to ``threads`` threads; ``False`` if none was found."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"blas.set_threads: threads must be a positive int, got {threads!r}")
+    for _, set_function in _thread_functions():
+        set_function(threads)
+    return controllable()

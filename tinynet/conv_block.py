@@ -1,0 +1,178 @@
+"""The fused convolution block: ``Conv2D -> MaxPooling2D -> ReLU [-> Dropout]`` run slice by slice.
+
+The unfused layers make each step walk whole-batch arrays several times: the im2col matrix (8.9 MB for the
+tutorial's second convolution at batch 32), the convolution output (5.5 MB after the first), its gradient, the
+column gradient. None fits in a core's 1 MB L2 cache, so every pass goes to the shared L3 cache or to memory.
+This stage instead cuts the batch into slices of a few images, sized so that a slice's im2col matrix and
+convolution output fit in L2, and runs the whole block on one slice before the next:
+
+Forward, per slice ``s`` (the layers' own equations; see :class:`tinynet.layers.Conv2D` and
+:mod:`tinynet.kernels.fused`)::
+
+    X_col[s] = im2col(x[s])
+    Z[s]     = X_col[s] @ W + b                     (never leaves the cache)
+    y[s], argmax_index[s], pass_mask[s] = pool_relu_dropout(Z[s], dropout words[s])
+
+Backward, per slice, with ``dy`` the gradient of the block's output::
+
+    dZ[s]      = route dy[s] * pass_mask[s] * scale to the argmax pixels (zero elsewhere)
+    X_col[s]   = im2col(x[s])                       (made again: cheaper than keeping 8.9 MB)
+    dW_part[s] = X_col[s]^T @ dZ[s]        db_part[s] = 1^T dZ[s]
+    dx[s]      = col2im(dZ[s] @ W^T)                (skipped when no layer before needs it)
+
+    dW = sum over s of dW_part[s], in slice order;  db likewise
+
+The slices are spread over tinynet's threads (:mod:`tinynet.parallel`), each slice with its own single-threaded
+BLAS calls. Slice sizes depend only on the layer shapes, never on the thread count, and the partial weight
+gradients are added in slice order, so a run is bit-for-bit the same with 1 thread or 2. The forward values and
+``dx`` are exactly the unfused layers'; ``dW`` and ``db`` differ from them only in the order of the additions
+(tests compare both with the layers, and the model gradient checks run through this stage).
+
+Measured on the tutorial CNN at batch 32 (2 cores): the unfused block-2 convolution took 3.4 ms a step; see
+``docs/performance.md`` for the block's time now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinynet import parallel
+from tinynet.kernels.dropout import draw_random_words
+from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
+from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
+from tinynet.layers.base import Layer
+from tinynet.layers.conv import Conv2D
+
+# What one slice's im2col matrix plus convolution output may take: about half a core's L2 cache, leaving the
+# other half to the kernel matrix, BLAS's packing buffers and the slice's outputs.
+_SLICE_BYTES = 512 * 1024
+
+
+def images_per_slice(conv: Conv2D) -> int:
+    """How many images one slice holds for ``conv``: as many as fit the cache budget, at least one."""
+    kh, kw = conv.kernel_size
+    depth = kh * kw * conv.input_shape[-1]
+    per_image = conv.out_h * conv.out_w * (depth + conv.filters) * conv.dtype.itemsize
+    return max(1, _SLICE_BYTES // per_image)
+
+
+class ConvPoolReluDropout:
+    """A ``Conv2D`` (no activation) followed by the fused ``MaxPooling2D -> ReLU [-> Dropout]`` stage.
+
+    Cache: the block's input ``x`` (the im2col matrix is rebuilt from it), ``argmax_index`` and ``pass_mask``.
+    """
+
+    def __init__(self, conv: Conv2D, pool_stage: Any) -> None:
+        self.conv, self.pool_stage = conv, pool_stage
+        self.pool, self.dropout = pool_stage.pool, pool_stage.dropout
+        self.layers: tuple[Layer, ...] = (conv, *pool_stage.layers)
+        self.name = "+".join(layer.name for layer in self.layers)
+        self._cache: Any = None
+
+    @property
+    def needs_input_gradient(self) -> bool:
+        return self.conv.needs_input_gradient
+
+    @needs_input_gradient.setter
+    def needs_input_gradient(self, value: bool) -> None:
+        self.conv.needs_input_gradient = value
+
+    # ------------------------------------------------------------------------------------------- geometry
+    def _slices(self, batch: int) -> tuple[int, int]:
+        size = images_per_slice(self.conv)
+        return size, -(-batch // size)
+
+    def _pool_window(self) -> tuple[int, ...]:
+        pool = self.pool
+        return (*pool.pool_size, *pool.strides, pool.pad_top, pool.pad_left)
+
+    def _matrix_shapes(self, images: int) -> tuple[int, int, int]:
+        conv = self.conv
+        kh, kw = conv.kernel_size
+        return images * conv.out_h * conv.out_w, kh * kw * conv.input_shape[-1], conv.filters
+
+    def _slice_buffer(self, name: str, slot: int, shape: tuple[int, ...], rows: int) -> np.ndarray:
+        """The first ``rows`` rows of a per-thread work array sized for a full slice."""
+        return self.conv._scratch(f"{name}_{slot}", shape)[:rows]
+
+    # -------------------------------------------------------------------------------------------- forward
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        conv, pool = self.conv, self.pool
+        x = np.ascontiguousarray(conv._prepare_input(x))
+        batch = x.shape[0]
+        output_shape = (batch, *pool.output_shape)
+        dropout_on = training and self.dropout is not None and self.dropout.rate > 0
+        # Drawn for the whole batch in one call, exactly as the Dropout layer does: the same mask as unfused.
+        words = draw_random_words(self.dropout.generator, output_shape) if dropout_on else None
+        rate = self.dropout.rate if dropout_on else 0.0
+        y = np.empty(output_shape, dtype=conv.dtype)
+        argmax_index = np.empty(output_shape, dtype=np.int32)
+        pass_mask = np.empty(output_shape, dtype=np.uint8)
+        size, count = self._slices(batch)
+        full_rows, depth, filters = self._matrix_shapes(size)
+        kernel = conv.params["kernel"].reshape(depth, filters)
+        bias = conv.params["bias"] if conv.use_bias else None
+        window, pool_window = conv._window_args(), self._pool_window()
+        conv_map = (conv.out_h, conv.out_w, filters)
+
+        def run(slot: int, first: int, stop: int) -> None:
+            for index in range(first, stop):
+                start, end = index * size, min(batch, (index + 1) * size)
+                rows = (end - start) * conv.out_h * conv.out_w
+                cols = self._slice_buffer("cols", slot, (full_rows, depth), rows)
+                im2col_unchecked(x[start:end], cols, *window)
+                z = np.matmul(cols, kernel, out=self._slice_buffer("z", slot, (full_rows, filters), rows))
+                if bias is not None:
+                    z += bias
+                pool_relu_dropout_forward_unchecked(
+                    z.reshape(end - start, *conv_map), y[start:end], argmax_index[start:end],
+                    pass_mask[start:end], words[start:end] if dropout_on else None, rate, pool_window)
+
+        parallel.parallel_ranges(count, run)
+        self._cache = (x, argmax_index, pass_mask, dropout_on, rate) if training else None
+        return y
+
+    # ------------------------------------------------------------------------------------------- backward
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward called without a forward pass (in training mode) before it")
+        x, argmax_index, pass_mask, dropout_on, rate = self._cache
+        self._cache = None
+        conv = self.conv
+        dy = np.ascontiguousarray(self.pool._check_output_gradient(dy, argmax_index.shape))
+        batch = x.shape[0]
+        size, count = self._slices(batch)
+        full_rows, depth, filters = self._matrix_shapes(size)
+        kernel = conv.params["kernel"].reshape(depth, filters)
+        kernel_parts = conv._scratch("kernel_parts", (count, depth, filters))
+        bias_parts = conv._scratch("bias_parts", (count, filters)) if conv.use_bias else None
+        ones = conv._scratch("ones_slice", (full_rows,), fill=1.0)
+        dx = np.empty(x.shape, dtype=conv.dtype) if self.needs_input_gradient else None
+        window, pool_window = conv._window_args(), self._pool_window()
+        conv_map = (conv.out_h, conv.out_w, filters)
+
+        def run(slot: int, first: int, stop: int) -> None:
+            for index in range(first, stop):
+                start, end = index * size, min(batch, (index + 1) * size)
+                rows = (end - start) * conv.out_h * conv.out_w
+                dz = self._slice_buffer("dz", slot, (full_rows, filters), rows)
+                pool_relu_dropout_backward_unchecked(
+                    dy[start:end], argmax_index[start:end], pass_mask[start:end],
+                    dz.reshape(end - start, *conv_map), rate, dropout_on, pool_window)
+                cols = self._slice_buffer("cols", slot, (full_rows, depth), rows)
+                im2col_unchecked(x[start:end], cols, *window)
+                np.matmul(cols.T, dz, out=kernel_parts[index])
+                if bias_parts is not None:
+                    np.matmul(ones[:rows], dz, out=bias_parts[index])
+                if dx is not None:
+                    dcols = np.matmul(dz, kernel.T, out=self._slice_buffer("dcols", slot, (full_rows, depth), rows))
+                    col2im_unchecked(dcols, dx[start:end], *window)
+
+        parallel.parallel_ranges(count, run)
+        # Summed in slice order, whichever thread made each part: the same bits with any number of threads.
+        np.sum(kernel_parts, axis=0, out=conv.grads["kernel"].reshape(depth, filters))
+        if bias_parts is not None:
+            np.sum(bias_parts, axis=0, out=conv.grads["bias"])
+        return dx

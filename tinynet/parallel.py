@@ -1,0 +1,200 @@
+"""tinynet's own worker threads: how one training step uses every core.
+
+The work of a step is split into independent pieces (image ranges of a convolution block, row blocks of a
+matrix product) and each thread takes a contiguous range of them. The pieces are NumPy calls and Numba kernels
+compiled with ``nogil=True``, which release Python's GIL, so the threads really run side by side.
+
+Why not the alternatives (all measured on the 2-core machine this engine is tuned on):
+
+- OpenBLAS's own threads speed up each matrix product but leave the rest of the step (im2col, pooling,
+  dropout, col2im: about half of it) on one core, and spin after every product, so nothing else can use the
+  second core (see :mod:`tinynet.blas`).
+- Numba's ``parallel=True`` regions: the OpenMP layer's threads spun between regions and made a step 5-8x
+  slower; the workqueue layer was slower than serial kernels.
+
+So while tinynet computes (:func:`engine_scope`), OpenBLAS is asked for one thread and tinynet's threads split
+the work themselves. How the work is split never depends on how many threads run it (each piece computes the
+same numbers whoever runs it), so a seeded run gives the same bits with 1 thread or 2.
+
+Threads: ``TINYNET_NUM_THREADS`` in the environment, else :func:`set_num_threads`, else the CPUs this process
+may use. With a BLAS tinynet cannot control (not OpenBLAS), everything runs on the calling thread and the BLAS
+threads itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from tinynet import blas
+
+__all__ = ["num_threads", "set_num_threads", "engine_scope", "parallel_ranges", "matmul"]
+
+# A matrix product smaller than this (multiply-adds) runs on one thread: handing it to a worker costs more.
+_MIN_SPLIT_MULTIPLY_ADDS = 1 << 20
+
+
+def _default_threads() -> int:
+    value = os.environ.get("TINYNET_NUM_THREADS")
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            raise ValueError(f"TINYNET_NUM_THREADS must be a positive integer, got {value!r}") from None
+        if threads < 1:
+            raise ValueError(f"TINYNET_NUM_THREADS must be a positive integer, got {value!r}")
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_requested_threads = _default_threads()
+_local = threading.local()  # .busy: this thread is already running a piece of parallel work
+_scope_lock = threading.Lock()
+_scope_depth = 0
+_saved_blas_threads: int | None = None
+
+
+def num_threads() -> int:
+    """How many threads tinynet's computations use (1 when the BLAS cannot be told to stay single-threaded)."""
+    return _requested_threads if blas.controllable() else 1
+
+
+def set_num_threads(threads: int) -> None:
+    """Use ``threads`` threads (>= 1) for tinynet's computations from now on."""
+    global _requested_threads
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise ValueError(f"set_num_threads: threads must be a positive int, got {threads!r}")
+    _requested_threads = int(threads)
+
+
+@contextlib.contextmanager
+def engine_scope() -> Iterator[None]:
+    """While inside, OpenBLAS runs single-threaded (tinynet's threads split the products instead).
+
+    Re-entrant and cheap (two C calls at the outermost level); the BLAS thread count is restored on exit. The
+    model holds it around a whole training step or prediction, so that no multithreaded product inside leaves
+    OpenBLAS workers spinning on the cores tinynet's threads need.
+    """
+    global _scope_depth, _saved_blas_threads
+    if num_threads() <= 1:
+        yield
+        return
+    with _scope_lock:
+        if _scope_depth == 0:
+            _saved_blas_threads = blas.get_threads()
+            blas.set_threads(1)
+        _scope_depth += 1
+    try:
+        yield
+    finally:
+        with _scope_lock:
+            _scope_depth -= 1
+            if _scope_depth == 0 and _saved_blas_threads is not None:
+                blas.set_threads(_saved_blas_threads)
+
+
+class _Worker:
+    """One daemon thread that runs the callables put on its queue, one after another."""
+
+    def __init__(self, index: int) -> None:
+        self.tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name=f"tinynet-worker-{index}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        _local.busy = True  # a piece of work that itself asks for parallel work runs it in place
+        while True:
+            self.tasks.get()()
+
+
+_workers: list[_Worker] = []
+_workers_lock = threading.Lock()
+
+
+def _get_workers(count: int) -> list[_Worker]:
+    with _workers_lock:
+        while len(_workers) < count:
+            _workers.append(_Worker(len(_workers) + 1))
+        return _workers[:count]
+
+
+def split_range(count: int, parts: int) -> list[tuple[int, int]]:
+    """``range(count)`` cut into ``parts`` contiguous, nearly equal ``(start, stop)`` pieces (none empty)."""
+    parts = max(1, min(parts, count))
+    base, extra = divmod(count, parts)
+    bounds, start = [], 0
+    for part in range(parts):
+        stop = start + base + (1 if part < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
+    """Run ``task(slot, start, stop)`` over ``range(count)`` cut into one contiguous range per thread.
+
+    ``slot`` (0 for the calling thread) tells a task which of its per-thread scratch buffers to use. Tasks must
+    write disjoint outputs; an exception in any of them is raised here after all have finished.
+    """
+    if count <= 0:
+        return
+    threads = num_threads()
+    if threads <= 1 or count == 1 or getattr(_local, "busy", False):
+        task(0, 0, count)
+        return
+    ranges = split_range(count, threads)
+    finished: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+
+    def run(slot: int, start: int, stop: int) -> None:
+        try:
+            task(slot, start, stop)
+        except BaseException as error:  # handed to the calling thread, which re-raises it
+            finished.put(error)
+        else:
+            finished.put(None)
+
+    with engine_scope():
+        for slot, worker in enumerate(_get_workers(len(ranges) - 1), start=1):
+            start, stop = ranges[slot]
+            worker.tasks.put(lambda slot=slot, start=start, stop=stop: run(slot, start, stop))
+        _local.busy = True
+        try:
+            first_error: BaseException | None = None
+            try:
+                task(0, *ranges[0])
+            except BaseException as error:
+                first_error = error
+            for _ in range(len(ranges) - 1):
+                error = finished.get()
+                if first_error is None:
+                    first_error = error
+        finally:
+            _local.busy = False
+    if first_error is not None:
+        raise first_error
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D arrays, the rows of the result shared among tinynet's threads.
+
+    Each thread computes ``a[rows] @ b`` into ``out[rows]`` with a single-threaded BLAS call: a row of the result
+    is the same dot products whichever block it is in. Small products run as one call. ``out``, when given, must
+    be C-contiguous of the result's shape and dtype.
+    """
+    rows, inner = a.shape
+    columns = b.shape[1]
+    if out is None:
+        out = np.empty((rows, columns), dtype=np.result_type(a, b))
+    if num_threads() <= 1 or rows < 2 or rows * inner * columns < _MIN_SPLIT_MULTIPLY_ADDS:
+        with engine_scope():
+            return np.matmul(a, b, out=out)
+    parallel_ranges(rows, lambda slot, start, stop: np.matmul(a[start:stop], b, out=out[start:stop]))
+    return out
