@@ -24,9 +24,9 @@ Backward, per slice, with ``dy`` the gradient of the block's output::
 
 The slices are spread over tinynet's threads (:mod:`tinynet.parallel`), each slice with its own single-threaded
 BLAS calls. Slice sizes depend only on the layer shapes, never on the thread count, and the partial weight
-gradients are added in slice order, so a run is bit-for-bit the same with 1 thread or 2. The forward values and
-``dx`` are exactly the unfused layers'; ``dW`` and ``db`` differ from them only in the order of the additions
-(tests compare both with the layers, and the model gradient checks run through this stage).
+gradients are added in slice order, so a run is bit-for-bit the same with 1 thread or 2. The results equal the
+unfused layers' up to rounding: the same products, cut into other BLAS calls, and the weight gradients' terms
+added in another order (tests compare them, and the model gradient checks run through this stage).
 
 Measured on the tutorial CNN at batch 32 (2 cores): the unfused block-2 convolution took 3.4 ms a step; see
 ``docs/performance.md`` for the block's time now.

@@ -16,8 +16,8 @@ Recognised today:
 ``Conv2D -> MaxPooling2D -> ReLU [-> Dropout]``  (:class:`tinynet.conv_block.ConvPoolReluDropout`)
     A convolution without activation before that block: the whole run is computed a few images at a time so
     that the im2col matrix and the convolution output stay in cache, and the slices are spread over tinynet's
-    threads. Forward values and input gradients are the layers' exactly; the weight gradients add the same
-    terms in another order (tests compare them with the layers within rounding).
+    threads. The results equal the layers' up to rounding (the products are cut into other BLAS calls, the
+    weight gradients add their terms in another order); tests compare them.
 
 ``model.fuse = False`` turns planning off (the layers then run one by one: the reference the fused stages are
 tested against).

@@ -13,7 +13,7 @@ Why not the alternatives (all measured on the 2-core machine this engine is tune
   slower; the workqueue layer was slower than serial kernels.
 
 So while tinynet computes (:func:`engine_scope`), OpenBLAS is asked for one thread and tinynet's threads split
-the work themselves. How the work is split never depends on how many threads run it (each piece computes the
+the work themselves. How the work is cut never depends on how many threads run it (each piece computes the
 same numbers whoever runs it), so a seeded run gives the same bits with 1 thread or 2.
 
 Threads: ``TINYNET_NUM_THREADS`` in the environment, else :func:`set_num_threads`, else the CPUs this process
@@ -37,6 +37,8 @@ __all__ = ["num_threads", "set_num_threads", "engine_scope", "parallel_ranges", 
 
 # A matrix product smaller than this (multiply-adds) runs on one thread: handing it to a worker costs more.
 _MIN_SPLIT_MULTIPLY_ADDS = 1 << 20
+# How many row blocks a larger product is cut into: one per core of the 2-core machines tinynet is tuned on.
+_MATMUL_BLOCKS = 2
 
 
 def _default_threads() -> int:
@@ -81,10 +83,11 @@ def engine_scope() -> Iterator[None]:
 
     Re-entrant and cheap (two C calls at the outermost level); the BLAS thread count is restored on exit. The
     model holds it around a whole training step or prediction, so that no multithreaded product inside leaves
-    OpenBLAS workers spinning on the cores tinynet's threads need.
+    OpenBLAS workers spinning on the cores tinynet's threads need. It applies with one tinynet thread too:
+    OpenBLAS's results depend on its thread count, and a run must give the same bits with 1 thread or 2.
     """
     global _scope_depth, _saved_blas_threads
-    if num_threads() <= 1:
+    if not blas.controllable():
         yield
         return
     with _scope_lock:
@@ -183,18 +186,25 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` for 2-D arrays, the rows of the result shared among tinynet's threads.
+    """``a @ b`` for 2-D arrays, computed as two blocks of rows that tinynet's threads share.
 
-    Each thread computes ``a[rows] @ b`` into ``out[rows]`` with a single-threaded BLAS call: a row of the result
-    is the same dot products whichever block it is in. Small products run as one call. ``out``, when given, must
-    be C-contiguous of the result's shape and dtype.
+    Each block is one single-threaded BLAS call ``a[rows] @ b`` into ``out[rows]``. The cut depends only on the
+    shapes, never on the thread count: OpenBLAS rounds a row differently depending on the shape of the call it
+    is in, so a cut that followed the threads would make a run's bits depend on the machine. Small products run
+    as one call. ``out``, when given, must be C-contiguous of the result's shape and dtype.
     """
     rows, inner = a.shape
     columns = b.shape[1]
     if out is None:
         out = np.empty((rows, columns), dtype=np.result_type(a, b))
-    if num_threads() <= 1 or rows < 2 or rows * inner * columns < _MIN_SPLIT_MULTIPLY_ADDS:
-        with engine_scope():
+    with engine_scope():
+        if rows < _MATMUL_BLOCKS or rows * inner * columns < _MIN_SPLIT_MULTIPLY_ADDS:
             return np.matmul(a, b, out=out)
-    parallel_ranges(rows, lambda slot, start, stop: np.matmul(a[start:stop], b, out=out[start:stop]))
+        blocks = split_range(rows, _MATMUL_BLOCKS)
+
+        def run(slot: int, first: int, stop: int) -> None:
+            for start, end in blocks[first:stop]:
+                np.matmul(a[start:end], b, out=out[start:end])
+
+        parallel_ranges(len(blocks), run)
     return out

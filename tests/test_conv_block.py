@@ -1,0 +1,140 @@
+"""The fused, sliced Conv2D -> MaxPooling2D -> ReLU [-> Dropout] stage against the layers it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinynet import applications, backend, conv_block, fusion, parallel
+from tinynet.gradcheck import check_model
+from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from tinynet.models import Sequential
+from tinynet.optimizers import SGD
+from tinynet.utils import set_random_seed, to_categorical
+
+
+@pytest.fixture
+def one_image_slices(monkeypatch):
+    """Slices of a single image, so that even small test batches run as many slices."""
+    monkeypatch.setattr(conv_block, "_SLICE_BYTES", 1)
+
+
+def _block_layers(kernel, stride, padding, pool, pool_stride, channels, filters, height, width, rate, dtype):
+    layers = [Conv2D(filters, kernel, strides=stride, padding=padding, input_shape=(height, width, channels),
+                     dtype=dtype),
+              MaxPooling2D(pool, strides=pool_stride, dtype=dtype), Activation("relu", dtype=dtype)]
+    if rate is not None:
+        layers.append(Dropout(rate, dtype=dtype))
+    model = Sequential(layers)  # builds the layers in order
+    return model.layers
+
+
+@settings(max_examples=40, deadline=None)
+@given(kernel=st.sampled_from([1, 2, 3, (3, 2)]), stride=st.sampled_from([1, 2]),
+       padding=st.sampled_from(["valid", "same"]), pool=st.sampled_from([2, 3]), pool_stride=st.sampled_from([1, 2, 3]),
+       channels=st.integers(1, 4), filters=st.integers(1, 5), batch=st.integers(1, 6),
+       rate=st.sampled_from([None, 0.0, 0.4]), dtype=st.sampled_from(["float32", "float64"]),
+       threads=st.sampled_from([1, 2]), slice_bytes=st.sampled_from([1, 1 << 30]), seed=st.integers(0, 1000))
+def test_stage_matches_the_layers_forward_and_backward(kernel, stride, padding, pool, pool_stride,
+                                                      channels, filters, batch, rate, dtype, threads, slice_bytes,
+                                                      seed):
+    height, width = 9, 8
+    set_random_seed(seed)
+    layers = _block_layers(kernel, stride, padding, pool, pool_stride, channels, filters, height, width, rate, dtype)
+    set_random_seed(seed)
+    twins = _block_layers(kernel, stride, padding, pool, pool_stride, channels, filters, height, width, rate, dtype)
+    for layer, twin in zip(layers, twins, strict=True):
+        twin.set_weights(layer.get_weights())
+    stages = fusion.plan(list(layers))
+    assert [type(stage).__name__ for stage in stages] == ["ConvPoolReluDropout"]
+    stage = stages[0]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, height, width, channels)).astype(dtype)
+
+    before = parallel._requested_threads, conv_block._SLICE_BYTES
+    parallel.set_num_threads(threads)
+    conv_block._SLICE_BYTES = slice_bytes  # 1: one image a slice, so even small batches run as many slices
+    try:
+        y = stage.forward(x, training=True)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dx = stage.backward(dy)
+    finally:
+        parallel.set_num_threads(before[0])
+        conv_block._SLICE_BYTES = before[1]
+
+    reference = x
+    for twin in twins:
+        reference = twin.forward(reference, training=True)
+    gradient = dy
+    for twin in reversed(twins):
+        gradient = twin.backward(gradient)
+    # The same products, cut into other BLAS calls (which round differently), and the same pooling.
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y, reference, rtol=tolerance, atol=tolerance)
+    assert np.array_equal(y == 0, reference == 0)  # the same units dropped or cut by ReLU
+    np.testing.assert_allclose(dx, gradient, rtol=tolerance, atol=tolerance * 10)
+    for name in layers[0].grads:
+        np.testing.assert_allclose(layers[0].grads[name], twins[0].grads[name], rtol=tolerance,
+                                   atol=tolerance * batch * 10)
+
+
+def test_backward_without_input_gradient_and_without_forward(one_image_slices):
+    layers = _block_layers(3, 1, "valid", 2, 2, 2, 3, 8, 8, 0.5, "float32")
+    stage = fusion.plan(list(layers))[0]
+    with pytest.raises(RuntimeError, match="backward called without a forward pass"):
+        stage.backward(np.zeros((2, 3, 3, 3), np.float32))
+    y = stage.forward(np.ones((2, 8, 8, 2), np.float32), training=True)
+    stage.needs_input_gradient = False
+    assert layers[0].needs_input_gradient is False
+    assert stage.backward(np.ones_like(y)) is None
+    assert np.isfinite(layers[0].grads["kernel"]).all()
+    stage.forward(np.ones((2, 8, 8, 2), np.float32), training=True)
+    with pytest.raises(ValueError, match="max_pooling2d"):
+        stage.backward(np.ones((2, 4, 4, 3), np.float32))  # the wrong shape is named by the pooling layer
+
+
+def test_training_is_the_same_bits_with_one_or_two_threads():
+    def train(threads):
+        before = parallel._requested_threads
+        parallel.set_num_threads(threads)
+        try:
+            set_random_seed(11)
+            model = applications.mnist_cnn()
+            model.compile(SGD(0.05, momentum=0.9, nesterov=True), "categorical_crossentropy", ["accuracy"])
+            rng = np.random.default_rng(1)
+            x = rng.random((48, 28, 28, 1), dtype=np.float32)
+            y = to_categorical(rng.integers(0, 10, 48), 10)
+            history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+            return model.get_weights(), history.history, model.predict(x, batch_size=48)
+        finally:
+            parallel.set_num_threads(before)
+
+    weights_1, history_1, predictions_1 = train(1)
+    weights_2, history_2, predictions_2 = train(2)
+    for a, b in zip(weights_1, weights_2, strict=True):
+        assert np.array_equal(a, b)
+    assert history_1 == history_2
+    assert np.array_equal(predictions_1, predictions_2)
+
+
+def test_model_gradient_check_through_many_slices(one_image_slices):
+    backend.set_floatx("float64")  # restored to float32 by the autouse fixture
+    set_random_seed(5)
+    model = Sequential([Conv2D(3, 3, input_shape=(7, 7, 2)), MaxPooling2D(), Activation("relu"), Dropout(0.3),
+                        Flatten(), Dense(4, activation="softmax")])
+    model.compile(SGD(), "categorical_crossentropy")
+    assert type(model._stages()[0]).__name__ == "ConvPoolReluDropout"
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 7, 7, 2))
+    y = np.eye(4)[rng.integers(0, 4, 5)]
+    report = check_model(model, x, y, seed=5, step=1e-5, rtol=1e-4, atol=1e-6)
+    assert report.passed, str(report)
+
+
+def test_slices_follow_the_cache_budget_not_the_batch():
+    model = applications.mnist_cnn()
+    first, second = model.layers[0], model.layers[4]
+    assert conv_block.images_per_slice(first) == 2   # 26*26*(9 + 64) floats = 197 KB an image
+    assert conv_block.images_per_slice(second) == 1  # 11*11*(576 + 32) floats = 294 KB an image

@@ -1,0 +1,112 @@
+"""tinynet's worker threads and the OpenBLAS control under them."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinynet import blas, parallel
+
+
+@pytest.fixture
+def two_threads():
+    before = parallel._requested_threads
+    parallel.set_num_threads(2)
+    yield
+    parallel.set_num_threads(before)
+
+
+@given(count=st.integers(0, 50), parts=st.integers(1, 8))
+def test_split_range_covers_the_range_in_order_without_empty_pieces(count, parts):
+    pieces = parallel.split_range(count, parts)
+    assert [index for start, stop in pieces for index in range(start, stop)] == list(range(count))
+    assert all(stop > start for start, stop in pieces) or count == 0
+    assert len(pieces) == max(1, min(parts, count))
+
+
+@pytest.mark.skipif(not blas.controllable(), reason="needs an OpenBLAS whose threads tinynet can set")
+def test_parallel_ranges_runs_every_index_once_on_two_threads(two_threads):
+    seen: list[tuple[int, int, int, str]] = []
+    lock = threading.Lock()
+
+    def task(slot, start, stop):
+        with lock:
+            seen.append((slot, start, stop, threading.current_thread().name))
+
+    parallel.parallel_ranges(10, task)
+    assert sorted((slot, start, stop) for slot, start, stop, _ in seen) == [(0, 0, 5), (1, 5, 10)]
+    names = {slot: name for slot, _, _, name in seen}
+    assert names[0] == threading.current_thread().name and names[1].startswith("tinynet-worker")
+
+
+@pytest.mark.skipif(not blas.controllable(), reason="needs an OpenBLAS whose threads tinynet can set")
+def test_a_worker_exception_reaches_the_caller_and_the_pool_keeps_working(two_threads):
+    def failing(slot, start, stop):
+        if slot == 1:
+            raise ValueError("piece 1 failed")
+
+    with pytest.raises(ValueError, match="piece 1 failed"):
+        parallel.parallel_ranges(4, failing)
+    out = np.zeros(4)
+    parallel.parallel_ranges(4, lambda slot, start, stop: out.__setitem__(slice(start, stop), slot + 1))
+    assert out.tolist() == [1, 1, 2, 2]
+
+
+@pytest.mark.skipif(not blas.controllable(), reason="needs an OpenBLAS whose threads tinynet can set")
+def test_nested_parallel_work_runs_in_place(two_threads):
+    inner_slots: list[int] = []
+
+    def outer(slot, start, stop):
+        parallel.parallel_ranges(3, lambda inner, a, b: inner_slots.append(inner))
+
+    parallel.parallel_ranges(2, outer)
+    assert inner_slots == [0, 0]  # each outer piece ran its inner work itself, in one piece
+
+
+@pytest.mark.skipif(not blas.controllable(), reason="needs an OpenBLAS whose threads tinynet can set")
+def test_engine_scope_makes_openblas_single_threaded_and_restores_it(two_threads):
+    before = blas.get_threads()
+    blas.set_threads(2)
+    try:
+        with parallel.engine_scope():
+            assert blas.get_threads() == 1
+            with parallel.engine_scope():
+                assert blas.get_threads() == 1
+            assert blas.get_threads() == 1
+        assert blas.get_threads() == 2
+    finally:
+        blas.set_threads(before)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 300), inner=st.integers(1, 200), columns=st.integers(1, 120),
+       transposed=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_matmul_matches_numpy(rows, inner, columns, transposed, dtype):
+    rng = np.random.default_rng(rows * 7 + inner)
+    a = rng.standard_normal((inner, rows) if transposed else (rows, inner)).astype(dtype)
+    a = a.T if transposed else a  # a strided operand, as for dW = x^T @ dz
+    b = rng.standard_normal((inner, columns)).astype(dtype)
+    before = parallel._requested_threads
+    try:
+        parallel.set_num_threads(2)
+        result = parallel.matmul(a, b)
+        out = np.empty((rows, columns), dtype=dtype)
+        assert parallel.matmul(a, b, out=out) is out
+    finally:
+        parallel.set_num_threads(before)
+    expected = np.matmul(a, b)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance * inner)
+    np.testing.assert_array_equal(out, result)
+
+
+def test_set_num_threads_rejects_bad_counts():
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="set_num_threads: threads must be a positive int"):
+            parallel.set_num_threads(bad)
+    with pytest.raises(ValueError, match="blas.set_threads: threads must be a positive int"):
+        blas.set_threads(0)
