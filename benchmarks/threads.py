@@ -1,8 +1,10 @@
 """Thread counts: read and set them for OpenBLAS, Numba and PyTorch without adding a dependency.
 
-Three thread pools can share this machine's cores during a benchmark:
+Four thread pools can share this machine's cores during a benchmark:
 
-* OpenBLAS, under every NumPy matrix product (tinynet's convolutions and dense layers);
+* tinynet's own workers (:mod:`tinynet.parallel`), which split its steps; while they compute, tinynet keeps
+  OpenBLAS at one thread;
+* OpenBLAS, under every NumPy matrix product (the ``peak`` suite's, and tinynet's outside a step);
 * Numba's pool, which exists only once a ``parallel=True`` kernel has run (or ``numba.set_num_threads`` was called);
 * PyTorch's OpenMP pool, in the ``torch`` suite.
 
@@ -10,21 +12,21 @@ Environment variables (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``NUMBA_NU
 each library loads, so :func:`set_thread_environment` must run before NumPy is imported to take effect in this
 process; subprocesses (``coldstart``, ``memory``) always inherit it. For a process where NumPy is already loaded
 (``tinynet bench`` calls :func:`benchmarks.main` after importing tinynet), :func:`set_runtime_threads` changes the
-running pools: OpenBLAS through its C API (found with ctypes in the libraries mapped into this process, as
-threadpoolctl does), Numba through ``numba.set_num_threads``, PyTorch through ``torch.set_num_threads``.
+running pools: tinynet's through ``tinynet.parallel.set_num_threads``, OpenBLAS through its C API
+(:mod:`tinynet.blas`, which finds it among the libraries mapped into this process, as threadpoolctl does),
+Numba through ``numba.set_num_threads``, PyTorch through ``torch.set_num_threads``.
 
 This module imports neither NumPy nor Numba at import time, so the command line can set the environment first.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 THREAD_ENVIRONMENT_VARIABLES = (
+    "TINYNET_NUM_THREADS",
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -43,12 +45,6 @@ REPORTED_ENVIRONMENT_VARIABLES = (
 )
 """Copied into the environment block of every report (``None`` when unset)."""
 
-# OpenBLAS builds export their C API under different names: the plain one, the 64-bit-integer one with a
-# ``64_`` suffix, and NumPy's wheels' ``scipy_openblas`` prefix. Try each.
-_OPENBLAS_PREFIXES = ("scipy_openblas", "openblas")
-_OPENBLAS_SUFFIXES = ("64_", "")
-
-
 def set_thread_environment(threads: int) -> None:
     """Set every thread-count variable to ``threads`` for this process and the subprocesses it starts."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -57,54 +53,14 @@ def set_thread_environment(threads: int) -> None:
         os.environ[name] = str(threads)
 
 
-def _mapped_libraries(fragment: str) -> list[str]:
-    """Paths of the shared libraries mapped into this process whose file name contains ``fragment``."""
-    try:
-        lines = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return []
-    paths = {line.split()[-1] for line in lines if len(line.split()) >= 6}
-    return sorted(path for path in paths if fragment in Path(path).name.lower() and ".so" in Path(path).name)
-
-
-def _openblas_function(library: ctypes.CDLL, name: str) -> Any:
-    for prefix in _OPENBLAS_PREFIXES:
-        for suffix in _OPENBLAS_SUFFIXES:
-            function = getattr(library, f"{prefix}_{name}{suffix}", None)
-            if function is not None:
-                return function
-    return None
-
-
-def _openblas_libraries() -> list[tuple[str, ctypes.CDLL]]:
-    libraries = []
-    for path in _mapped_libraries("openblas"):
-        try:
-            libraries.append((path, ctypes.CDLL(path)))
-        except OSError:
-            continue
-    return libraries
-
-
 def openblas_info() -> list[dict[str, Any]]:
     """Each OpenBLAS loaded in this process: path, version/config string, CPU kernel set and thread count.
 
-    Empty when NumPy is not loaded yet or uses another BLAS.
+    Empty when NumPy is not loaded yet or uses another BLAS (the lookup itself is :mod:`tinynet.blas`'s).
     """
-    found = []
-    for path, library in _openblas_libraries():
-        entry: dict[str, Any] = {"library": path}
-        for key, name in (("config", "get_config"), ("corename", "get_corename")):
-            function = _openblas_function(library, name)
-            if function is not None:
-                function.restype = ctypes.c_char_p
-                entry[key] = function().decode(errors="replace").strip()
-        get_threads = _openblas_function(library, "get_num_threads")
-        if get_threads is not None:
-            get_threads.restype = ctypes.c_int
-            entry["num_threads"] = int(get_threads())
-        found.append(entry)
-    return found
+    from tinynet import blas
+
+    return blas.openblas_info()
 
 
 def blas_threads() -> int | None:
@@ -117,14 +73,9 @@ def blas_threads() -> int | None:
 
 def set_blas_threads(threads: int) -> bool:
     """Set every loaded OpenBLAS to ``threads`` threads; ``False`` if no OpenBLAS was found."""
-    changed = False
-    for _, library in _openblas_libraries():
-        set_threads = _openblas_function(library, "set_num_threads")
-        if set_threads is not None:
-            set_threads.argtypes = [ctypes.c_int]
-            set_threads(int(threads))
-            changed = True
-    return changed
+    from tinynet import blas
+
+    return blas.set_threads(threads)
 
 
 def numba_threading_layer() -> str:
@@ -160,7 +111,10 @@ def set_runtime_threads(threads: int) -> dict[str, Any]:
     Numba's pool is resized only when it is running or Numba was imported before the environment was set,
     because ``numba.set_num_threads`` starts the pool, and a pool that was never needed is better left unstarted.
     """
-    changed: dict[str, Any] = {"openblas": set_blas_threads(threads)}
+    from tinynet import parallel
+
+    parallel.set_num_threads(threads)  # tinynet's own threads (it keeps OpenBLAS at 1 while it computes)
+    changed: dict[str, Any] = {"openblas": set_blas_threads(threads), "tinynet": True}
     numba = sys.modules.get("numba")
     if numba is not None:
         running = not numba_threading_layer().startswith("not")
@@ -180,9 +134,15 @@ def thread_settings() -> dict[str, Any]:
     settings: dict[str, Any] = {
         "environment": {name: os.environ.get(name) for name in REPORTED_ENVIRONMENT_VARIABLES},
         "openblas_threads": blas_threads(),
+        "tinynet_threads": _tinynet_threads(),
         "numba": numba_threads(),
         "numba_threading_layer": numba_threading_layer(),
     }
     torch = sys.modules.get("torch")
     settings["torch_threads"] = int(torch.get_num_threads()) if torch is not None else None
     return settings
+
+
+def _tinynet_threads() -> int | None:
+    tinynet_parallel = sys.modules.get("tinynet.parallel")
+    return tinynet_parallel.num_threads() if tinynet_parallel is not None else None

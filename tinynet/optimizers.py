@@ -7,8 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from tinynet import parallel
 from tinynet.kernels.sgd import sgd_update
 from tinynet.layers.base import Layer
+
+# The update is cut into this many independent parts, one per core of the 2-core machines tinynet is tuned on.
+_UPDATE_LANES = 2
 
 
 class SGD:
@@ -86,7 +90,7 @@ class SGD:
         stop on an update that overflowed).
         """
         lr_t = self.current_learning_rate()
-        all_finite = True
+        updates = []
         for layer in layers:
             if not layer.trainable:
                 continue
@@ -100,9 +104,23 @@ class SGD:
                     velocity = self.velocities.get((layer.name, name))
                     if velocity is None:
                         velocity = self.velocities[(layer.name, name)] = np.zeros_like(param)
-                # One fused pass per parameter, in the parameter's dtype (tinynet.kernels.sgd).
-                if sgd_update(param, velocity, grad, lr_t, self.momentum, self.nesterov):
-                    all_finite = False
+                updates.append((param, velocity, np.ascontiguousarray(grad, dtype=param.dtype)))
+        # One fused pass per parameter, in the parameter's dtype (tinynet.kernels.sgd). Every element's update is
+        # independent, so each array is cut in halves and tinynet's threads take one half of every array each.
+        lanes: list[list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]] = [[] for _ in range(_UPDATE_LANES)]
+        for param, velocity, grad in updates:
+            for lane, (start, end) in enumerate(parallel.split_range(param.size, _UPDATE_LANES)):
+                lanes[lane].append((param.reshape(-1)[start:end], grad.reshape(-1)[start:end],
+                                    None if velocity is None else velocity.reshape(-1)[start:end]))
+        non_finite = [0] * _UPDATE_LANES
+
+        def run(slot: int, first: int, stop: int) -> None:
+            for lane in range(first, stop):
+                for param, grad, velocity in lanes[lane]:
+                    non_finite[lane] += sgd_update(param, velocity, grad, lr_t, self.momentum, self.nesterov)
+
+        parallel.parallel_ranges(_UPDATE_LANES, run)
+        all_finite = not any(non_finite)
         self.iterations += 1
         return all_finite
 

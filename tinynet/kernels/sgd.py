@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["sgd_update", "sgd_update_reference"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _plain(param, grad, learning_rate):
     non_finite = 0
     for k in range(param.size):
@@ -26,7 +26,7 @@ def _plain(param, grad, learning_rate):
     return non_finite
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _momentum(param, velocity, grad, learning_rate, momentum, nesterov):
     non_finite = 0
     for k in range(param.size):
