@@ -79,9 +79,11 @@ def test_fused_model_with_relu_variants_matches_unfused():
 
     fused, fused_history, _ = _train(True, build, batch_size=7)
     plain, plain_history, _ = _train(False, build, batch_size=7)
+    assert type(fused._stages()[0]).__name__ == "ConvPoolReluDropout"  # overlapping windows: the scatter backward
     for a, b in zip(fused.get_weights(), plain.get_weights(), strict=True):
-        assert np.array_equal(a, b)
-    assert fused_history == plain_history
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for key in plain_history:
+        np.testing.assert_allclose(fused_history[key], plain_history[key], rtol=1e-4)
 
 
 @settings(max_examples=60, deadline=None)

@@ -9,7 +9,11 @@ Both engines use the same thread count (``torch.set_num_threads`` = tinynet's BL
 (SGD, Nesterov, momentum 0.9: PyTorch's Nesterov needs a non-zero momentum, the tutorial's is 0). Between rounds
 the suite sleeps briefly (:data:`SETTLE_SECONDS`, untimed): OpenBLAS's and PyTorch's OpenMP worker threads both
 spin for a while after their last job, and a round must not start while the other engine's threads still hold
-a core.
+a core. Then each round first runs its engine untimed for :data:`RAMP_SECONDS`: on this virtual machine a core
+that sat idle stays slow for a while once work comes back (measured: after a 0.2 s pause, tinynet's 2-thread
+step took 9.4 ms for its first six steps, about 60 ms, then 6.0 ms; with 1 thread, or without the pause, no such
+dip), so without the ramp a round would time the machine waking up, not the engine. Training runs its steps back
+to back, so the steady state is what a user sees.
 
 Importing torch loads its own OpenMP runtime and MKL into the process, so ``run`` (the command line) runs this
 suite after the other in-process suites.
@@ -30,6 +34,7 @@ from benchmarks.torch_port import TorchTutorial, torch_import_error
 from benchmarks.tutorial import build_tutorial_model, one_hot, synthetic_images, synthetic_labels
 
 SETTLE_SECONDS = 0.05
+RAMP_SECONDS = 0.15
 MINIMUM_WARMUP = 3  # PyTorch (oneDNN) builds and caches its kernels for each new shape over the first calls
 ENGINES = ("tinynet", "torch")
 
@@ -43,6 +48,9 @@ def interleave(calls: dict[str, Any], rounds: int, repeats_per_round: int, warmu
     for _ in range(rounds):
         for name, call in calls.items():
             time.sleep(SETTLE_SECONDS)
+            ramp_end = time.perf_counter() + RAMP_SECONDS
+            while time.perf_counter() < ramp_end:
+                call()
             for _ in range(repeats_per_round):
                 start = time.perf_counter()
                 call()
