@@ -80,18 +80,33 @@ class ConvPoolReluDropout:
         self.conv.needs_input_gradient = value
 
     # ------------------------------------------------------------------------------------------- geometry
-    def _slices(self, batch: int) -> tuple[int, int]:
-        size = images_per_slice(self.conv)
-        return size, -(-batch // size)
+    # Read from the layers at each call (cheap), so the stage always follows their current geometry.
+    @property
+    def _window(self) -> tuple[int, ...]:
+        return self.conv._window_args()
 
+    @property
     def _pool_window(self) -> tuple[int, ...]:
         pool = self.pool
         return (*pool.pool_size, *pool.strides, pool.pad_top, pool.pad_left)
 
-    def _matrix_shapes(self, images: int) -> tuple[int, int, int]:
+    @property
+    def _conv_map(self) -> tuple[int, int, int]:
+        return (self.conv.out_h, self.conv.out_w, self.conv.filters)
+
+    def _plan(self, batch: int) -> tuple[int, int, int, int, np.ndarray]:
+        """Images per slice, slice count, rows of a full slice's matrices, their depth, the kernel as a matrix."""
         conv = self.conv
+        size = images_per_slice(conv)
         kh, kw = conv.kernel_size
-        return images * conv.out_h * conv.out_w, kh * kw * conv.input_shape[-1], conv.filters
+        depth = kh * kw * conv.input_shape[-1]
+        kernel = conv.params["kernel"].reshape(depth, conv.filters)
+        return size, -(-batch // size), size * conv.out_h * conv.out_w, depth, kernel
+
+    def _bounds(self, index: int, size: int, batch: int) -> tuple[int, int, int]:
+        """First and stop image of slice ``index``, and its number of matrix rows."""
+        start, end = index * size, min(batch, (index + 1) * size)
+        return start, end, (end - start) * self.conv.out_h * self.conv.out_w
 
     def _slice_buffer(self, name: str, slot: int, shape: tuple[int, ...], rows: int) -> np.ndarray:
         """The first ``rows`` rows of a per-thread work array sized for a full slice."""
@@ -110,25 +125,20 @@ class ConvPoolReluDropout:
         y = np.empty(output_shape, dtype=conv.dtype)
         argmax_index = np.empty(output_shape, dtype=np.int32)
         pass_mask = np.empty(output_shape, dtype=np.uint8)
-        size, count = self._slices(batch)
-        full_rows, depth, filters = self._matrix_shapes(size)
-        kernel = conv.params["kernel"].reshape(depth, filters)
+        size, count, full_rows, depth, kernel = self._plan(batch)
         bias = conv.params["bias"] if conv.use_bias else None
-        window, pool_window = conv._window_args(), self._pool_window()
-        conv_map = (conv.out_h, conv.out_w, filters)
 
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):
-                start, end = index * size, min(batch, (index + 1) * size)
-                rows = (end - start) * conv.out_h * conv.out_w
+                start, end, rows = self._bounds(index, size, batch)
                 cols = self._slice_buffer("cols", slot, (full_rows, depth), rows)
-                im2col_unchecked(x[start:end], cols, *window)
-                z = np.matmul(cols, kernel, out=self._slice_buffer("z", slot, (full_rows, filters), rows))
+                im2col_unchecked(x[start:end], cols, *self._window)
+                z = np.matmul(cols, kernel, out=self._slice_buffer("z", slot, (full_rows, conv.filters), rows))
                 if bias is not None:
                     z += bias
                 pool_relu_dropout_forward_unchecked(
-                    z.reshape(end - start, *conv_map), y[start:end], argmax_index[start:end],
-                    pass_mask[start:end], words[start:end] if dropout_on else None, rate, pool_window)
+                    z.reshape(end - start, *self._conv_map), y[start:end], argmax_index[start:end],
+                    pass_mask[start:end], words[start:end] if dropout_on else None, rate, self._pool_window)
 
         parallel.parallel_ranges(count, run)
         self._cache = (x, argmax_index, pass_mask, dropout_on, rate) if training else None
@@ -143,32 +153,28 @@ class ConvPoolReluDropout:
         conv = self.conv
         dy = np.ascontiguousarray(self.pool._check_output_gradient(dy, argmax_index.shape))
         batch = x.shape[0]
-        size, count = self._slices(batch)
-        full_rows, depth, filters = self._matrix_shapes(size)
-        kernel = conv.params["kernel"].reshape(depth, filters)
+        size, count, full_rows, depth, kernel = self._plan(batch)
+        filters = conv.filters
         kernel_parts = conv._scratch("kernel_parts", (count, depth, filters))
         bias_parts = conv._scratch("bias_parts", (count, filters)) if conv.use_bias else None
         ones = conv._scratch("ones_slice", (full_rows,), fill=1.0)
         dx = np.empty(x.shape, dtype=conv.dtype) if self.needs_input_gradient else None
-        window, pool_window = conv._window_args(), self._pool_window()
-        conv_map = (conv.out_h, conv.out_w, filters)
 
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):
-                start, end = index * size, min(batch, (index + 1) * size)
-                rows = (end - start) * conv.out_h * conv.out_w
+                start, end, rows = self._bounds(index, size, batch)
                 dz = self._slice_buffer("dz", slot, (full_rows, filters), rows)
                 pool_relu_dropout_backward_unchecked(
                     dy[start:end], argmax_index[start:end], pass_mask[start:end],
-                    dz.reshape(end - start, *conv_map), rate, dropout_on, pool_window)
+                    dz.reshape(end - start, *self._conv_map), rate, dropout_on, self._pool_window)
                 cols = self._slice_buffer("cols", slot, (full_rows, depth), rows)
-                im2col_unchecked(x[start:end], cols, *window)
+                im2col_unchecked(x[start:end], cols, *self._window)
                 np.matmul(cols.T, dz, out=kernel_parts[index])
                 if bias_parts is not None:
                     np.matmul(ones[:rows], dz, out=bias_parts[index])
                 if dx is not None:
                     dcols = np.matmul(dz, kernel.T, out=self._slice_buffer("dcols", slot, (full_rows, depth), rows))
-                    col2im_unchecked(dcols, dx[start:end], *window)
+                    col2im_unchecked(dcols, dx[start:end], *self._window)
 
         parallel.parallel_ranges(count, run)
         # Summed in slice order, whichever thread made each part: the same bits with any number of threads.
