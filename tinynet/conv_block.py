@@ -48,6 +48,12 @@ from tinynet.layers.conv import Conv2D
 # What one slice's im2col matrix plus convolution output may take: about half a core's L2 cache, leaving the
 # other half to the kernel matrix, BLAS's packing buffers and the slice's outputs.
 _SLICE_BYTES = 512 * 1024
+# A kernel this shallow (3x3 on grey images: 9) gets the bias as one more column of the product, which then
+# also yields db: a separate pass adding the bias to each slice's output cost as much as the product itself.
+_BIAS_COLUMN_MAX_DEPTH = 32
+# A whole-batch im2col matrix up to this size is kept from the forward to the backward pass instead of being
+# made again (the first convolution's: 0.8 MB at batch 32; the second's, 8.9 MB, is rebuilt slice by slice).
+_KEEP_COLUMNS_BYTES = 1 << 20
 
 
 def images_per_slice(conv: Conv2D) -> int:
@@ -94,14 +100,34 @@ class ConvPoolReluDropout:
     def _conv_map(self) -> tuple[int, int, int]:
         return (self.conv.out_h, self.conv.out_w, self.conv.filters)
 
-    def _plan(self, batch: int) -> tuple[int, int, int, int, np.ndarray]:
-        """Images per slice, slice count, rows of a full slice's matrices, their depth, the kernel as a matrix."""
+    def _plan(self, batch: int) -> tuple[int, int, int, int, int, np.ndarray]:
+        """Images per slice, slice count, rows of a full slice's matrices, the kernel's depth, the width of the
+        im2col matrix (one more with the bias column) and the kernel as a matrix."""
         conv = self.conv
         size = images_per_slice(conv)
         kh, kw = conv.kernel_size
         depth = kh * kw * conv.input_shape[-1]
+        width = depth + 1 if self._bias_in_product(depth) else depth
         kernel = conv.params["kernel"].reshape(depth, conv.filters)
-        return size, -(-batch // size), size * conv.out_h * conv.out_w, depth, kernel
+        return size, -(-batch // size), size * conv.out_h * conv.out_w, depth, width, kernel
+
+    def _bias_in_product(self, depth: int) -> bool:
+        return self.conv.use_bias and depth <= _BIAS_COLUMN_MAX_DEPTH
+
+    def _columns(self, slot: int, start: int, end: int, rows: int, full_rows: int, width: int, batch: int,
+                 keep: bool) -> np.ndarray:
+        """Where slice ``[start, end)``'s im2col matrix lives: its rows of a whole-batch matrix when that is
+        kept for the backward pass, else the thread's slice buffer. Made with every element 1, so that a bias
+        column (the last), which im2col never writes, stays all ones."""
+        conv = self.conv
+        if keep:
+            per_image = conv.out_h * conv.out_w
+            return conv._scratch("cols_batch", (batch * per_image, width), fill=1.0)[start * per_image:end * per_image]
+        return conv._scratch(f"cols_{slot}", (full_rows, width), fill=1.0)[:rows]
+
+    def _keeps_columns(self, batch: int, width: int) -> bool:
+        conv = self.conv
+        return batch * conv.out_h * conv.out_w * width * conv.dtype.itemsize <= _KEEP_COLUMNS_BYTES
 
     def _bounds(self, index: int, size: int, batch: int) -> tuple[int, int, int]:
         """First and stop image of slice ``index``, and its number of matrix rows."""
@@ -125,38 +151,45 @@ class ConvPoolReluDropout:
         y = np.empty(output_shape, dtype=conv.dtype)
         argmax_index = np.empty(output_shape, dtype=np.int32)
         pass_mask = np.empty(output_shape, dtype=np.uint8)
-        size, count, full_rows, depth, kernel = self._plan(batch)
+        size, count, full_rows, depth, width, kernel = self._plan(batch)
+        keep = training and self._keeps_columns(batch, width)
         bias = conv.params["bias"] if conv.use_bias else None
+        weights = kernel
+        if width > depth:  # Z = [X_col 1] @ [W; b]: the bias rides in the product instead of a pass over Z
+            weights = conv._scratch("kernel_and_bias", (width, conv.filters))
+            weights[:depth] = kernel
+            weights[depth] = bias
 
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):
                 start, end, rows = self._bounds(index, size, batch)
-                cols = self._slice_buffer("cols", slot, (full_rows, depth), rows)
-                im2col_unchecked(x[start:end], cols, *self._window)
-                z = np.matmul(cols, kernel, out=self._slice_buffer("z", slot, (full_rows, conv.filters), rows))
-                if bias is not None:
+                cols = self._columns(slot, start, end, rows, full_rows, width, batch, keep)
+                im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
+                z = np.matmul(cols, weights, out=self._slice_buffer("z", slot, (full_rows, conv.filters), rows))
+                if bias is not None and width == depth:
                     z += bias
                 pool_relu_dropout_forward_unchecked(
                     z.reshape(end - start, *self._conv_map), y[start:end], argmax_index[start:end],
                     pass_mask[start:end], words[start:end] if dropout_on else None, rate, self._pool_window)
 
         parallel.parallel_ranges(count, run)
-        self._cache = (x, argmax_index, pass_mask, dropout_on, rate) if training else None
+        self._cache = (x, argmax_index, pass_mask, dropout_on, rate, keep) if training else None
         return y
 
     # ------------------------------------------------------------------------------------------- backward
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         if self._cache is None:
             raise RuntimeError(f"{self.name}: backward called without a forward pass (in training mode) before it")
-        x, argmax_index, pass_mask, dropout_on, rate = self._cache
+        x, argmax_index, pass_mask, dropout_on, rate, kept = self._cache
         self._cache = None
         conv = self.conv
         dy = np.ascontiguousarray(self.pool._check_output_gradient(dy, argmax_index.shape))
         batch = x.shape[0]
-        size, count, full_rows, depth, kernel = self._plan(batch)
+        size, count, full_rows, depth, width, kernel = self._plan(batch)
         filters = conv.filters
-        kernel_parts = conv._scratch("kernel_parts", (count, depth, filters))
-        bias_parts = conv._scratch("bias_parts", (count, filters)) if conv.use_bias else None
+        # Per slice: X_col^T @ dZ, whose last row is db = 1^T dZ when the im2col matrix has the bias column.
+        parts = conv._scratch("gradient_parts", (count, width, filters))
+        bias_parts = conv._scratch("bias_parts", (count, filters)) if conv.use_bias and width == depth else None
         ones = conv._scratch("ones_slice", (full_rows,), fill=1.0)
         dx = np.empty(x.shape, dtype=conv.dtype) if self.needs_input_gradient else None
 
@@ -167,9 +200,10 @@ class ConvPoolReluDropout:
                 pool_relu_dropout_backward_unchecked(
                     dy[start:end], argmax_index[start:end], pass_mask[start:end],
                     dz.reshape(end - start, *self._conv_map), rate, dropout_on, self._pool_window)
-                cols = self._slice_buffer("cols", slot, (full_rows, depth), rows)
-                im2col_unchecked(x[start:end], cols, *self._window)
-                np.matmul(cols.T, dz, out=kernel_parts[index])
+                cols = self._columns(slot, start, end, rows, full_rows, width, batch, kept)
+                if not kept:
+                    im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
+                np.matmul(cols.T, dz, out=parts[index])
                 if bias_parts is not None:
                     np.matmul(ones[:rows], dz, out=bias_parts[index])
                 if dx is not None:
@@ -178,7 +212,9 @@ class ConvPoolReluDropout:
 
         parallel.parallel_ranges(count, run)
         # Summed in slice order, whichever thread made each part: the same bits with any number of threads.
-        np.sum(kernel_parts, axis=0, out=conv.grads["kernel"].reshape(depth, filters))
-        if bias_parts is not None:
+        np.sum(parts[:, :depth], axis=0, out=conv.grads["kernel"].reshape(depth, filters))
+        if width > depth:
+            np.sum(parts[:, depth], axis=0, out=conv.grads["bias"])
+        elif bias_parts is not None:
             np.sum(bias_parts, axis=0, out=conv.grads["bias"])
         return dx
