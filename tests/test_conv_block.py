@@ -138,3 +138,36 @@ def test_slices_follow_the_cache_budget_not_the_batch():
     first, second = model.layers[0], model.layers[4]
     assert conv_block.images_per_slice(first) == 2   # 26*26*(9 + 64) floats = 197 KB an image
     assert conv_block.images_per_slice(second) == 1  # 11*11*(576 + 32) floats = 294 KB an image
+
+
+def test_batch_size_changes_on_two_threads_keep_the_gradients_right(one_image_slices):
+    # Regression: the whole-batch im2col matrix kept for backward was once made inside the threads, so when the
+    # batch size changed (the last, shorter batch of an epoch) each thread wrote into its own new copy and the
+    # backward pass read one of them: wrong weight gradients, now and then.
+    set_random_seed(2)
+    layers = _block_layers(3, 1, "valid", 2, 2, 1, 8, 28, 28, 0.25, "float32")
+    set_random_seed(2)
+    twins = _block_layers(3, 1, "valid", 2, 2, 1, 8, 28, 28, 0.25, "float32")
+    twins[0].set_weights(layers[0].get_weights())
+    stage = fusion.plan(list(layers))[0]
+    rng = np.random.default_rng(2)
+    before = parallel._requested_threads
+    parallel.set_num_threads(2)
+    try:
+        for batch in (32, 16, 3) * 10:  # matrices large enough that NumPy releases the GIL while filling them
+            x = rng.random((batch, 28, 28, 1), dtype=np.float32)
+            y = stage.forward(x, training=True)
+            dy = rng.standard_normal(y.shape).astype(np.float32)
+            stage.backward(dy)
+            reference = x
+            for twin in twins:
+                reference = twin.forward(reference, training=True)
+            gradient = dy
+            for twin in reversed(twins):
+                gradient = twin.backward(gradient)
+            for name in ("kernel", "bias"):  # sums of ~20,000 float32 terms: rounding, scaled to the largest
+                expected = twins[0].grads[name]
+                np.testing.assert_allclose(layers[0].grads[name], expected, rtol=1e-4,
+                                           atol=1e-5 * np.abs(expected).max())
+    finally:
+        parallel.set_num_threads(before)

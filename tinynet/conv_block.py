@@ -114,15 +114,23 @@ class ConvPoolReluDropout:
     def _bias_in_product(self, depth: int) -> bool:
         return self.conv.use_bias and depth <= _BIAS_COLUMN_MAX_DEPTH
 
-    def _columns(self, slot: int, start: int, end: int, rows: int, full_rows: int, width: int, batch: int,
-                 keep: bool) -> np.ndarray:
-        """Where slice ``[start, end)``'s im2col matrix lives: its rows of a whole-batch matrix when that is
-        kept for the backward pass, else the thread's slice buffer. Made with every element 1, so that a bias
-        column (the last), which im2col never writes, stays all ones."""
+    def _batch_columns(self, batch: int, width: int, keep: bool) -> np.ndarray | None:
+        """The whole-batch im2col matrix kept for the backward pass, or ``None``. Made on the calling thread,
+        before the slices are handed out: two threads making it at once would each write into their own."""
+        if not keep:
+            return None
         conv = self.conv
-        if keep:
+        return conv._scratch("cols_batch", (batch * conv.out_h * conv.out_w, width), fill=1.0)
+
+    def _columns(self, slot: int, start: int, end: int, rows: int, full_rows: int, width: int,
+                 batch_columns: np.ndarray | None) -> np.ndarray:
+        """Where slice ``[start, end)``'s im2col matrix lives: its rows of the whole-batch matrix when that is
+        kept, else the thread's slice buffer. Both are made with every element 1, so that a bias column (the
+        last), which im2col never writes, stays all ones."""
+        conv = self.conv
+        if batch_columns is not None:
             per_image = conv.out_h * conv.out_w
-            return conv._scratch("cols_batch", (batch * per_image, width), fill=1.0)[start * per_image:end * per_image]
+            return batch_columns[start * per_image:end * per_image]
         return conv._scratch(f"cols_{slot}", (full_rows, width), fill=1.0)[:rows]
 
     def _keeps_columns(self, batch: int, width: int) -> bool:
@@ -153,6 +161,7 @@ class ConvPoolReluDropout:
         pass_mask = np.empty(output_shape, dtype=np.uint8)
         size, count, full_rows, depth, width, kernel = self._plan(batch)
         keep = training and self._keeps_columns(batch, width)
+        batch_columns = self._batch_columns(batch, width, keep)
         bias = conv.params["bias"] if conv.use_bias else None
         weights = kernel
         if width > depth:  # Z = [X_col 1] @ [W; b]: the bias rides in the product instead of a pass over Z
@@ -163,7 +172,7 @@ class ConvPoolReluDropout:
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):
                 start, end, rows = self._bounds(index, size, batch)
-                cols = self._columns(slot, start, end, rows, full_rows, width, batch, keep)
+                cols = self._columns(slot, start, end, rows, full_rows, width, batch_columns)
                 im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
                 z = np.matmul(cols, weights, out=self._slice_buffer("z", slot, (full_rows, conv.filters), rows))
                 if bias is not None and width == depth:
@@ -188,6 +197,7 @@ class ConvPoolReluDropout:
         size, count, full_rows, depth, width, kernel = self._plan(batch)
         filters = conv.filters
         # Per slice: X_col^T @ dZ, whose last row is db = 1^T dZ when the im2col matrix has the bias column.
+        batch_columns = self._batch_columns(batch, width, kept)
         parts = conv._scratch("gradient_parts", (count, width, filters))
         bias_parts = conv._scratch("bias_parts", (count, filters)) if conv.use_bias and width == depth else None
         ones = conv._scratch("ones_slice", (full_rows,), fill=1.0)
@@ -200,8 +210,8 @@ class ConvPoolReluDropout:
                 pool_relu_dropout_backward_unchecked(
                     dy[start:end], argmax_index[start:end], pass_mask[start:end],
                     dz.reshape(end - start, *self._conv_map), rate, dropout_on, self._pool_window)
-                cols = self._columns(slot, start, end, rows, full_rows, width, batch, kept)
-                if not kept:
+                cols = self._columns(slot, start, end, rows, full_rows, width, batch_columns)
+                if batch_columns is None:
                     im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
                 np.matmul(cols.T, dz, out=parts[index])
                 if bias_parts is not None:
