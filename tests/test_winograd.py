@@ -60,23 +60,33 @@ def test_the_block_uses_winograd_for_deep_3x3_convolutions_and_matches_the_layer
                        Dropout(0.3)])
     twin.fuse = False
     x = np.random.default_rng(4).standard_normal((5, 9, 9, 16)).astype(np.float32)
+    rng = np.random.default_rng(5)
     for _ in range(2):  # the second time through reuses every buffer
         y = stage.forward(x, training=True)
         reference = twin._forward(x, training=True)
         np.testing.assert_allclose(y, reference, rtol=1e-5, atol=1e-5)
-        stage.backward(np.ones_like(y))
-        twin._clear_caches()
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = stage.backward(dy)
+        expected = dy
+        for layer in reversed(twin.layers):
+            expected = layer.backward(expected)
+        np.testing.assert_allclose(dx, expected, rtol=1e-5, atol=1e-5)
+        for name in ("kernel", "bias"):
+            np.testing.assert_allclose(model.layers[0].grads[name], twin.layers[0].grads[name], rtol=1e-4,
+                                       atol=1e-4)
 
 
-def test_model_gradient_check_through_the_winograd_forward():
+def test_model_gradient_check_through_the_winograd_passes():
     backend.set_floatx("float64")  # restored to float32 by the autouse fixture
     set_random_seed(6)
-    model = Sequential([Conv2D(3, 3, input_shape=(6, 6, 16)), MaxPooling2D(), Activation("relu"), Flatten(),
+    # Two blocks, the second with 16 input channels: both forward passes by Winograd, the backward through both.
+    model = Sequential([Conv2D(16, 3, padding="same", input_shape=(8, 8, 16)), MaxPooling2D(), Activation("relu"),
+                        Conv2D(3, 3), MaxPooling2D(), Activation("relu"), Flatten(),
                         Dense(3, activation="softmax")])
     model.compile("sgd", "categorical_crossentropy")
-    assert model._stages()[0]._uses_winograd()
+    assert model._stages()[0]._uses_winograd() and model._stages()[1]._uses_winograd()
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((3, 6, 6, 16))
+    x = rng.standard_normal((3, 8, 8, 16))
     y = np.eye(3)[rng.integers(0, 3, 3)]
     report = check_model(model, x, y, seed=6, step=1e-5, rtol=1e-4, atol=1e-6)
     assert report.passed, str(report)

@@ -13,6 +13,11 @@ Forward, per slice ``s`` (the layers' own equations; see :class:`tinynet.layers.
     Z[s]     = X_col[s] @ W + b                     (never leaves the cache)
     y[s], argmax_index[s], pass_mask[s] = pool_relu_dropout(Z[s], dropout words[s])
 
+(For a 3x3, stride-1 kernel over 16 or more channels, ``Z[s]`` comes from Winograd's F(2x2, 3x3) instead of
+im2col and the product: the same convolution with 1.9x fewer multiplications, see
+:mod:`tinynet.kernels.winograd`. With a kernel of 32 or fewer inputs per output, ``b`` is a last row of ``W``
+against a column of ones in ``X_col``, and that column's row of ``dW_part`` below is ``db_part``.)
+
 Backward, per slice, with ``dy`` the gradient of the block's output::
 
     dZ[s]      = route dy[s] * pass_mask[s] * scale to the argmax pixels (zero elsewhere)
@@ -119,6 +124,24 @@ class ConvPoolReluDropout:
         kernel = conv.params["kernel"].reshape(depth, conv.filters)
         return size, -(-batch // size), size * conv.out_h * conv.out_w, depth, width, kernel
 
+    def _winograd(self, slot: int, source: np.ndarray, transformed_kernel: np.ndarray, out: np.ndarray,
+                  bias: np.ndarray | None) -> None:
+        """``out (images, out_h, out_w, filters)``: the convolution of ``source`` (bias added) by F(2x2, 3x3).
+
+        The work arrays are per thread and per tile count (a batch's last slice may be shorter), so each is made
+        once and reused from step to step."""
+        conv = self.conv
+        images, out_h, out_w, filters = out.shape
+        tiles_h, tiles_w = tile_counts(out_h, out_w)
+        tiles = images * tiles_h * tiles_w
+        inputs = conv._scratch(f"winograd_inputs_{slot}_{tiles}", (16, tiles, source.shape[-1]))
+        products = conv._scratch(f"winograd_products_{slot}_{tiles}", (16, tiles, filters))
+        input_transform(source, inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
+        np.matmul(inputs, transformed_kernel, out=products)
+        no_bias = bias is None
+        output_transform(products, np.zeros(filters, out.dtype) if no_bias else bias, not no_bias, out,
+                         tiles_h, tiles_w)
+
     def _uses_winograd(self) -> bool:
         conv = self.conv
         return (conv.kernel_size == (3, 3) and conv.strides == (1, 1)
@@ -186,22 +209,12 @@ class ConvPoolReluDropout:
         if winograd:  # the kernel's transform, once for all slices
             transformed_kernel = kernel_transform(conv.params["kernel"], out=conv._scratch(
                 "winograd_kernel", (16, conv.input_shape[-1], conv.filters)))
-            zero_bias = conv._scratch("zero_bias", (conv.filters,), fill=0.0)
 
         def convolve(slot: int, start: int, end: int, rows: int) -> np.ndarray:
             """The slice's convolution output Z, bias included, as (rows, filters)."""
             z = self._slice_buffer("z", slot, (full_rows, conv.filters), rows)
             if winograd:
-                tiles_h, tiles_w = tile_counts(conv.out_h, conv.out_w)
-                tiles = (end - start) * tiles_h * tiles_w
-                channels = conv.input_shape[-1]
-                # Per thread and per tile count (a batch's last slice may be shorter): reused from step to step.
-                inputs = conv._scratch(f"winograd_inputs_{slot}_{tiles}", (16, tiles, channels))
-                products = conv._scratch(f"winograd_products_{slot}_{tiles}", (16, tiles, conv.filters))
-                input_transform(x[start:end], inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
-                np.matmul(inputs, transformed_kernel, out=products)
-                output_transform(products, zero_bias if bias is None else bias, bias is not None,
-                                 z.reshape(end - start, *self._conv_map), tiles_h, tiles_w)
+                self._winograd(slot, x[start:end], transformed_kernel, z.reshape(end - start, *self._conv_map), bias)
                 return z
             cols = self._columns(slot, start, end, rows, full_rows, width, batch_columns)
             im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
@@ -254,6 +267,7 @@ class ConvPoolReluDropout:
                 if bias_parts is not None:
                     np.matmul(ones[:rows], dz, out=bias_parts[index])
                 if dx is not None:
+                    # (Winograd measured no faster here than dZ @ W^T and col2im: 4.70-4.88 against 4.80-5.02 ms.)
                     dcols = np.matmul(dz, kernel.T, out=self._slice_buffer("dcols", slot, (full_rows, depth), rows))
                     col2im_unchecked(dcols, dx[start:end], *self._window)
 
