@@ -113,16 +113,25 @@ class ConvPoolReluDropout:
     def _conv_map(self) -> tuple[int, int, int]:
         return (self.conv.out_h, self.conv.out_w, self.conv.filters)
 
-    def _plan(self, batch: int) -> tuple[int, int, int, int, int, np.ndarray]:
-        """Images per slice, slice count, rows of a full slice's matrices, the kernel's depth, the width of the
-        im2col matrix (one more with the bias column) and the kernel as a matrix."""
+    def _plan(self, batch: int) -> tuple[list[tuple[int, int]], int, int, int, np.ndarray]:
+        """The slices (first and stop image of each), rows of a full slice's matrices, the kernel's depth, the
+        width of the im2col matrix (one more with the bias column) and the kernel as a matrix.
+
+        Two halves of the batch, each cut into the same number of slices: two threads then get equal shares
+        (11 slices of 3 images at batch 32 left one thread 4 images more than the other)."""
         conv = self.conv
         size = images_per_slice(conv)
+        count = -(-batch // size)
+        if count > 1 and count % 2:
+            count += 1
         kh, kw = conv.kernel_size
         depth = kh * kw * conv.input_shape[-1]
         width = depth + 1 if self._bias_in_product(depth) else depth
         kernel = conv.params["kernel"].reshape(depth, conv.filters)
-        return size, -(-batch // size), size * conv.out_h * conv.out_w, depth, width, kernel
+        halves = parallel.split_range(batch, 2 if count > 1 else 1)
+        slices = [(first + start, first + stop) for first, last in halves
+                  for start, stop in parallel.split_range(last - first, count // len(halves))]
+        return slices, size * conv.out_h * conv.out_w, depth, width, kernel
 
     def _winograd(self, slot: int, source: np.ndarray, transformed_kernel: np.ndarray, out: np.ndarray,
                   bias: np.ndarray | None) -> None:
@@ -173,10 +182,9 @@ class ConvPoolReluDropout:
         conv = self.conv
         return batch * conv.out_h * conv.out_w * width * conv.dtype.itemsize <= _KEEP_COLUMNS_BYTES
 
-    def _bounds(self, index: int, size: int, batch: int) -> tuple[int, int, int]:
-        """First and stop image of slice ``index``, and its number of matrix rows."""
-        start, end = index * size, min(batch, (index + 1) * size)
-        return start, end, (end - start) * self.conv.out_h * self.conv.out_w
+    def _rows(self, start: int, end: int) -> int:
+        """Rows of the im2col and output matrices of the images ``[start, end)``."""
+        return (end - start) * self.conv.out_h * self.conv.out_w
 
     def _slice_buffer(self, name: str, slot: int, shape: tuple[int, ...], rows: int) -> np.ndarray:
         """The first ``rows`` rows of a per-thread work array sized for a full slice."""
@@ -195,7 +203,8 @@ class ConvPoolReluDropout:
         y = np.empty(output_shape, dtype=conv.dtype)
         argmax_index = np.empty(output_shape, dtype=np.int32)
         pass_mask = np.empty(output_shape, dtype=np.uint8)
-        size, count, full_rows, depth, width, kernel = self._plan(batch)
+        slices, full_rows, depth, width, kernel = self._plan(batch)
+        count = len(slices)
         winograd = self._uses_winograd()  # then the forward pass makes no im2col matrix to keep
         keep = training and not winograd and self._keeps_columns(batch, width)
         batch_columns = self._batch_columns(batch, width, keep)
@@ -225,7 +234,8 @@ class ConvPoolReluDropout:
 
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):
-                start, end, rows = self._bounds(index, size, batch)
+                start, end = slices[index]
+                rows = self._rows(start, end)
                 z = convolve(slot, start, end, rows)
                 pool_relu_dropout_forward_unchecked(
                     z.reshape(end - start, *self._conv_map), y[start:end], argmax_index[start:end],
@@ -244,7 +254,8 @@ class ConvPoolReluDropout:
         conv = self.conv
         dy = np.ascontiguousarray(self.pool._check_output_gradient(dy, argmax_index.shape))
         batch = x.shape[0]
-        size, count, full_rows, depth, width, kernel = self._plan(batch)
+        slices, full_rows, depth, width, kernel = self._plan(batch)
+        count = len(slices)
         filters = conv.filters
         # Per slice: X_col^T @ dZ, whose last row is db = 1^T dZ when the im2col matrix has the bias column.
         batch_columns = self._batch_columns(batch, width, kept)
@@ -255,7 +266,8 @@ class ConvPoolReluDropout:
 
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):
-                start, end, rows = self._bounds(index, size, batch)
+                start, end = slices[index]
+                rows = self._rows(start, end)
                 dz = self._slice_buffer("dz", slot, (full_rows, filters), rows)
                 pool_relu_dropout_backward_unchecked(
                     dy[start:end], argmax_index[start:end], pass_mask[start:end],
