@@ -233,25 +233,33 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` for 2-D arrays, computed as two blocks of rows that tinynet's threads share.
+    """``a @ b`` for 2-D arrays, computed as two blocks that tinynet's threads share.
 
-    Each block is one single-threaded BLAS call ``a[rows] @ b`` into ``out[rows]``. The cut depends only on the
-    shapes, never on the thread count: OpenBLAS rounds a row differently depending on the shape of the call it
-    is in, so a cut that followed the threads would make a run's bits depend on the machine. Small products run
-    as one call. ``out``, when given, must be C-contiguous of the result's shape and dtype.
+    The blocks are halves of the result's rows, or of its columns when it is wider than tall (a dense layer's
+    batch of 32 rows against 512 units: each thread then multiplies all 32 rows by half the weights, 10 %
+    faster than half the rows by all of them). Each block is one single-threaded BLAS call into its part of
+    ``out``. The cut depends only on the shapes, never on the thread count: OpenBLAS rounds an entry
+    differently depending on the shape of the call it is in, so a cut that followed the threads would make a
+    run's bits depend on the machine. Small products run as one call. ``out``, when given, must be C-contiguous
+    of the result's shape and dtype.
     """
     rows, inner = a.shape
     columns = b.shape[1]
     if out is None:
         out = np.empty((rows, columns), dtype=np.result_type(a, b))
     with engine_scope():
-        if rows < _MATMUL_BLOCKS or rows * inner * columns < _MIN_SPLIT_MULTIPLY_ADDS:
+        by_columns = columns > rows
+        if min(rows, columns) < 1 or max(rows, columns) < _MATMUL_BLOCKS or \
+                rows * inner * columns < _MIN_SPLIT_MULTIPLY_ADDS:
             return np.matmul(a, b, out=out)
-        blocks = split_range(rows, _MATMUL_BLOCKS)
+        blocks = split_range(columns if by_columns else rows, _MATMUL_BLOCKS)
 
         def run(slot: int, first: int, stop: int) -> None:
             for start, end in blocks[first:stop]:
-                np.matmul(a[start:end], b, out=out[start:end])
+                if by_columns:
+                    np.matmul(a, b[:, start:end], out=out[:, start:end])
+                else:
+                    np.matmul(a[start:end], b, out=out[start:end])
 
         parallel_ranges(len(blocks), run)
     return out
