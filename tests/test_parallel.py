@@ -110,3 +110,13 @@ def test_set_num_threads_rejects_bad_counts():
             parallel.set_num_threads(bad)
     with pytest.raises(ValueError, match="blas.set_threads: threads must be a positive int"):
         blas.set_threads(0)
+
+
+@pytest.mark.parametrize("shape", [(32, 800, 512), (800, 32, 512), (512, 256, 32)])
+def test_matmul_cuts_wide_results_by_columns_and_tall_ones_by_rows(shape, two_threads):
+    rows, inner, columns = shape  # a dense layer's forward pass, its weight gradient, a convolution's product
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((rows, inner)).astype(np.float32)
+    b = rng.standard_normal((inner, columns)).astype(np.float32)
+    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(parallel.matmul(a, b.T.copy().T), a @ b, rtol=1e-4, atol=1e-4)
