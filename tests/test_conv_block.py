@@ -31,6 +31,17 @@ def _block_layers(kernel, stride, padding, pool, pool_stride, channels, filters,
     return model.layers
 
 
+def _through_layers(layers, x, dy):
+    """The reference: each layer's forward in turn, then each backward in reverse; returns ``(y, dx)``."""
+    y = x
+    for layer in layers:
+        y = layer.forward(y, training=True)
+    gradient = dy
+    for layer in reversed(layers):
+        gradient = layer.backward(gradient)
+    return y, gradient
+
+
 @settings(max_examples=40, deadline=None)
 @given(kernel=st.sampled_from([1, 2, 3, (3, 2)]), stride=st.sampled_from([1, 2]),
        padding=st.sampled_from(["valid", "same"]), pool=st.sampled_from([2, 3]), pool_stride=st.sampled_from([1, 2, 3]),
@@ -64,12 +75,7 @@ def test_stage_matches_the_layers_forward_and_backward(kernel, stride, padding, 
         parallel.set_num_threads(before[0])
         conv_block._SLICE_BYTES = before[1]
 
-    reference = x
-    for twin in twins:
-        reference = twin.forward(reference, training=True)
-    gradient = dy
-    for twin in reversed(twins):
-        gradient = twin.backward(gradient)
+    reference, gradient = _through_layers(twins, x, dy)
     # The same products, cut into other BLAS calls (which round differently), and the same pooling.
     tolerance = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(y, reference, rtol=tolerance, atol=tolerance)
@@ -159,12 +165,7 @@ def test_batch_size_changes_on_two_threads_keep_the_gradients_right(one_image_sl
             y = stage.forward(x, training=True)
             dy = rng.standard_normal(y.shape).astype(np.float32)
             stage.backward(dy)
-            reference = x
-            for twin in twins:
-                reference = twin.forward(reference, training=True)
-            gradient = dy
-            for twin in reversed(twins):
-                gradient = twin.backward(gradient)
+            _through_layers(twins, x, dy)
             for name in ("kernel", "bias"):  # sums of ~20,000 float32 terms: rounding, scaled to the largest
                 expected = twins[0].grads[name]
                 np.testing.assert_allclose(layers[0].grads[name], expected, rtol=1e-4,
