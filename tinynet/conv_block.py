@@ -80,7 +80,8 @@ def images_per_slice(conv: Conv2D) -> int:
 class ConvPoolReluDropout:
     """A ``Conv2D`` (no activation) followed by the fused ``MaxPooling2D -> ReLU [-> Dropout]`` stage.
 
-    Cache: the block's input ``x`` (the im2col matrix is rebuilt from it), ``argmax_index`` and ``pass_mask``.
+    Cache: the block's input ``x`` (the im2col matrix is rebuilt from it slice by slice, or, when the whole
+    batch's fits in 1 MB, kept from the forward pass), ``argmax_index`` and ``pass_mask``.
     """
 
     def __init__(self, conv: Conv2D, pool_stage: Any) -> None:
