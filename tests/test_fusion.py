@@ -130,3 +130,31 @@ def test_dropout_words_keep_the_requested_fraction():
         kept = np.mean(words >= keep_threshold(rate))
         assert kept == pytest.approx(1 - rate, abs=0.005)
     assert keep_threshold(0.0) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(2, 9), width=st.integers(2, 9), channels=st.integers(1, 5),
+       rate=st.sampled_from([None, 0.25, 0.6]), ties=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**16))
+def test_the_2x2_kernel_gives_the_general_kernels_bits(batch, height, width, channels, rate, ties, dtype, seed):
+    from tinynet.kernels.fused import _NO_WORDS, _forward_batch, pool_relu_dropout_forward_unchecked
+
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((batch, height, width, channels)).astype(dtype)
+    if ties:  # repeated values and NaNs: the tie and NaN rules must match too
+        z = np.round(z).astype(dtype)
+        z.flat[rng.integers(0, z.size, 3)] = np.nan
+    shape = (batch, height // 2, width // 2, channels)
+    words = rng.integers(0, 2**16, shape, dtype=np.uint16) if rate is not None else None
+    fast = [np.empty(shape, dtype), np.empty(shape, np.int32), np.empty(shape, np.uint8)]
+    pool_relu_dropout_forward_unchecked(z, *fast, words, rate or 0.0, (2, 2, 2, 2, 0, 0))
+    general = [np.empty(shape, dtype), np.empty(shape, np.int32), np.empty(shape, np.uint8)]
+    scale = dtype(1 / (1 - rate)) if rate is not None else dtype(1)
+    _forward_batch(z, *general, words if rate is not None else _NO_WORDS, rate is not None,
+                   keep_threshold(rate or 0.0), scale, 2, 2, 2, 2, 0, 0)
+    for a, b in zip(fast, general, strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+    untouched = [np.empty(shape, dtype), np.full(shape, -7, np.int32), np.full(shape, 9, np.uint8)]
+    pool_relu_dropout_forward_unchecked(z, *untouched, words, rate or 0.0, (2, 2, 2, 2, 0, 0), record=False)
+    assert np.array_equal(untouched[0], general[0], equal_nan=True)
+    assert (untouched[1] == -7).all() and (untouched[2] == 9).all()

@@ -240,7 +240,8 @@ class ConvPoolReluDropout:
                 z = convolve(slot, start, end, rows)
                 pool_relu_dropout_forward_unchecked(
                     z.reshape(end - start, *self._conv_map), y[start:end], argmax_index[start:end],
-                    pass_mask[start:end], words[start:end] if dropout_on else None, rate, self._pool_window)
+                    pass_mask[start:end], words[start:end] if dropout_on else None, rate, self._pool_window,
+                    record=training)  # inference needs no argmax_index or pass_mask
 
         parallel.parallel_ranges(count, run)
         self._cache = (x, argmax_index, pass_mask, dropout_on, rate, keep) if training else None
