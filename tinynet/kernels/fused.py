@@ -129,13 +129,10 @@ def pool_relu_dropout_forward(z, pool_h, pool_w, stride_h, stride_w, pad_top, pa
     y = np.empty((batch, out_h, out_w, channels), dtype=z.dtype)
     argmax_index = np.empty(y.shape, dtype=np.int32)
     pass_mask = np.empty(y.shape, dtype=np.uint8)
-    use_dropout = words is not None
-    if use_dropout and words.shape != y.shape:
+    if words is not None and words.shape != y.shape:
         raise ValueError(f"pool_relu_dropout_forward: words has shape {words.shape}, expected {y.shape}")
-    scale = z.dtype.type(1.0 / (1.0 - rate)) if use_dropout else z.dtype.type(1.0)
-    no_words = np.zeros((1, 1, 1, 1), np.uint16)  # a typed placeholder: Numba needs an array either way
-    _forward_batch(z, y, argmax_index, pass_mask, words if use_dropout else no_words, use_dropout,
-                   keep_threshold(rate), scale, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    pool_relu_dropout_forward_unchecked(z, y, argmax_index, pass_mask, words, rate,
+                                        (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left))
     return y, argmax_index, pass_mask
 
 
@@ -149,17 +146,12 @@ def pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width, rate=
     """
     batch, channels = dy.shape[0], dy.shape[3]
     dz = np.empty((batch, height, width, channels), dtype=dy.dtype) if out is None else out
-    scale = dy.dtype.type(1.0 / (1.0 - rate)) if dropout else dy.dtype.type(1.0)
     dy = np.ascontiguousarray(dy)
-    if window is not None and window[2] >= window[0] and window[3] >= window[1]:
-        pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = window
-        out_h, out_w = dy.shape[1], dy.shape[2]
-        covers_plane = (pad_top == 0 and pad_left == 0 and stride_h == pool_h and stride_w == pool_w
-                        and out_h * stride_h == height and out_w * stride_w == width)
-        _backward_disjoint_batch(dy, argmax_index, pass_mask, scale, dz, pool_h, pool_w, stride_h, stride_w,
-                                  pad_top, pad_left, covers_plane)
-        return dz
-    _backward_batch(dy, argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))
+    if window is None:
+        scale = dy.dtype.type(1.0 / (1.0 - rate)) if dropout else dy.dtype.type(1.0)
+        _backward_batch(dy, argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))
+    else:
+        pool_relu_dropout_backward_unchecked(dy, argmax_index, pass_mask, dz, rate, dropout, window)
     return dz
 
 
