@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 
 import numpy as np
@@ -120,3 +122,24 @@ def test_matmul_cuts_wide_results_by_columns_and_tall_ones_by_rows(shape, two_th
     b = rng.standard_normal((inner, columns)).astype(np.float32)
     np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(parallel.matmul(a, b.T.copy().T), a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not blas.controllable(), reason="needs fork and OpenBLAS")
+def test_a_forked_child_gets_threads_of_its_own(two_threads):
+    parallel.parallel_ranges(2, lambda slot, start, stop: None)  # the parent's worker exists now
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:  # the child would wait forever on the parent's (absent) worker thread
+        result = pool.apply_async(_sum_in_two_pieces, (1000,))
+        assert result.get(timeout=60) == sum(range(1000))
+
+
+def _sum_in_two_pieces(count):
+    parts = [0, 0]
+
+    def task(slot, start, stop):
+        for piece in range(start, stop):
+            first, last = parallel.split_range(count, 2)[piece]
+            parts[piece] = sum(range(first, last))
+
+    parallel.parallel_ranges(2, task)
+    return sum(parts)

@@ -171,6 +171,20 @@ def _get_workers(count: int) -> list[_Worker]:
         return _workers[:count]
 
 
+def _forget_threads_after_fork() -> None:
+    """In a child made by ``fork`` only the forking thread exists: work handed to the parent's workers would
+    wait forever. The child starts its own when it first needs them; locks are made anew (a thread of the
+    parent may have held one at the fork)."""
+    global _workers, _workers_lock, _scope_lock, _scope_depth
+    _workers, _workers_lock, _scope_lock = [], threading.Lock(), threading.Lock()
+    _scope_depth = 0
+    _local.__dict__.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_after_fork)
+
+
 def split_range(count: int, parts: int) -> list[tuple[int, int]]:
     """``range(count)`` cut into ``parts`` contiguous, nearly equal ``(start, stop)`` pieces (none empty)."""
     parts = max(1, min(parts, count))
