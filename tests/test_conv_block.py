@@ -21,10 +21,12 @@ def one_image_slices(monkeypatch):
     monkeypatch.setattr(conv_block, "_SLICE_BYTES", 1)
 
 
-def _block_layers(kernel, stride, padding, pool, pool_stride, channels, filters, height, width, rate, dtype):
+def _block_layers(kernel, stride, padding, pool, pool_stride, channels, filters, height, width, rate, dtype,
+                  pool_padding="valid"):
     layers = [Conv2D(filters, kernel, strides=stride, padding=padding, input_shape=(height, width, channels),
                      dtype=dtype),
-              MaxPooling2D(pool, strides=pool_stride, dtype=dtype), Activation("relu", dtype=dtype)]
+              MaxPooling2D(pool, strides=pool_stride, padding=pool_padding, dtype=dtype),
+              Activation("relu", dtype=dtype)]
     if rate is not None:
         layers.append(Dropout(rate, dtype=dtype))
     model = Sequential(layers)  # builds the layers in order
@@ -47,15 +49,17 @@ def _through_layers(layers, x, dy):
        padding=st.sampled_from(["valid", "same"]), pool=st.sampled_from([2, 3]), pool_stride=st.sampled_from([1, 2, 3]),
        channels=st.integers(1, 4), filters=st.integers(1, 5), batch=st.integers(1, 6),
        rate=st.sampled_from([None, 0.0, 0.4]), dtype=st.sampled_from(["float32", "float64"]),
-       threads=st.sampled_from([1, 2]), slice_bytes=st.sampled_from([1, 1 << 30]), seed=st.integers(0, 1000))
+       threads=st.sampled_from([1, 2]), slice_bytes=st.sampled_from([1, 1 << 30]), seed=st.integers(0, 1000),
+       pool_padding=st.sampled_from(["valid", "same"]))
 def test_stage_matches_the_layers_forward_and_backward(kernel, stride, padding, pool, pool_stride,
                                                       channels, filters, batch, rate, dtype, threads, slice_bytes,
-                                                      seed):
+                                                      seed, pool_padding):
     height, width = 9, 8
     set_random_seed(seed)
-    layers = _block_layers(kernel, stride, padding, pool, pool_stride, channels, filters, height, width, rate, dtype)
+    geometry = (kernel, stride, padding, pool, pool_stride, channels, filters, height, width, rate, dtype, pool_padding)
+    layers = _block_layers(*geometry)
     set_random_seed(seed)
-    twins = _block_layers(kernel, stride, padding, pool, pool_stride, channels, filters, height, width, rate, dtype)
+    twins = _block_layers(*geometry)
     for layer, twin in zip(layers, twins, strict=True):
         twin.set_weights(layer.get_weights())
     stages = fusion.plan(list(layers))

@@ -205,7 +205,8 @@ def pool_relu_dropout_forward_unchecked(z, y, argmax_index, pass_mask, words, ra
     use_dropout = words is not None
     scale = z.dtype.type(1.0 / (1.0 - rate)) if use_dropout else z.dtype.type(1.0)
     words = words if use_dropout else _NO_WORDS
-    if window == (2, 2, 2, 2, 0, 0):
+    # Only when every window lies inside z: 'same' pooling of an odd size has a last window hanging over the edge.
+    if window == (2, 2, 2, 2, 0, 0) and 2 * y.shape[1] <= z.shape[1] and 2 * y.shape[2] <= z.shape[2]:
         _forward_2x2_batch(z, y, argmax_index, pass_mask, words, use_dropout, keep_threshold(rate), scale, record)
         return
     _forward_batch(z, y, argmax_index, pass_mask, words, use_dropout, keep_threshold(rate), scale,
