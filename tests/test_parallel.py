@@ -143,3 +143,14 @@ def _sum_in_two_pieces(count):
 
     parallel.parallel_ranges(2, task)
     return sum(parts)
+
+
+def test_thread_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TINYNET_NUM_THREADS", "3")
+    assert parallel._default_threads() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("TINYNET_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match="TINYNET_NUM_THREADS must be a positive integer"):
+            parallel._default_threads()
+    monkeypatch.delenv("TINYNET_NUM_THREADS")
+    assert parallel._default_threads() >= 1

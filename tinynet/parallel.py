@@ -1,24 +1,24 @@
 """tinynet's own worker threads: how one training step uses every core.
 
-The work of a step is split into independent pieces (image ranges of a convolution block, row blocks of a
-matrix product) and each thread takes a contiguous range of them. The pieces are NumPy calls and Numba kernels
-compiled with ``nogil=True``, which release Python's GIL, so the threads really run side by side.
+The work of a step is split into independent pieces (image ranges of a convolution block, row or column blocks of a
+matrix product, halves of the update) and each thread takes a contiguous range of them. The pieces are NumPy calls
+and Numba kernels compiled with ``nogil=True``, which release Python's GIL, so the threads really run side by side.
 
 Why not the alternatives (all measured on the 2-core machine this engine is tuned on):
 
-- OpenBLAS's own threads speed up each matrix product but leave the rest of the step (im2col, pooling,
-  dropout, col2im: about half of it) on one core, and spin after every product, so nothing else can use the
-  second core (see :mod:`tinynet.blas`).
-- Numba's ``parallel=True`` regions: the OpenMP layer's threads spun between regions and made a step 5-8x
-  slower; the workqueue layer was slower than serial kernels.
+- OpenBLAS's own threads speed up each matrix product but leave the rest of the step (im2col, pooling, dropout,
+  col2im: about half of it) on one core, and spin after every product, so nothing else can use the second core (see
+  :mod:`tinynet.blas`).
+- Numba's ``parallel=True`` regions: the OpenMP layer's threads spun between regions and made a step 5-8x slower;
+  the workqueue layer was slower than serial kernels.
 
-So while tinynet computes (:func:`engine_scope`), OpenBLAS is asked for one thread and tinynet's threads split
-the work themselves. How the work is cut never depends on how many threads run it (each piece computes the
-same numbers whoever runs it), so a seeded run gives the same bits with 1 thread or 2.
+So while tinynet computes (:func:`engine_scope`), OpenBLAS is asked for one thread and tinynet's threads split the
+work themselves. How the work is cut never depends on how many threads run it (each piece computes the same numbers
+whoever runs it), so a seeded run gives the same bits with 1 thread or 2.
 
-Threads: ``TINYNET_NUM_THREADS`` in the environment, else :func:`set_num_threads`, else the CPUs this process
-may use. With a BLAS tinynet cannot control (not OpenBLAS), everything runs on the calling thread and the BLAS
-threads itself.
+Threads: what :func:`set_num_threads` last set, else ``TINYNET_NUM_THREADS`` as the environment had it at import,
+else the CPUs this process may use. With a BLAS tinynet cannot control (not OpenBLAS), everything runs on the
+calling thread and the BLAS threads itself.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ __all__ = ["num_threads", "set_num_threads", "engine_scope", "parallel_ranges", 
 
 # A matrix product smaller than this (multiply-adds) runs on one thread: handing it to a worker costs more.
 _MIN_SPLIT_MULTIPLY_ADDS = 1 << 20
-# How many row blocks a larger product is cut into: one per core of the 2-core machines tinynet is tuned on.
+# How many blocks a larger product is cut into: one per core of the 2-core machines tinynet is tuned on.
 _MATMUL_BLOCKS = 2
 
 
