@@ -145,6 +145,25 @@ def test_tutorial_cnn_round_trip_with_its_optimizer(tmp_path):
     np.testing.assert_array_equal(loaded.train_on_batch(x, y), model.train_on_batch(x, y))
 
 
+def test_an_unfused_model_stays_unfused_and_trains_the_same_after_loading(tmp_path):
+    backend.set_random_seed(2)
+    model = applications.mnist_cnn()
+    model.fuse = False  # the layer-by-layer reference, which rounds differently from the fused stages
+    model.compile(SGD(learning_rate=0.01, momentum=0.9), "categorical_crossentropy", ["accuracy"])
+    x, _ = _data((28, 28, 1), samples=4)
+    y = to_categorical([3, 1, 4, 1], 10)
+    model.train_on_batch(x, y)
+    model.save(tmp_path / "unfused.tnz")
+    loaded = load_model(tmp_path / "unfused.tnz")
+    assert loaded.fuse is False
+    np.testing.assert_array_equal(loaded.train_on_batch(x, y), model.train_on_batch(x, y))
+    for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    model.fuse = True
+    model.save(tmp_path / "fused.tnz")
+    assert load_model(tmp_path / "fused.tnz").fuse is True
+
+
 def test_float64_models_keep_their_dtype(tmp_path, float64):
     model, _, _ = _trained(_model_around(layers.Dense), epochs=1)
     model.save(tmp_path / "m")

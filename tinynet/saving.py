@@ -2,7 +2,8 @@
 
 A model file holds everything needed to carry on training exactly where it stopped:
 
-* the architecture: the model's name and, per layer, its class name and ``get_config()``;
+* the architecture: the model's name, whether it runs fused stages (``model.fuse``) and, per layer, its class
+  name and ``get_config()``;
 * the weights, per layer, by name (``kernel``, ``bias``, state arrays);
 * the compile settings: loss, metrics, the optimizer's class and ``get_config()``;
 * the optimizer's state: ``iterations`` and every per-parameter slot (SGD's ``velocities``);
@@ -301,6 +302,7 @@ def _model_document(model: Any, store) -> dict[str, Any]:
         "name": model.name,
         "layers": layer_documents,
         "shuffle_generator": generator_state(model._shuffle_generator),
+        "fuse": bool(getattr(model, "fuse", True)),  # the fused stages round differently: part of a run's identity
     }
 
 
@@ -451,6 +453,7 @@ def _model_from_document(document: dict, arrays: dict[str, np.ndarray], custom_o
         for attribute, state in layer_document["generators"].items():
             setattr(layer, attribute, restore_generator(state, getattr(layer, attribute, None)))
     model._shuffle_generator = restore_generator(model_document["shuffle_generator"], model._shuffle_generator)
+    model.fuse = bool(model_document.get("fuse", True))  # files written before it was recorded: the default
 
     compile_document = document.get("compile")
     if compile_document is not None:
