@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     context = RunContext(
         settings=settings,
         output_dir=options.output_dir,
-        threads=options.threads or threads.blas_threads() or 1,
+        threads=options.threads or threads.tinynet_threads(),
         command=command,
         charts=not options.no_charts,
     )

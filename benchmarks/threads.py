@@ -65,10 +65,9 @@ def openblas_info() -> list[dict[str, Any]]:
 
 def blas_threads() -> int | None:
     """The thread count of the (first) OpenBLAS in this process, or ``None`` when none is found."""
-    for entry in openblas_info():
-        if "num_threads" in entry:
-            return entry["num_threads"]
-    return None
+    from tinynet import blas
+
+    return blas.get_threads()
 
 
 def set_blas_threads(threads: int) -> bool:
@@ -134,7 +133,7 @@ def thread_settings() -> dict[str, Any]:
     settings: dict[str, Any] = {
         "environment": {name: os.environ.get(name) for name in REPORTED_ENVIRONMENT_VARIABLES},
         "openblas_threads": blas_threads(),
-        "tinynet_threads": _tinynet_threads(),
+        "tinynet_threads": tinynet_threads(),
         "numba": numba_threads(),
         "numba_threading_layer": numba_threading_layer(),
     }
@@ -143,6 +142,8 @@ def thread_settings() -> dict[str, Any]:
     return settings
 
 
-def _tinynet_threads() -> int | None:
-    tinynet_parallel = sys.modules.get("tinynet.parallel")
-    return tinynet_parallel.num_threads() if tinynet_parallel is not None else None
+def tinynet_threads() -> int:
+    """How many threads tinynet computes with (``tinynet.parallel.num_threads``)."""
+    from tinynet import parallel
+
+    return parallel.num_threads()

@@ -47,17 +47,18 @@ def test_kernel_transform_is_g_kernel_g_transposed():
     assert tile_counts(11, 11) == (6, 6) and tile_counts(12, 3) == (6, 2)
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("padding", ["valid", "same"])
-def test_the_block_uses_winograd_for_deep_3x3_convolutions_and_matches_the_layers(padding, monkeypatch):
+def test_the_block_uses_winograd_for_deep_3x3_convolutions_and_matches_the_layers(padding, use_bias, monkeypatch):
     monkeypatch.setattr(conv_block, "_SLICE_BYTES", 1)  # many slices, a shorter last one
     set_random_seed(4)
-    model = Sequential([Conv2D(8, 3, padding=padding, input_shape=(9, 9, 16)), MaxPooling2D(), Activation("relu"),
-                        Dropout(0.3)])
+    model = Sequential([Conv2D(8, 3, padding=padding, use_bias=use_bias, input_shape=(9, 9, 16)), MaxPooling2D(),
+                        Activation("relu"), Dropout(0.3)])
     stage = fusion.plan(list(model.layers))[0]
     assert stage._uses_winograd()
     set_random_seed(4)
-    twin = Sequential([Conv2D(8, 3, padding=padding, input_shape=(9, 9, 16)), MaxPooling2D(), Activation("relu"),
-                       Dropout(0.3)])
+    twin = Sequential([Conv2D(8, 3, padding=padding, use_bias=use_bias, input_shape=(9, 9, 16)), MaxPooling2D(),
+                       Activation("relu"), Dropout(0.3)])
     twin.fuse = False
     x = np.random.default_rng(4).standard_normal((5, 9, 9, 16)).astype(np.float32)
     rng = np.random.default_rng(5)
@@ -71,7 +72,7 @@ def test_the_block_uses_winograd_for_deep_3x3_convolutions_and_matches_the_layer
         for layer in reversed(twin.layers):
             expected = layer.backward(expected)
         np.testing.assert_allclose(dx, expected, rtol=1e-5, atol=1e-5)
-        for name in ("kernel", "bias"):
+        for name in model.layers[0].grads:
             np.testing.assert_allclose(model.layers[0].grads[name], twin.layers[0].grads[name], rtol=1e-4,
                                        atol=1e-4)
 

@@ -85,7 +85,7 @@ class ConvPoolReluDropout:
     """
 
     def __init__(self, conv: Conv2D, pool_stage: Any) -> None:
-        self.conv, self.pool_stage = conv, pool_stage
+        self.conv = conv
         self.pool, self.dropout = pool_stage.pool, pool_stage.dropout
         self.layers: tuple[Layer, ...] = (conv, *pool_stage.layers)
         self.name = "+".join(layer.name for layer in self.layers)
@@ -135,8 +135,9 @@ class ConvPoolReluDropout:
         return slices, size * conv.out_h * conv.out_w, depth, width, kernel
 
     def _winograd(self, slot: int, source: np.ndarray, transformed_kernel: np.ndarray, out: np.ndarray,
-                  bias: np.ndarray | None) -> None:
-        """``out (images, out_h, out_w, filters)``: the convolution of ``source`` (bias added) by F(2x2, 3x3).
+                  bias: np.ndarray) -> None:
+        """``out (images, out_h, out_w, filters)``: the convolution of ``source`` (plus ``bias`` when the layer
+        uses one; any array of ``filters`` values otherwise) by F(2x2, 3x3).
 
         The work arrays are per thread and per tile count (a batch's last slice may be shorter), so each is made
         once and reused from step to step."""
@@ -148,9 +149,7 @@ class ConvPoolReluDropout:
         products = conv._scratch(f"winograd_products_{slot}_{tiles}", (16, tiles, filters))
         input_transform(source, inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
         np.matmul(inputs, transformed_kernel, out=products)
-        no_bias = bias is None
-        output_transform(products, np.zeros(filters, out.dtype) if no_bias else bias, not no_bias, out,
-                         tiles_h, tiles_w)
+        output_transform(products, bias, conv.use_bias, out, tiles_h, tiles_w)
 
     def _uses_winograd(self) -> bool:
         conv = self.conv
@@ -216,15 +215,17 @@ class ConvPoolReluDropout:
             weights[:depth] = kernel
             weights[depth] = bias
 
-        if winograd:  # the kernel's transform, once for all slices
+        if winograd:  # the kernel's transform, once for all slices (and on this thread, like every shared buffer)
             transformed_kernel = kernel_transform(conv.params["kernel"], out=conv._scratch(
                 "winograd_kernel", (16, conv.input_shape[-1], conv.filters)))
+            winograd_bias = bias if bias is not None else conv._scratch("zero_bias", (conv.filters,), fill=0.0)
 
         def convolve(slot: int, start: int, end: int, rows: int) -> np.ndarray:
             """The slice's convolution output Z, bias included, as (rows, filters)."""
             z = self._slice_buffer("z", slot, (full_rows, conv.filters), rows)
             if winograd:
-                self._winograd(slot, x[start:end], transformed_kernel, z.reshape(end - start, *self._conv_map), bias)
+                self._winograd(slot, x[start:end], transformed_kernel, z.reshape(end - start, *self._conv_map),
+                               winograd_bias)
                 return z
             cols = self._columns(slot, start, end, rows, full_rows, width, batch_columns)
             im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
@@ -263,7 +264,7 @@ class ConvPoolReluDropout:
         batch_columns = self._batch_columns(batch, width, kept)
         parts = conv._scratch("gradient_parts", (count, width, filters))
         bias_parts = conv._scratch("bias_parts", (count, filters)) if conv.use_bias and width == depth else None
-        ones = conv._scratch("ones_slice", (full_rows,), fill=1.0)
+        ones = conv._scratch("ones_slice", (full_rows,), fill=1.0) if bias_parts is not None else None
         dx = np.empty(x.shape, dtype=conv.dtype) if self.needs_input_gradient else None
 
         def run(slot: int, first: int, stop: int) -> None:

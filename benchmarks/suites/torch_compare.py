@@ -5,7 +5,7 @@ turns: a round of tinynet repeats, a round of PyTorch repeats, tinynet again, an
 shared machine then hits both engines alike, and the ratio ``tinynet time / torch time`` (above 1: tinynet is
 slower) is taken from the medians of all their rounds.
 
-Both engines use the same thread count (``torch.set_num_threads`` = tinynet's BLAS threads) and the same update
+Both engines use the same thread count (``torch.set_num_threads`` = tinynet's threads) and the same update
 (SGD, Nesterov, momentum 0.9: PyTorch's Nesterov needs a non-zero momentum, the tutorial's is 0). Between rounds
 the suite sleeps briefly (:data:`SETTLE_SECONDS`, untimed): OpenBLAS's and PyTorch's OpenMP worker threads both
 spin for a while after their last job, and a round must not start while the other engine's threads still hold
@@ -24,7 +24,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks import threads
 from benchmarks.context import RunContext
 from benchmarks.flops import forward_flops_per_image, training_flops_per_image
 from benchmarks.report import format_table, new_figure, save_figure
@@ -67,7 +66,7 @@ def run(context: RunContext) -> dict[str, Any]:
 
     settings = context.settings
     peak = context.peak_gflops()
-    thread_count = threads.blas_threads() or context.threads
+    thread_count = context.threads  # tinynet's own (--threads, or every usable CPU)
     ported = TorchTutorial(threads=thread_count)
     model = build_tutorial_model()
     forward_cost, training_cost = forward_flops_per_image(model), training_flops_per_image(model)
