@@ -6,8 +6,11 @@ can read it on its own.
 
 - :mod:`tinynet.kernels.im2col`: ``im2col`` / ``col2im`` (convolution as one matrix product, and its adjoint).
 - :mod:`tinynet.kernels.pooling`: ``maxpool_forward`` / ``maxpool_backward`` (with int32 ``argmax_index``).
+- :mod:`tinynet.kernels.fused`: max pooling, ReLU and dropout in one pass (the planner's fused stages).
+- :mod:`tinynet.kernels.winograd`: Winograd's F(2x2, 3x3) convolution (the fused convolution block's forward).
+- :mod:`tinynet.kernels.dropout`, :mod:`tinynet.kernels.sgd`: dropout masks from raw words; the one-pass update.
 
-Each fast kernel has a ``*_parallel`` twin (``prange`` over the batch; same signature, same result) and a
+Each im2col and pooling kernel has a ``*_parallel`` twin (``prange`` over the batch; same signature, same result) and a
 ``*_reference`` twin (plain NumPy, for tests).
 """
 
