@@ -364,7 +364,7 @@ def test_check_layer_passes_on_every_builtin_layer(class_name, precision, float6
     if precision == "float32 layer":
         from tinynet import backend
 
-        backend.set_floatx("float32")  # checked through a float64 copy rebuilt from get_config
+        backend.set_floatx("float32")  # checked itself, run in float64 on copies of its arrays
     layer = make()
     assert type(layer).__name__ == class_name
     report = check_layer(layer, x=_spread((3, *shape)), max_entries=None)
