@@ -448,3 +448,26 @@ def test_check_model_requires_a_compiled_float64_model():
     model.compile(SGD(), "categorical_crossentropy")
     with pytest.raises(ValueError, match=r"x and y must hold the same number of samples"):
         check_model(model, x, y[:2])
+
+
+class ScaleKeepingANamedTuple(Scale):
+    """Keeps its weight again inside a namedtuple: converted with the rest, so the check sees one array."""
+
+    def build(self, input_shape):
+        from collections import namedtuple
+
+        super().build(input_shape)
+        self.weights_by_role = namedtuple("Roles", "scale")(self.params["scale"])
+
+    def forward(self, x, training=False):
+        x = self._prepare_input(x)
+        self._cache = x
+        return x * self.weights_by_role.scale
+
+
+def test_arrays_inside_a_namedtuple_are_converted_with_the_rest():
+    layer = ScaleKeepingANamedTuple()
+    layer.build((3,))
+    report = check_layer(layer, (3,))
+    assert report.passed, str(report)
+    assert layer.weights_by_role.scale is layer.params["scale"] and layer.dtype == np.float32

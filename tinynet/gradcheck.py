@@ -167,9 +167,10 @@ class _Float64WorkingState:
     dict is put back: the same objects, never written to, with the same values, dtype, cache and generator
     states.
 
-    What cannot be copied faithfully is refused with a TypeError rather than checked approximately: a sub-layer,
-    an array that is a view of another (the copies would come apart), and a float array below float64 hidden
-    inside some other object (it would keep computing in float32).
+    What cannot be copied faithfully is refused with a TypeError rather than checked approximately: a sub-layer
+    (its weights are not the checked layer's, and its state would change), an array that is a view of another
+    (separate copies would come apart), and a float array below float64 hidden inside some other object (it
+    would keep computing in float32).
     """
 
     def __init__(self, layer: Layer) -> None:
@@ -207,11 +208,16 @@ class _Float64WorkingState:
         elif isinstance(value, np.random.Generator):
             copy = deepcopy(value)  # the same stream from the same state; the original never advances
         elif isinstance(value, Layer):
-            raise self._refuse(where, f"holds the layer {value.name}, whose weights this check would not cover")
+            raise self._refuse(where, f"holds the layer {value.name}, whose weights this check would not cover "
+                               "and whose state it would change (check that layer on its own, or both in a model "
+                               "with check_model)")
         elif type(value) is dict:
             copy = {key: self._copy(item, f"{where}[{key!r}]", original_dtype) for key, item in value.items()}
         elif type(value) in (list, tuple):
             copy = type(value)(self._copy(item, f"{where}[{i}]", original_dtype) for i, item in enumerate(value))
+        elif isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+            copy = type(value)(*(self._copy(item, f"{where}.{name}", original_dtype)
+                                 for name, item in zip(value._fields, value, strict=True)))
         elif isinstance(value, np.dtype) and value == original_dtype:
             copy = np.dtype(np.float64)  # a dtype the layer saved for itself follows the layer's
         elif isinstance(value, np.floating):
