@@ -133,18 +133,186 @@ def test_custom_layer_written_against_the_contract_passes(float64):
     assert [e.name for e in report.entries] == ["x", "scale_1.scale"]
 
 
-def test_float32_layers_are_checked_through_a_float64_copy_without_side_effects():
-    layer = Dense(3, activation="tanh")
-    layer.build((4,))
-    before = layer.get_weights()
-    report = check_layer(layer, (4,))
+def _attributes(layer):
+    """Every attribute of a layer, arrays as (object, dtype, copied values), generators as their state."""
+    def describe(value):
+        if isinstance(value, np.ndarray):
+            return ("array", value, value.dtype, value.copy())
+        if isinstance(value, np.random.Generator):
+            return ("generator", value, value.bit_generator.state)
+        if isinstance(value, dict):
+            return ("dict", value, {key: describe(item) for key, item in value.items()})
+        if isinstance(value, tuple | list):
+            return (type(value).__name__, value, [describe(item) for item in value])
+        return ("value", value)
+    return {name: describe(value) for name, value in vars(layer).items()}
+
+
+def _assert_same_attributes(after, before):
+    assert after.keys() == before.keys()
+    for name in before:
+        _assert_same(after[name], before[name], name)
+
+
+def _assert_same(after, before, where):
+    assert after[0] == before[0], where
+    assert after[1] is before[1], f"{where} is a different object after the check"
+    if before[0] == "array":
+        assert after[2] == before[2], where
+        np.testing.assert_array_equal(after[1], before[3], err_msg=where)
+    elif before[0] == "generator":
+        assert after[2] == before[2], where
+    elif before[0] == "dict":
+        assert after[2].keys() == before[2].keys(), where
+        for key in before[2]:
+            _assert_same(after[2][key], before[2][key], f"{where}[{key!r}]")
+    elif before[0] in ("tuple", "list"):
+        for position, (item_after, item_before) in enumerate(zip(after[2], before[2], strict=True)):
+            _assert_same(item_after, item_before, f"{where}[{position}]")
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: Conv2D(3, 3, padding="same", activation="tanh"), (5, 5, 2)),  # scratch buffers, a pending cache
+    (lambda: Dropout(0.4, seed=3), (4, 3)),                                 # a generator
+    (lambda: Dense(3, activation="tanh"), (4,)),
+])
+def test_a_float32_layer_is_checked_itself_and_left_exactly_as_it_was(make, shape):
+    layer = make()
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    pending = layer.forward(x, training=True)  # a forward whose backward has not come yet
+    before = _attributes(layer)
+    report = check_layer(layer, shape)
     assert report.passed, str(report)
-    for after, original in zip(layer.get_weights(), before, strict=True):
-        assert after.dtype == np.float32
-        np.testing.assert_array_equal(after, original)
-    with pytest.raises(TypeError, match=r"check_layer: needs_positional_argument_1 is float32 and could not be "
-                                        r"rebuilt in float64 from get_config\(\)"):
-        check_layer(NeedsPositionalArgument(2.0), (3,))
+    _assert_same_attributes(_attributes(layer), before)
+    assert layer.dtype == np.float32 and all(p.dtype == np.float32 for p in layer.params.values())
+    # the pending backward still works on the forward it belongs to
+    assert layer.backward(np.ones_like(pending)).dtype == np.float32
+
+
+def test_check_layer_leaves_a_float64_layer_exactly_as_it_was(float64):
+    layer = Conv2D(2, 2)
+    layer.build((4, 4, 1))
+    before = _attributes(layer)
+    assert check_layer(layer, (4, 4, 1)).passed
+    _assert_same_attributes(_attributes(layer), before)
+
+
+class ScaleWithHiddenBug(Layer):
+    """``y = x * w`` whose weight gradient is wrong only when built with ``buggy=True``, a flag that get_config
+    does not return: a checker that rebuilt the layer from its config would check the correct twin."""
+
+    def __init__(self, buggy: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.buggy = buggy
+
+    def build(self, input_shape):
+        self.add_weight("scale", (input_shape[-1],), "ones")
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        x = self._prepare_input(x)
+        self._cache = x
+        return x * self.params["scale"]
+
+    def backward(self, dy):
+        x = self._take_cache()
+        dy = self._check_output_gradient(dy, x.shape)
+        dw = (dy * x).reshape(-1, x.shape[-1]).sum(axis=0)
+        self.grads["scale"] = 2 * dw if self.buggy else dw
+        return dy * self.params["scale"]
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_a_bug_living_only_in_instance_state_is_caught(precision):
+    backend.set_floatx(precision)
+    assert check_layer(ScaleWithHiddenBug(), (3,)).passed
+    report = check_layer(ScaleWithHiddenBug(buggy=True), (3,))
+    assert not report.passed, str(report)
+    assert [e.name for e in report.entries if not e.passed] == ["scale_with_hidden_bug_2.scale"]
+
+
+def test_a_bug_set_by_hand_on_a_layer_without_get_config_is_caught():
+    layer = Scale()        # Scale never wrote get_config: its ``sign`` is not in its config
+    layer.sign = -1.0      # and here it is set after construction
+    report = check_layer(layer, (3,), batch_size=4)
+    assert not report.passed and not _entry(report, "scale_1.scale").passed, str(report)
+    assert layer.sign == -1.0 and layer.dtype == np.float32
+
+
+def test_a_layer_whose_config_cannot_rebuild_it_is_still_checked():
+    layer = NeedsPositionalArgument(2.0)
+    report = check_layer(layer, (3,))
+    assert report.passed, str(report)
+    assert layer.dtype == np.float32 and layer.factor == 2.0
+
+
+class DenseKeepingItsOwnNames(Layer):
+    """Keras-style: the kernel is kept as ``self.kernel`` too, and a float32 constant as ``self.offset``."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight("kernel", (input_shape[-1], 2), "glorot_uniform")
+        self.offset = np.full(2, 0.1, dtype=self.dtype)
+        super().build(input_shape)
+
+    def forward(self, x, training=False):
+        x = self._prepare_input(x)
+        self._cache = x
+        return np.tanh(x @ self.kernel + self.offset)
+
+    def backward(self, dy):
+        x = self._take_cache()
+        y = np.tanh(x @ self.kernel + self.offset)
+        dz = self._check_output_gradient(dy, y.shape) * (1 - y * y)
+        self.grads["kernel"] = x.T @ dz
+        return dz @ self.kernel.T
+
+
+def test_arrays_kept_under_other_names_are_converted_together():
+    layer = DenseKeepingItsOwnNames()
+    layer.build((4,))
+    kernel, offset = layer.kernel, layer.offset
+    report = check_layer(layer, (4,))
+    # a float32 self.kernel or self.offset left in the computation would make the finite differences fail
+    assert report.passed, str(report)
+    assert layer.kernel is kernel is layer.params["kernel"] and layer.offset is offset
+    assert kernel.dtype == offset.dtype == np.float32
+
+
+class HoldsASubLayer(Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = Dense(2)
+
+
+class HoldsAView(Scale):
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.scale_view = self.params["scale"][::-1]
+
+
+class _Holder:
+    def __init__(self):
+        self.table = np.ones(3, dtype=np.float32)
+
+
+class HidesAFloat32Array(Scale):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.holder = _Holder()
+
+
+@pytest.mark.parametrize("make, complaint", [
+    (HoldsASubLayer, r"inner holds the layer dense_\d+"),
+    (HoldsAView, r"scale_view shares memory with params\['scale'\]|params\['scale'\] shares memory with scale_view"),
+    (HidesAFloat32Array, r"holder.table is a float32 array inside a _Holder object"),
+])
+def test_a_layer_that_cannot_be_run_in_float64_faithfully_is_refused(make, complaint):
+    layer = make()
+    layer.build((3,))
+    before = _attributes(layer)
+    with pytest.raises(TypeError, match=r"check_layer: cannot check .* in float64: " + complaint):
+        check_layer(layer, (3,))
+    _assert_same_attributes(_attributes(layer), before)
 
 
 def test_check_layer_leaves_float64_parameters_bit_identical(float64):
@@ -280,3 +448,26 @@ def test_check_model_requires_a_compiled_float64_model():
     model.compile(SGD(), "categorical_crossentropy")
     with pytest.raises(ValueError, match=r"x and y must hold the same number of samples"):
         check_model(model, x, y[:2])
+
+
+class ScaleKeepingANamedTuple(Scale):
+    """Keeps its weight again inside a namedtuple: converted with the rest, so the check sees one array."""
+
+    def build(self, input_shape):
+        from collections import namedtuple
+
+        super().build(input_shape)
+        self.weights_by_role = namedtuple("Roles", "scale")(self.params["scale"])
+
+    def forward(self, x, training=False):
+        x = self._prepare_input(x)
+        self._cache = x
+        return x * self.weights_by_role.scale
+
+
+def test_arrays_inside_a_namedtuple_are_converted_with_the_rest():
+    layer = ScaleKeepingANamedTuple()
+    layer.build((3,))
+    report = check_layer(layer, (3,))
+    assert report.passed, str(report)
+    assert layer.weights_by_role.scale is layer.params["scale"] and layer.dtype == np.float32

@@ -275,6 +275,95 @@ def test_relu_options_match_keras_formula(options, expected):
     np.testing.assert_allclose(ReLU(**options, dtype="float64").forward(x)[0], expected, rtol=1e-12)
 
 
+def keras_relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """Keras 2.2.4's ``K.relu`` (tensorflow_backend.py), which its ``ReLU`` layer calls, transcribed to NumPy
+    (Keras 3's ``activations.relu`` is the same composition)."""
+    if negative_slope != 0:
+        negative_part = np.maximum(-x + threshold, 0)
+    y = x * (x > threshold) if threshold != 0 else np.maximum(x, 0)
+    if max_value is not None:
+        y = np.clip(y, 0, max_value)
+    if negative_slope != 0:
+        y = y - negative_slope * negative_part
+    return y
+
+
+def keras_relu_pieces(x, negative_slope=0.0, max_value=None, threshold=0.0):
+    """The piecewise form of Keras 2's ReLU docstring, valid for 0 <= threshold < max_value (at
+    threshold == max_value, x == threshold gives 0 in Keras, not max_value)."""
+    top = np.inf if max_value is None else max_value
+    return np.where(x >= top, top, np.where(x > threshold, x, negative_slope * (x - threshold)))
+
+
+RELU_OPTIONS = [
+    {"threshold": 0.5},
+    {"threshold": 0.5, "max_value": 2.0},
+    {"threshold": 0.5, "negative_slope": 0.25},
+    {"threshold": 0.5, "max_value": 2.0, "negative_slope": 0.25},
+    {"threshold": 2.0, "max_value": 2.0, "negative_slope": 0.25},
+    {"max_value": 2.0, "negative_slope": 0.25},
+    {"negative_slope": 0.25},
+    {"max_value": 6.0},
+    {},
+    {"threshold": -1.0},
+    {"threshold": -1.0, "max_value": 2.0, "negative_slope": 0.25},
+]
+
+
+@pytest.mark.parametrize("options", RELU_OPTIONS, ids=lambda options: ",".join(f"{k}={v}" for k, v in options.items()))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_matches_keras_at_the_threshold_and_the_cap(options, dtype):
+    # every edge exactly: the threshold, the cap, 0, and a point on each side of each
+    x = np.array([[-3.0, -1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 2.0, 2.5, 6.0, 7.0]], dtype=dtype)
+    got = ReLU(**options, dtype=dtype).forward(x)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, keras_relu(x, **options).astype(dtype))
+    threshold, max_value = options.get("threshold", 0.0), options.get("max_value")
+    if threshold >= 0 and (max_value is None or threshold < max_value):
+        np.testing.assert_array_equal(got, keras_relu_pieces(x, **options).astype(dtype))
+    if threshold in x:  # Keras: y(threshold) = 0, not threshold
+        assert got[x == threshold].tolist() == [0.0]
+
+
+@pytest.mark.parametrize("options", RELU_OPTIONS, ids=lambda options: ",".join(f"{k}={v}" for k, v in options.items()))
+def test_relu_backward_is_the_slope_of_the_piece_the_forward_chose(options):
+    x = np.array([[-3.0, -1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 2.0, 2.5, 6.0, 7.0]])
+    layer = ReLU(**options, dtype="float64")
+    layer.forward(x, training=True)
+    dx = layer.backward(np.ones_like(x))[0]
+    threshold, max_value = options.get("threshold", 0.0), options.get("max_value")
+    negative_slope = options.get("negative_slope", 0.0)
+    for value, slope in zip(x[0], dx, strict=True):
+        if value <= threshold:  # x == threshold belongs to the lower piece: y = 0 there, as y = slope * (x - t)
+            expected = negative_slope
+        elif max_value is not None and not 0 < value < max_value:
+            expected = 0.0  # the clip is flat
+        else:
+            expected = 1.0
+        assert slope == expected, (value, slope, expected)
+        # and away from the kinks it is the derivative of Keras's function
+        h = 1e-4
+        if all(abs(value - kink) > 2 * h for kink in (threshold, 0.0, max_value or np.inf)):
+            numeric = (keras_relu(value + h, **options) - keras_relu(value - h, **options)) / (2 * h)
+            assert slope == pytest.approx(numeric, abs=1e-9), value
+
+
+def test_only_the_default_relu_is_fused():
+    # the fused pooling kernels implement max(x, 0) only: every other option must run the layer's own code
+    from tinynet import fusion
+    from tinynet.layers import MaxPooling2D
+
+    def planned(relu):
+        pool = MaxPooling2D()
+        pool.build((4, 4, 1))
+        relu.build(pool.output_shape)
+        return [type(stage).__name__ for stage in fusion.plan([pool, relu])]
+
+    assert planned(ReLU()) == ["PoolReluDropout"]
+    for options in [options for options in RELU_OPTIONS if options]:
+        assert planned(ReLU(**options)) == ["MaxPooling2D", "ReLU"], options
+
+
 def test_relu_layer_is_named_like_keras():
     assert ReLU().name == "re_lu_1"
 

@@ -142,12 +142,41 @@ def test_sparse_equals_categorical_on_one_hot_targets():
     one_hot = np.eye(4)[labels]
     sparse, categorical = losses.get("sparse_categorical_crossentropy"), losses.get("categorical_crossentropy")
     np.testing.assert_allclose(sparse.per_sample(labels, p), categorical.per_sample(one_hot, p), rtol=1e-12)
-    # On normalised rows the categorical gradient carries the renormalisation term +1/N on every entry (which
-    # softmax's backward removes); the sparse one is -1/(N p_c) on the label only.
-    np.testing.assert_allclose(sparse.gradient(labels, p), categorical.gradient(one_hot, p) - 1 / 7, atol=1e-12)
-    expected = np.zeros_like(p)
-    expected[np.arange(7), labels] = -1 / (7 * p[np.arange(7), labels])
+    # Both renormalise, so both carry the term +1/N on every entry that the division by sum(p) adds (and
+    # softmax's backward removes): on the label -1/(N p_c) + 1/N, elsewhere 1/N.
+    np.testing.assert_allclose(sparse.gradient(labels, p), categorical.gradient(one_hot, p), rtol=1e-12)
+    expected = np.full_like(p, 1 / 7)
+    expected[np.arange(7), labels] += -1 / (7 * p[np.arange(7), labels])
     np.testing.assert_allclose(sparse.gradient(labels, p), expected, rtol=1e-12)
+
+
+def test_sparse_crossentropy_renormalises_rows_like_keras():
+    sparse = losses.get("sparse_categorical_crossentropy")
+    p = np.array([[0.4, 0.4, 1.2], [0.1, 0.1, 0.3]])  # rows summing to 2 and 0.5: Keras divides by the sum first
+    labels = np.array([2, 0])
+    np.testing.assert_allclose(sparse.per_sample(labels, p), [-math.log(0.6), -math.log(0.2)], rtol=1e-12)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy(labels, p), sparse.per_sample(labels, p))
+    assert sparse(labels, 3 * p) == pytest.approx(sparse(labels, p), rel=1e-12)
+    # dL/dp_j = (1 - [j == c] / q_c) / (S N): q = 0.6, S = 2 and q = 0.2, S = 0.5, N = 2
+    np.testing.assert_allclose(sparse.gradient(labels, p), [[0.25, 0.25, (1 - 1 / 0.6) / 4],
+                                                            [(1 - 1 / 0.2), 1.0, 1.0]], rtol=1e-12)
+
+
+@LOSS_SETTINGS
+@given(batch=st.integers(1, 6), classes=st.integers(2, 6), row_scale=st.sampled_from([0.01, 0.3, 1.0, 7.0]),
+       seed=SEEDS)
+def test_sparse_crossentropy_on_unnormalised_rows_is_categorical_on_one_hot(batch, classes, row_scale, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, batch)
+    p = row_scale * rng.uniform(0.05, 1.0, (batch, classes))
+    sparse, categorical = losses.get("sparse_categorical_crossentropy"), losses.get("categorical_crossentropy")
+    one_hot = np.eye(classes)[labels]
+    np.testing.assert_allclose(sparse.per_sample(labels, p), categorical.per_sample(one_hot, p), rtol=1e-12)
+    gradient = sparse.gradient(labels, p)
+    np.testing.assert_allclose(gradient, categorical.gradient(one_hot, p), rtol=1e-10, atol=1e-14)
+    numeric = finite_difference_gradient(lambda q: sparse(labels, q), p, step=1e-7 * row_scale)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-8 / row_scale)
+    assert gradient.dtype == p.dtype
 
 
 def test_mse_and_binary_crossentropy_values():

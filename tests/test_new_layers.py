@@ -200,6 +200,75 @@ def test_batchnorm_normalises_with_the_batch_and_updates_the_moving_statistics_l
                                rtol=1e-12)
 
 
+def test_batchnorm_moving_variance_is_bessel_corrected_like_keras_2_not_keras_3():
+    layer = BatchNormalization(momentum=0.9, dtype="float64")
+    x = np.array([[1.0], [3.0]])  # m = 2: batch mean 2, biased batch variance 1
+    layer.forward(x, training=True)
+    np.testing.assert_allclose(layer.state["moving_mean"], [0.2], rtol=1e-15)
+    # Keras 2: 0.9 * 1 + 0.1 * 1 * 2 / (2 - 1.001) = 1.1002002...; Keras 3 (biased variance) would give 1.0
+    np.testing.assert_allclose(layer.state["moving_variance"], [0.9 + 0.1 * 2 / 0.999], rtol=1e-15)
+    assert layer.state["moving_variance"][0] == pytest.approx(1.1002002002, rel=1e-10)
+
+
+def _frozen_batchnorm():
+    layer = BatchNormalization(trainable=False, dtype="float64")
+    layer.build((1,))
+    layer.set_weights([np.array([2.0]), np.array([0.5]), np.array([10.0]), np.array([100.0])])
+    return layer
+
+
+def test_a_frozen_batchnorm_still_normalises_with_the_batch_like_keras_2():
+    layer = _frozen_batchnorm()
+    x = np.array([[1.0], [3.0]])
+    y = layer.forward(x, training=True)
+    # Keras 2: trainable=False does not change the training forward: batch mean 2, batch variance 1.
+    np.testing.assert_allclose(y, [[2 * -1 / math.sqrt(1.001) + 0.5], [2 * 1 / math.sqrt(1.001) + 0.5]],
+                               rtol=1e-15)
+    # (Keras 3 would use the moving statistics: 2 * (x - 10) / sqrt(100.001) + 0.5.)
+    # Its backward is the training one: dx removes the mean and the x_hat component of g = dy * gamma.
+    dx = layer.backward(np.array([[1.0], [0.0]]))
+    # g = [2, 0], x_hat = [-s, s] with s = 1 / sqrt(1.001): dx = (g - mean g - x_hat mean(g x_hat)) s
+    #   = ([1, -1] - [s^2, -s^2]) s = [1, -1] (1 - s^2) s          (an inference backward would give g / 10)
+    s = 1 / math.sqrt(1.001)
+    np.testing.assert_allclose(dx, [[(1 - s * s) * s], [-(1 - s * s) * s]], rtol=1e-12)
+    layer.forward(x, training=True)
+    np.testing.assert_allclose(layer.backward(np.array([[1.0], [1.0]])), 0.0, atol=1e-15)
+    # ... but its state is frozen: Keras 2 runs no update of a layer that is not trainable.
+    assert layer.get_weights() == [2.0, 0.5, 10.0, 100.0]
+    # Inference uses the moving statistics, as always.
+    np.testing.assert_allclose(layer.forward(x), 2 * (x - 10) / math.sqrt(100.001) + 0.5, rtol=1e-15)
+    # The gradient check agrees that the frozen layer's backward is the training one.
+    assert_checked(check_layer(layer, x=np.array([[1.0], [3.0], [-0.5]]), training=True, max_entries=None), layer)
+
+
+def test_a_frozen_batchnorm_in_fit_keeps_every_weight_and_trains_with_batch_statistics(float64):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 4))
+    y = np.eye(2)[(x[:, 0] > 0).astype(int)]
+    model = Sequential([Dense(3, input_shape=(4,)), BatchNormalization(trainable=False),
+                        Dense(2, activation="softmax")])
+    model.compile(SGD(learning_rate=0.1), "categorical_crossentropy")
+    bn = model.layers[1]
+    bn.set_weights([np.array([1.5, 0.5, 2.0]), np.array([0.1, -0.2, 0.3]), np.array([3.0, -3.0, 1.0]),
+                    np.array([9.0, 0.5, 4.0])])
+    before = bn.get_weights()
+    (kernel, bias), (kernel2, bias2) = model.layers[0].get_weights(), model.layers[2].get_weights()
+
+    loss = model.train_on_batch(x, y)
+
+    # the reported loss is that of the training forward, normalised with the batch's statistics (Keras 2)
+    z = x @ kernel + bias
+    normalised = before[0] * (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + 1e-3) + before[1]
+    logits = normalised @ kernel2 + bias2
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    assert loss == pytest.approx(-np.mean(np.log((p * y).sum(axis=1))), rel=1e-10)
+    # gamma, beta and the moving statistics are all untouched; the layers around it trained
+    for after, original in zip(bn.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(after, original)
+    assert not np.array_equal(model.layers[0].get_weights()[0], kernel)
+
+
 def test_batchnorm_inference_uses_the_moving_statistics_and_updates_nothing():
     layer = BatchNormalization(epsilon=0.01, dtype="float64")
     layer.build((3,))
@@ -364,7 +433,7 @@ def test_check_layer_passes_on_every_builtin_layer(class_name, precision, float6
     if precision == "float32 layer":
         from tinynet import backend
 
-        backend.set_floatx("float32")  # checked through a float64 copy rebuilt from get_config
+        backend.set_floatx("float32")  # checked itself, run in float64 on copies of its arrays
     layer = make()
     assert type(layer).__name__ == class_name
     report = check_layer(layer, x=_spread((3, *shape)), max_entries=None)

@@ -18,6 +18,11 @@ check, so a check leaves the layer or model exactly as it found it. Functions wi
 ties) have no derivative there; draw inputs away from them (the default inputs are Gaussian, which hits a kink
 with probability 0, and :func:`check_layer` reports the entries that disagree so a kink is easy to recognise).
 
+:func:`check_layer` checks the very object it is given. A float32 layer is run in float64 on working copies of
+its own arrays and restored afterwards, never rebuilt from ``get_config`` (which would drop state the constructor
+kept outside the config, and so check a different layer); :func:`check_model` checks the model itself and asks
+for a float64 model.
+
 Use it on your own layers::
 
     from tinynet.gradcheck import check_layer
@@ -29,6 +34,7 @@ Use it on your own layers::
 from __future__ import annotations
 
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,23 +153,96 @@ def _restore_state(snapshot: list[tuple[np.ndarray, np.ndarray]]) -> None:
         array[...] = saved  # in place: the layer keeps its own arrays
 
 
-def _as_float64_layer(layer: Layer) -> Layer:
-    """The same layer in float64: the layer itself if it already is, else a rebuilt copy with the same weights."""
-    if layer.dtype == np.float64:
-        return layer
-    try:
-        twin = type(layer).from_config(layer.get_config() | {"dtype": "float64"})
-    except Exception as error:  # a learner's layer without a faithful get_config
-        raise TypeError(
-            f"check_layer: {layer.name} is {layer.dtype} and could not be rebuilt in float64 from get_config() "
-            f"({error}); create it with dtype='float64' or after tinynet.backend.set_floatx('float64')"
-        ) from error
-    for original, copy in zip(_generators(layer), _generators(twin), strict=False):
-        copy.bit_generator.state = original.bit_generator.state
-    if layer.built:
-        twin.build(layer.input_shape)
-        twin.set_weights([w.astype(np.float64) for w in layer.get_weights()])
-    return twin
+class _Float64WorkingState:
+    """The given layer itself, run in float64 on copies of its arrays, and put back exactly as it was.
+
+    Why not a rebuilt copy: ``type(layer).from_config(layer.get_config())`` silently drops whatever the
+    constructor kept that ``get_config`` does not return (a flag, a hand-set attribute), so the checker would
+    check a different layer than the one it was given, and could pass a wrong one. Instead, on entry, every
+    attribute of the layer is swapped for a working copy: each float array (``params``, ``grads``, ``state``,
+    scratch buffers, arrays the learner keeps under their own names) becomes a float64 copy, other arrays plain
+    copies, dicts/lists/tuples are rebuilt around the copies, NumPy generators are cloned, and ``dtype`` becomes
+    float64. One array reached under two names (``self.kernel`` and ``params['kernel']``) gets one copy, so the
+    aliasing survives. ``_cache`` starts empty and ``needs_input_gradient`` is on. On exit the original attribute
+    dict is put back: the same objects, never written to, with the same values, dtype, cache and generator
+    states.
+
+    What cannot be copied faithfully is refused with a TypeError rather than checked approximately: a sub-layer
+    (its weights are not the checked layer's, and its state would change), an array that is a view of another
+    (separate copies would come apart), and a float array below float64 hidden inside some other object (it
+    would keep computing in float32).
+    """
+
+    def __init__(self, layer: Layer) -> None:
+        self.layer = layer
+        self.original = dict(vars(layer))
+        self._copies: dict[int, tuple[Any, Any]] = {}  # id(original) -> (original, copy); keeps the ids alive
+        self._arrays: list[tuple[str, np.ndarray]] = []
+
+    def __enter__(self) -> Layer:
+        original_dtype = self.layer.dtype
+        working = {name: self._copy(value, name, original_dtype) for name, value in self.original.items()
+                   if name != "_cache"}
+        self._refuse_views()
+        working.update(dtype=np.dtype(np.float64), _cache=None, needs_input_gradient=True)
+        vars(self.layer).update(working)
+        return self.layer
+
+    def __exit__(self, *exc_info: object) -> None:
+        attributes = vars(self.layer)
+        attributes.clear()
+        attributes.update(self.original)
+
+    def _refuse(self, where: str, why: str) -> TypeError:
+        return TypeError(
+            f"check_layer: cannot check {self.layer.name} ({type(self.layer).__name__}) in float64: {where} {why}; "
+            "create the layer with dtype='float64' (or after tinynet.backend.set_floatx('float64'))"
+        )
+
+    def _copy(self, value: Any, where: str, original_dtype: np.dtype) -> Any:
+        if id(value) in self._copies:
+            return self._copies[id(value)][1]
+        if isinstance(value, np.ndarray):
+            copy = value.astype(np.float64) if value.dtype.kind == "f" else value.copy(order="K")
+            self._arrays.append((where, value))
+        elif isinstance(value, np.random.Generator):
+            copy = deepcopy(value)  # the same stream from the same state; the original never advances
+        elif isinstance(value, Layer):
+            raise self._refuse(where, f"holds the layer {value.name}, whose weights this check would not cover "
+                               "and whose state it would change (check that layer on its own, or both in a model "
+                               "with check_model)")
+        elif type(value) is dict:
+            copy = {key: self._copy(item, f"{where}[{key!r}]", original_dtype) for key, item in value.items()}
+        elif type(value) in (list, tuple):
+            copy = type(value)(self._copy(item, f"{where}[{i}]", original_dtype) for i, item in enumerate(value))
+        elif isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+            copy = type(value)(*(self._copy(item, f"{where}.{name}", original_dtype)
+                                 for name, item in zip(value._fields, value, strict=True)))
+        elif isinstance(value, np.dtype) and value == original_dtype:
+            copy = np.dtype(np.float64)  # a dtype the layer saved for itself follows the layer's
+        elif isinstance(value, np.floating):
+            copy = np.float64(value)
+        else:
+            self._refuse_hidden_arrays(value, where)
+            copy = value  # str, numbers, callables, initializers: nothing to convert or to restore
+        self._copies[id(value)] = (value, copy)
+        return copy
+
+    def _refuse_hidden_arrays(self, value: Any, where: str) -> None:
+        inner = getattr(value, "__dict__", None)
+        if not isinstance(inner, dict) or isinstance(value, type):
+            return
+        for name, item in inner.items():
+            if isinstance(item, np.ndarray) and item.dtype.kind == "f" and item.dtype != np.float64:
+                raise self._refuse(f"{where}.{name}", f"is a {item.dtype} array inside a "
+                                   f"{type(value).__name__} object, which this check cannot convert")
+
+    def _refuse_views(self) -> None:
+        for position, (where, array) in enumerate(self._arrays):
+            for other_where, other in self._arrays[position + 1:]:
+                if np.shares_memory(array, other):
+                    raise self._refuse(where, f"shares memory with {other_where} (a view), which separate "
+                                       "float64 copies would not reproduce")
 
 
 def check_layer(
@@ -182,11 +261,16 @@ def check_layer(
     """Check ``layer.backward`` (``dx`` and every parameter gradient) against central differences in float64.
 
     ``input_shape`` is per sample, as ``build`` takes it; or give the input ``x`` itself (with its batch axis).
-    At most ``max_entries`` entries of each array are checked (chosen at random; ``None`` checks all). A float32
-    layer is checked through a float64 copy rebuilt from its config and weights.
+    At most ``max_entries`` entries of each array are checked (chosen at random; ``None`` checks all).
+
+    The very object given is checked, whatever its dtype: it runs in float64 on working copies of its own arrays
+    (see :class:`_Float64WorkingState`) and is put back afterwards with the same dtype, the same weight arrays
+    holding the same values, the same cache and the same generator states. An unbuilt layer is first built for
+    ``x``'s shape, as its first forward would. A layer that cannot be run in float64 faithfully (it holds a
+    sub-layer, or float32 arrays hidden inside another object) is refused with a TypeError, never replaced by a
+    look-alike.
     """
     rng = np.random.default_rng(seed)
-    layer = _as_float64_layer(layer)
     if x is None:
         if input_shape is None:
             raise ValueError("check_layer: give input_shape (per sample, no batch axis) or x")
@@ -194,7 +278,14 @@ def check_layer(
     x = np.array(x, dtype=np.float64)
     if not layer.built:
         layer.build(x.shape[1:])
-    layer.needs_input_gradient = True
+    with _Float64WorkingState(layer):
+        entries = _check_float64_layer(layer, x, training, rng, step, rtol, atol, max_entries)
+    return GradcheckReport(subject=f"{type(layer).__name__} {layer.name!r}", entries=entries, rtol=rtol, atol=atol)
+
+
+def _check_float64_layer(layer: Layer, x: np.ndarray, training: bool, rng: np.random.Generator, step: float,
+                         rtol: float, atol: float, max_entries: int | None) -> list[EntryCheck]:
+    """The comparisons for a layer already running in float64 (its working state: changes here are discarded)."""
     generator_states = [g.bit_generator.state for g in _generators(layer)]
     saved_state = _snapshot_state([layer])
 
@@ -221,8 +312,7 @@ def check_layer(
         indices = _sample_indices(param.shape, max_entries, rng)
         numeric = numerical_gradient(objective, param, indices, step)
         entries.append(_compare(f"{layer.name}.{name}", analytic[name], param.shape, indices, numeric, rtol, atol))
-    _restore_state(saved_state)
-    return GradcheckReport(subject=f"{type(layer).__name__} {layer.name!r}", entries=entries, rtol=rtol, atol=atol)
+    return entries
 
 
 def check_model(

@@ -121,11 +121,24 @@ class SparseCategoricalCrossentropy(Loss):
 
     Shapes: ``y_true`` ``(N,)`` integer labels (or ``(N, 1)``), ``y_pred`` ``(N, K)`` probabilities.
 
-    Forward, per sample with label ``c``: ``loss = -log clip(p_c, eps, 1 - eps)``.
+    Forward, per sample with label ``c``, renormalised and clipped exactly as :class:`CategoricalCrossentropy`
+    (so the two agree on one-hot targets, and with Keras when a row of ``p`` does not sum to 1)::
 
-    Backward of the batch mean: only the true class's probability appears, so
-    ``dL/dp_c = -1 / (N p_c)`` (0 where clipped) and every other entry is 0. Fused with a softmax:
-    ``dL/dz = (p - onehot(c)) / N``.
+        S = sum_k p_k;   q_c = p_c / S;   loss = -log clip(q_c, eps, 1 - eps)
+
+    Backward of the batch mean: ``g = dL/dq_c = -1 / q_c`` (0 where clipped, as the clip is flat), and through
+    ``q_c = p_c / S``, whose derivative is ``(delta_jc - q_c) / S``::
+
+        dL/dp_j = g * (delta_jc - q_c) / (S N)
+                = (1 - delta_jc / q_c) / (S N)     inside the clip range, where g q_c = -1; 0 outside
+
+    Every class gets a gradient, not only the true one: raising any ``p_j`` lowers ``q_c`` through ``S``. On a
+    softmax output (``S = 1``) the extra uniform part ``1 / N`` is what the softmax's Jacobian sends to zero, so
+    the fused gradient is still ``dL/dz = (p - onehot(c)) / N``.
+
+    Keras 3 (NumPy and JAX backends) renormalises then clips, as here. Keras 2.2's TensorFlow backend clipped
+    first and let ``sparse_softmax_cross_entropy_with_logits(log p)`` renormalise; the two orders differ only
+    where some probability is clipped.
     """
 
     name = "sparse_categorical_crossentropy"
@@ -138,16 +151,20 @@ class SparseCategoricalCrossentropy(Loss):
 
     def per_sample(self, y_true, y_pred):
         labels = self._labels(y_true)
-        return -np.log(_clipped(y_pred[np.arange(len(labels)), labels]))
+        picked = y_pred[np.arange(len(labels)), labels] / y_pred.sum(axis=-1)
+        return -np.log(_clipped(picked))
 
     def gradient(self, y_true, y_pred):
         labels = self._labels(y_true)
         rows = np.arange(len(labels))
-        picked = y_pred[rows, labels]
+        total = y_pred.sum(axis=-1)
+        q = y_pred[rows, labels] / total
         eps = backend.epsilon()
-        inside = (picked > eps) & (picked < 1 - eps)
-        grad = np.zeros_like(y_pred)
-        grad[rows, labels] = np.where(inside, -1.0 / np.where(inside, picked, 1), 0) / len(labels)
+        inside = (q > eps) & (q < 1 - eps)
+        g = np.where(inside, -1.0 / np.where(inside, q, 1), 0)  # dL/dq_c per sample
+        grad = np.empty_like(y_pred)
+        grad[...] = (-g * q / total / len(labels))[:, None]   # the part through S, the same for every class
+        grad[rows, labels] += g / total / len(labels)          # plus the direct part on the true class
         return grad
 
     def softmax_gradient(self, y_true, probabilities):

@@ -44,18 +44,33 @@ class Activation(Layer):
 
 
 class ReLU(Layer):
-    r"""Rectified linear unit with Keras 2.2's options::
+    r"""Rectified linear unit with Keras 2.2's options, computed the way Keras's backend ``relu`` composes them::
 
-        y = max_value                     if x >= max_value
-        y = x                             if threshold <= x < max_value
-        y = negative_slope * (x - threshold)   if x < threshold
+        a = x * [x > threshold]                       (strictly greater: x == threshold gives 0)
+        a = clip(a, 0, max_value)                     (only when max_value is set)
+        y = a - negative_slope * max(threshold - x, 0)
+
+    For ``0 <= threshold < max_value`` that is the piecewise function of Keras's docstring::
+
+        y = max_value                          if x >= max_value
+        y = x                                  if threshold < x < max_value
+        y = negative_slope * (x - threshold)   otherwise (x <= threshold)
+
+    and Keras 2 and 3 give the same numbers. The edges follow the composition, not the prose: ``x == threshold``
+    lands in the last piece, so ``y = 0`` there whatever ``threshold`` (not ``x``); a negative ``threshold`` with
+    ``max_value`` set clips ``threshold < x < 0`` to 0 (the clip's lower bound), without ``max_value`` it passes
+    ``x`` through.
 
     Shapes: any ``(N, ...)`` in, the same shape out; no parameters.
 
     Backward: each output depends on its own input only, through a straight piece, so the Jacobian is diagonal
-    and ``dx = dy * slope(x)``, the slope of the piece ``x`` fell in (1, 0 or ``negative_slope``); at the
-    kink ``x == threshold`` the right-hand slope (1) is used, except for the default ``threshold = 0`` with
-    ``negative_slope = 0`` where ``x = 0`` gets 0 like ``Activation('relu')``. Cache: the input ``x``.
+    and ``dx = dy * slope(x)``, the slope of the piece the forward put ``x`` in: ``negative_slope`` for
+    ``x <= threshold`` (the threshold itself included, as in the forward's strict ``x > threshold``), 0 where the
+    clip is flat (``x >= max_value``, and ``x <= 0`` under a negative threshold with ``max_value``), 1 elsewhere.
+    The default ``ReLU()`` is ``Activation('relu')``: slope 0 at ``x == 0``. Cache: the input ``x``.
+
+    The planner fuses only the default ``ReLU()`` (no ``max_value``, ``negative_slope`` or ``threshold``) into its
+    pooling kernels (:func:`tinynet.fusion._is_plain_relu`); every other ReLU runs this layer's own code.
     """
 
     def __init__(
@@ -77,21 +92,30 @@ class ReLU(Layer):
         self.negative_slope = float(negative_slope)
         self.threshold = float(threshold)
 
+    def _is_plain(self) -> bool:
+        return self.max_value is None and self.negative_slope == 0 and self.threshold == 0
+
     def _slope(self, x: np.ndarray) -> np.ndarray:
-        above = x > self.threshold if self.negative_slope == 0 else x >= self.threshold
-        slope = np.where(above, 1, self.negative_slope).astype(x.dtype)
+        threshold = x.dtype.type(self.threshold)
+        passes = x > threshold
         if self.max_value is not None:
-            slope[x >= self.max_value] = 0
+            passes &= (x > 0) & (x < x.dtype.type(self.max_value))  # where clip(a, 0, max_value) is the identity
+        slope = passes.astype(x.dtype)
+        if self.negative_slope != 0:
+            slope[x <= threshold] = self.negative_slope
         return slope
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
-        if self.max_value is None and self.negative_slope == 0 and self.threshold == 0:
+        if self._is_plain():
             y = np.maximum(x, 0, dtype=x.dtype)
         else:
-            y = np.where(x >= self.threshold, x, self.negative_slope * (x - self.threshold)).astype(x.dtype)
+            threshold = x.dtype.type(self.threshold)  # compared in the layer's precision, like Keras's floatx
+            y = np.where(x > threshold, x, 0).astype(x.dtype, copy=False)
             if self.max_value is not None:
-                np.minimum(y, self.max_value, out=y)
+                np.clip(y, 0, x.dtype.type(self.max_value), out=y)
+            if self.negative_slope != 0:
+                y -= x.dtype.type(self.negative_slope) * np.maximum(threshold - x, 0)
         self._cache = x
         return y
 

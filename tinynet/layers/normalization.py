@@ -32,9 +32,21 @@ class BatchNormalization(Layer):
         moving_mean     = momentum * moving_mean     + (1 - momentum) * mu
         moving_variance = momentum * moving_variance + (1 - momentum) * var * m / (m - (1 + epsilon))
 
-    The factor ``m / (m - 1 - epsilon)`` is Keras's: the moving variance tracks the *unbiased* sample variance
+    The factor ``m / (m - 1 - epsilon)`` is Keras 2's: the moving variance tracks the *unbiased* sample variance
     (Bessel's correction, with Keras's epsilon in it), while normalisation uses the biased one. Keras 2.2's
     TensorFlow backend also asked for ``zero_debias``; tinynet does not reproduce that quirk.
+
+    Where tinynet follows Keras 2, not Keras 3 (whose ``BatchNormalization`` differs on both points):
+
+    * **Bessel-corrected moving variance.** Keras 3 moves ``moving_variance`` towards the biased batch variance
+      ``var`` itself; tinynet, like Keras 2, towards ``var * m / (m - 1 - epsilon)``. With ``m = 2`` and
+      ``epsilon = 1e-3`` that is about twice the batch variance.
+    * **A frozen layer still normalises with the batch.** With ``trainable=False`` (a "frozen" layer, as when
+      fine-tuning), Keras 3 runs the layer in inference mode, with the moving statistics, even inside ``fit``.
+      Keras 2, and tinynet, keep ``training`` as given: a training forward normalises with the batch's ``mu``
+      and ``var``, and the backward pass is the training one. Only the state stays frozen: Keras 2 drops the
+      updates of a layer that is not trainable (``Layer.updates`` is empty), so ``gamma``, ``beta`` *and* the
+      moving statistics stay as they were. To freeze a layer the Keras 3 way, call it with ``training=False``.
 
     Forward at inference (``training=False``): the same formula with the moving statistics in place of
     ``mu`` and ``var``, no update. Then ``y`` is an affine function of ``x`` per feature.
@@ -135,7 +147,8 @@ class BatchNormalization(Layer):
             variance = np.mean(centered * centered, axis=self.reduction_axes, keepdims=True)
             inverse_std = 1.0 / np.sqrt(variance + self.dtype.type(self.epsilon))
             x_hat = centered * inverse_std
-            self._update_moving_statistics(mean.reshape(-1), variance.reshape(-1), x.size // mean.size)
+            if self.trainable:  # Keras 2 runs no state update of a frozen layer (its ``updates`` are empty)
+                self._update_moving_statistics(mean.reshape(-1), variance.reshape(-1), x.size // mean.size)
         else:
             moving_variance = self.state["moving_variance"]
             inverse_std = self._broadcast(1.0 / np.sqrt(moving_variance + self.dtype.type(self.epsilon)))
