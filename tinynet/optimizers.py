@@ -266,6 +266,9 @@ class SGD:
                     non_finite[lane] += sgd_update(param, velocity, grad, lr_t, self.momentum, self.nesterov)
 
         parallel.parallel_ranges(_UPDATE_LANES, run)
+        # A worker thread keeps its last task, this closure, until it is handed the next one; drop the views it
+        # holds, so that the parameters of a model no longer used can be freed (and their velocities with them).
+        lanes.clear()
         all_finite = not any(non_finite)
         self.iterations += 1
         return all_finite
