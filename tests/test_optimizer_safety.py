@@ -234,6 +234,8 @@ def _flat_velocity(document, arrays):
      ["unknown optimizer slot 'apply_gradients'", "SGD keeps 'velocities'"]),
     (lambda d, a: d["compile"]["optimizer"]["slots"].update(forward=d["compile"]["optimizer"]["slots"]["velocities"]),
      ["unknown optimizer slot 'forward'"]),
+    (lambda d, a: d["compile"]["optimizer"].update(class_name="Layer"), ["unknown optimizer class 'Layer'"]),
+    (lambda d, a: d["compile"]["optimizer"].update(class_name="_ParameterSlots"), ["unknown optimizer class"]),
     (lambda d, a: d["compile"]["optimizer"].update(iterations=-3000), ["'iterations'", "got -3000"]),
     (lambda d, a: d["compile"]["optimizer"].update(iterations=-1000), ["'iterations'", "got -1000"]),
     (lambda d, a: d["compile"]["optimizer"].update(iterations=2.5), ["'iterations'", "got 2.5"]),

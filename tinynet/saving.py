@@ -496,6 +496,9 @@ def _rebuild_optimizer(optimizer_document: dict, arrays: dict[str, np.ndarray], 
     """
     class_name = optimizer_document["class_name"]
     optimizer_class = _lookup_class(class_name, custom_objects, optimizers, "optimizer")
+    if not hasattr(optimizer_class, "apply_gradients"):  # another class the optimizers module happens to import
+        raise _FormatError(f"unknown optimizer class {class_name!r}; pass it in "
+                           f"custom_objects={{{class_name!r}: YourOptimizer}}")
     config = optimizer_document["config"]
     if not isinstance(config, dict):
         raise _FormatError(f"the optimizer's config must be a JSON object, got {config!r}")
