@@ -273,3 +273,23 @@ def test_an_untouched_file_still_loads_and_trains_as_the_original(tmp_path):
     loaded.train_on_batch(x, y)
     for got, want in zip(loaded.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want, strict=True)
+
+
+def test_set_slots_checks_everything_before_it_sets_anything():
+    optimizer = SGD(learning_rate=0.01, momentum=0.9)
+    model = _fitted(4, optimizer)
+    before = {key: value.copy() for key, value in optimizer.velocities.items()}
+    good = np.ones((4, 3), np.float32)
+    for slots, message in [
+        ({"velocities": {("dense_1", "kernel"): good, ("dense_1", "bias"): np.ones((4, 3), np.float32)}},
+         r"velocities dense_1.bias has shape \(4, 3\) and dtype float32, its parameter has shape \(3,\)"),
+        ({"velocities": {("dense_1", "kernel"): good, ("dense_2", "kernel"): good}}, "dense_2.kernel names no"),
+        ({"velocities": {("dense_1", "kernel"): good}, "moments": {}}, "unknown slot 'moments'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            optimizer.set_slots(model.layers, slots)
+        for key, value in optimizer.velocities.items():
+            np.testing.assert_array_equal(value, before[key])
+    optimizer.set_slots(model.layers, {"velocities": {("dense_1", "kernel"): good}})
+    assert optimizer.velocities[("dense_1", "kernel")] is not good  # a copy
+    np.testing.assert_array_equal(optimizer.velocities[("dense_1", "kernel")], good)
