@@ -174,6 +174,30 @@ def test_checkpoint_never_saves_a_non_finite_epoch():
     assert model.saved == [("model", "every.tnz")]
 
 
+
+@pytest.mark.parametrize("spoil", ["weight", "velocity"])
+@pytest.mark.parametrize("weights_only", [False, True])
+def test_checkpoint_never_writes_non_finite_state_whatever_the_logs_say(tmp_path, spoil, weights_only):
+    """The logs can be finite while the weights are not (an update that overflowed after the loss was computed,
+    a callback that changed them): the checkpoint reads the state it would write."""
+    x, y = _data()
+    model = _model()
+    path = tmp_path / "checkpoint"
+    callback = ModelCheckpoint(path, monitor="loss", save_weights_only=weights_only)
+    model.fit(x, y, batch_size=5, verbose=0, callbacks=[callback])
+    saved = path.read_bytes()
+    if spoil == "weight":
+        model.layers[-1].params["bias"][1] = np.inf
+        expected = "weight dense_1.bias holds NaN or Inf"
+    else:
+        model.optimizer.get_slots(model.layers)["velocities"][("conv2d_1", "kernel")][0, 0, 0, 0] = np.nan
+        expected = "optimizer slot velocities of conv2d_1.kernel holds NaN or Inf"
+    callback.set_model(model)
+    with pytest.warns(RuntimeWarning, match=f"epoch 2: the {expected}; not saving"):
+        callback.on_epoch_end(1, {"loss": 0.5, "val_loss": 0.5})
+    assert path.read_bytes() == saved
+
+
 def test_checkpoint_problems_are_named():
     with pytest.warns(RuntimeWarning, match="only with val_loss available"):
         _drive(ModelCheckpoint("m.tnz", save_best_only=True), [0.1], monitor="loss")
@@ -291,6 +315,21 @@ def test_a_nan_gradient_with_a_finite_loss_is_caught_too(capsys):
     assert "gradient of its 'kernel'" in str(fault.value) and "epoch 1/1, batch 1/1" in str(fault.value)
     model.fit(x, y, verbose=0, callbacks=[TerminateOnNaN()])
     assert "Batch 0: NaN or Inf in a gradient, terminating training" in capsys.readouterr().out
+    assert model.numerical_fault.quantity == "gradient"
+
+
+def test_an_update_that_overflows_is_named_as_such(capsys):
+    """A finite loss and finite gradients, times a rate that is finite in float32, overflow in the update."""
+    backend.set_random_seed(0)
+    model = Sequential([layers.Dense(3, input_shape=(2,), activation="softmax")])
+    model.compile(SGD(learning_rate=3e38), "categorical_crossentropy")
+    x, y = np.full((4, 2), 10.0, np.float32), to_categorical([0, 1, 2, 0], 3)
+    with np.errstate(over="ignore", invalid="ignore"):
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[TerminateOnNaN()])
+    out = capsys.readouterr().out
+    assert "Batch 0: the update made a weight NaN or Inf (the gradients were finite), terminating training" in out
+    assert "in a gradient" not in out
+    assert model.numerical_fault.quantity == "update" and model.epochs_done == 0
 
 
 # ------------------------------------------------------------------------------------------------ CSVLogger

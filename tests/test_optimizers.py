@@ -152,7 +152,10 @@ def test_defaults_lr_alias_and_config():
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
     (dict(lr=-0.1), ValueError, r"SGD: learning_rate must be >= 0, got -0.1"),
-    (dict(momentum=-0.5), ValueError, r"SGD: momentum must be >= 0, got -0.5"),
+    (dict(momentum=-0.5), ValueError, r"SGD: momentum must be in \[0, 1\], got -0.5"),
+    (dict(momentum=2), ValueError, r"SGD: momentum must be in \[0, 1\], got 2"),
+    (dict(momentum=1.0000001), ValueError, r"SGD: momentum must be in \[0, 1\], got 1.0000001"),
+    (dict(learning_rate=1e309), TypeError, r"SGD: learning_rate must be a finite number, got inf"),
     (dict(decay=-1), ValueError, r"SGD: decay must be >= 0, got -1"),
     (dict(momentum="0.9"), TypeError, r"SGD: momentum must be a finite number, got '0.9'"),
     (dict(learning_rate=float("nan")), TypeError, r"SGD: learning_rate must be a finite number, got nan"),

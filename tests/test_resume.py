@@ -320,6 +320,34 @@ def test_an_update_that_overflows_is_caught_at_once():
         model.train_on_batch(x, y)
 
 
+
+@pytest.mark.parametrize("weights_only", [False, True])
+@pytest.mark.parametrize("terminate_first", [False, True])
+def test_an_update_that_overflows_under_terminate_on_nan_keeps_the_last_checkpoint(tmp_path, capsys, weights_only,
+                                                                                   terminate_first):
+    """No validation data, so the epoch's logs are all finite: only the fault itself and the weights can tell the
+    checkpoint that this epoch is not a good one. The file on disk stays byte for byte the last good epoch's."""
+    backend.set_random_seed(0)
+    model = Sequential([layers.Dense(3, input_shape=(2,), activation="softmax")])
+    model.compile(SGD(learning_rate=0.1, momentum=0.5), "categorical_crossentropy")
+    x, y = np.full((4, 2), 10.0, np.float32), to_categorical([0, 1, 2, 0], 3)
+    checkpoint = tmp_path / "checkpoint"
+    callbacks = [ModelCheckpoint(checkpoint, monitor="loss", save_weights_only=weights_only), TerminateOnNaN()]
+    if terminate_first:
+        callbacks.reverse()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=callbacks)
+    good = checkpoint.read_bytes()
+    model.optimizer.learning_rate = 3e38  # finite in float32; times a gradient above 1.2 it overflows
+    with pytest.warns(RuntimeWarning, match="epoch 2: training stopped on a numerical fault in the update"), \
+            np.errstate(over="ignore", invalid="ignore"):
+        history = model.fit(x, y, batch_size=4, epochs=3, initial_epoch=1, verbose=0, callbacks=callbacks)
+    assert history.epoch == [1] and all(np.isfinite(history.history["loss"]))  # the logs alone look good
+    assert not all(np.isfinite(weight).all() for weight in model.get_weights())
+    assert checkpoint.read_bytes() == good
+    assert model.epochs_done == 1
+    assert "the update made a weight NaN or Inf" in capsys.readouterr().out
+
+
 def test_a_non_finite_validation_loss_is_caught_at_the_end_of_the_epoch():
     model = _build()
     x, y, x_val, y_val = _data()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,3 +44,30 @@ def test_kernel_counts_updated_values_that_are_not_finite():
     grad = np.array([0.0, 3e38, -3e38], dtype=np.float32)  # lr * g overflows float32 in two places
     assert sgd_update(param, velocity, grad, 10.0, 0.9, True) == 2
     assert np.isfinite(param[0]) and not np.isfinite(param[1:]).any()
+
+
+@pytest.mark.parametrize(("param", "velocity", "grad", "message"), [
+    (np.zeros(6, np.float32), np.zeros(12, np.float32), np.zeros(6, np.float32), "velocity has shape"),
+    (np.zeros(6, np.float32), np.zeros((2, 3), np.float32), np.zeros(6, np.float32), "velocity has shape"),
+    (np.zeros(6, np.float32), np.zeros(6, np.float64), np.zeros(6, np.float32), "dtype float64"),
+    (np.zeros(6, np.float32), None, np.zeros(6, np.float32), "velocity has shape None"),
+    (np.zeros(6, np.float32), np.zeros(6, np.float32), np.zeros(12, np.float32), "grad has shape"),
+    (np.zeros((6, 2), np.float32)[:, 0], np.zeros(6, np.float32), np.zeros(6, np.float32), "C-contiguous"),
+    (np.zeros(6, np.float32), np.zeros((6, 2), np.float32)[:, 0], np.zeros(6, np.float32), "C-contiguous"),
+    (np.zeros(6, np.int32), np.zeros(6, np.int32), np.zeros(6, np.int32), "float array"),
+])
+def test_kernel_checks_its_operands_before_it_indexes_them(param, velocity, grad, message):
+    """The loops index every array by the parameter's positions without bounds checks: a velocity or gradient of
+    another size, dtype or layout is refused, and nothing is written."""
+    before = param.copy()
+    with pytest.raises((ValueError, TypeError), match=message):
+        sgd_update(param, velocity, grad + 1, 0.1, 0.9, False)
+    np.testing.assert_array_equal(param, before)
+
+
+def test_kernel_without_momentum_needs_no_velocity_but_checks_the_gradient():
+    param = np.zeros(4, np.float64)
+    with pytest.raises(ValueError, match=r"grad has shape \(8,\), param has \(4,\)"):
+        sgd_update(param, None, np.ones(8), 0.1, 0.0, False)
+    assert sgd_update(param, None, np.ones(4), 0.5, 0.0, False) == 0
+    np.testing.assert_array_equal(param, -0.5)

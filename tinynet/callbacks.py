@@ -159,6 +159,18 @@ def _is_finite_number(value: Any) -> bool:
     return bool(np.isfinite(value))
 
 
+def _model_arrays(model: Any) -> Iterable[tuple[str, str, np.ndarray]]:
+    """Every array a checkpoint of ``model`` would hold: each layer's weights and the optimizer's slots for them."""
+    for layer in getattr(model, "layers", []):
+        for name in layer.weight_names:
+            yield "weight", f"{layer.name}.{name}", layer._weight(name)
+    optimizer = getattr(model, "optimizer", None)
+    if hasattr(optimizer, "get_slots"):
+        for kind, named in optimizer.get_slots(model.layers).items():
+            for (layer_name, param_name), array in named.items():
+                yield f"optimizer slot {kind} of", f"{layer_name}.{param_name}", array
+
+
 class ModelCheckpoint(Callback):
     """Save the model after every ``period`` epochs, as Keras 2's ``ModelCheckpoint``.
 
@@ -167,8 +179,11 @@ class ModelCheckpoint(Callback):
     ``monitor`` figure improves (``mode`` 'min', 'max', or 'auto': 'max' for accuracies). ``save_weights_only``
     writes :meth:`Sequential.save_weights`'s ``.npz`` instead of the whole model (:meth:`Sequential.save`).
 
-    Every write is atomic, so an interrupted save leaves the previous checkpoint whole. Unlike Keras, an epoch whose
-    loss or monitored figure is NaN or infinite is never saved (with a warning): the last good checkpoint stays.
+    Every write is atomic, so an interrupted save leaves the previous checkpoint whole. Unlike Keras, an epoch is
+    never saved (with a warning; the last good checkpoint stays) when its loss or monitored figure is NaN or
+    infinite, when a numerical fault stopped it (``TerminateOnNaN``: a finite loss and gradient can still give an
+    update that overflows), or when a weight or optimizer slot holds NaN or Inf, whatever the logs say. The last
+    check reads every weight once per saved epoch, a pass far shorter than the epoch itself.
     """
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
@@ -205,6 +220,19 @@ class ModelCheckpoint(Callback):
         else:
             self.model.save(path)
 
+    def _why_not_saveable(self, logs: Logs) -> str | None:
+        """Why this epoch's state must not become a checkpoint, or None when it may."""
+        faulty = [key for key in ("loss", self.monitor) if key in logs and not _is_finite_number(logs[key])]
+        if faulty:
+            return f"{faulty[0]} is {logs[faulty[0]]}"
+        fault = getattr(self.model, "numerical_fault", None)
+        if fault is not None:
+            return f"training stopped on a numerical fault in the {getattr(fault, 'quantity', 'step')}"
+        for owner, name, array in _model_arrays(self.model):
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                return f"the {owner} {name} holds NaN or Inf"
+        return None
+
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
         self.epochs_since_last_save += 1
@@ -212,10 +240,10 @@ class ModelCheckpoint(Callback):
             return
         self.epochs_since_last_save = 0
         path = self._format_path(epoch, logs)
-        faulty = [key for key in ("loss", self.monitor) if key in logs and not _is_finite_number(logs[key])]
-        if faulty:
-            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1}: {faulty[0]} is {logs[faulty[0]]}; not saving to "
-                          f"{path}, the previous checkpoint is kept", RuntimeWarning, stacklevel=2)
+        problem = self._why_not_saveable(logs)
+        if problem is not None:
+            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1}: {problem}; not saving to {path}, the previous "
+                          "checkpoint is kept", RuntimeWarning, stacklevel=2)
             return
         if not self.save_best_only:
             if self.verbose > 0:
@@ -237,12 +265,14 @@ class ModelCheckpoint(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training quietly when a batch's loss (or a gradient) is NaN or infinite, as Keras 2's
-    ``TerminateOnNaN``.
+    """Stop training quietly when a batch's loss or a gradient is NaN or infinite, or an update made a weight so,
+    as Keras 2's ``TerminateOnNaN``.
 
     Without it, ``fit`` raises :class:`tinynet.models.NumericalFaultError` naming the epoch, batch and layer. With
-    it, ``fit`` skips the faulty update, this callback prints ``Batch b: Invalid loss, terminating training`` and
-    sets ``model.stop_training``; the epoch still ends (its logs hold the NaN) and ``fit`` returns.
+    it, this callback prints ``Batch b: Invalid loss, terminating training`` (or names the gradient or the update
+    as the fault) and sets ``model.stop_training``; the epoch still ends (its logs hold the NaN) and ``fit``
+    returns. A faulty loss or gradient is never applied; an update that overflowed has already spoiled the weights
+    in memory, and the epoch is never checkpointed (:class:`ModelCheckpoint`).
     """
 
     #: Tells ``fit`` to hand numerical faults to the callbacks instead of raising.
@@ -255,7 +285,10 @@ class TerminateOnNaN(Callback):
             print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
         elif "numerical_fault" in logs:
-            print(f"Batch {batch}: NaN or Inf in a gradient, terminating training")
+            quantity = getattr(getattr(self.model, "numerical_fault", None), "quantity", None)
+            what = ("the update made a weight NaN or Inf (the gradients were finite)" if quantity == "update"
+                    else "NaN or Inf in a gradient")
+            print(f"Batch {batch}: {what}, terminating training")
             self.model.stop_training = True
 
 

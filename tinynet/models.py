@@ -81,6 +81,9 @@ class Sequential:
         self._plan: tuple | None = None
         #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
         self.epochs_done = 0
+        #: The :class:`NumericalFaultError` ``fit`` handed to the callbacks (TerminateOnNaN) in the current epoch,
+        #: else None: an epoch with a fault is never a good epoch, and ModelCheckpoint does not save it.
+        self.numerical_fault: NumericalFaultError | None = None
         if layers is not None and (not isinstance(layers, Iterable) or isinstance(layers, np.ndarray | str)):
             raise TypeError(f"{self.name}: layers must be a list of tinynet layers, got {type(layers).__name__}")
         for layer in [] if layers is None else layers:
@@ -158,7 +161,12 @@ class Sequential:
                                     or not all(isinstance(metric, str) for metric in metrics)):
             raise TypeError(f"{self.name}.compile: metrics must be a list of names such as ['accuracy'], "
                             f"got {metrics!r}")
-        self.optimizer = optimizers.get(optimizer)
+        optimizer = optimizers.get(optimizer)
+        if self.built and hasattr(optimizer, "check_learning_rate"):
+            # A rate that is infinite in the weights' float type (1e39 in float32) is a bad argument, not a fault
+            # to discover at the first step; a model built later is checked at its first update.
+            optimizer.check_learning_rate(self.layers)
+        self.optimizer = optimizer
         self.loss = losses.get(loss)
         self._accuracy = None
         self.metrics_names = ["loss"]
@@ -301,7 +309,7 @@ class Sequential:
                 f"batch {batch + 1}/{steps} (0-based: epoch={epoch}, batch={batch})" if batch is not None
                 else f"in the validation pass after its last batch (0-based: epoch={epoch})"))
         what = {"loss": f"the loss is {figures['loss']}", "gradient": "a gradient is NaN or infinite",
-                "update": "the update made a weight NaN or infinite",
+                "update": "the update made a weight NaN or infinite though the loss and every gradient were finite",
                 "validation": f"the validation loss is {figures['loss']}"}[quantity]
         applied = "The update was not applied" if quantity in ("loss", "gradient") else \
             "The weights in memory are spoiled; the checkpoints saved before are not"
@@ -460,8 +468,10 @@ class Sequential:
         # With TerminateOnNaN among the callbacks a NaN/Inf stops training quietly (Keras's way) instead of raising.
         stop_quietly_on_fault = any(getattr(callback, "handles_numerical_faults", False) for callback in all_callbacks)
         self.stop_training = False
+        self.numerical_fault = None
         hooks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
+            self.numerical_fault = None
             hooks.on_epoch_begin(epoch)
             order = self._shuffle_generator.permutation(samples) if shuffle else np.arange(samples)
             totals: dict[str, float] = {}
@@ -477,6 +487,7 @@ class Sequential:
                     if not stop_quietly_on_fault:
                         raise
                     figures, faulted = fault.figures, True
+                    self.numerical_fault = fault
                     logs["numerical_fault"] = str(fault)
                 logs.update(figures)
                 for key, value in figures.items():

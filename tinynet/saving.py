@@ -321,11 +321,14 @@ def _compile_document(model: Any, store) -> dict[str, Any] | None:
     optimizer = model.optimizer
     if not hasattr(optimizer, "get_config"):
         raise TypeError(f"save_model: the optimizer {type(optimizer).__name__} has no get_config()")
-    slots = {}
-    for attribute, value in vars(optimizer).items():
-        if _is_parameter_slot(value):
-            slots[attribute] = [[layer_name, param_name, store(array)]
-                                for (layer_name, param_name), array in value.items()]
+    if hasattr(optimizer, "get_slots"):
+        # This model's slots only: the optimizer may also train other models, whose layers can have the same names.
+        named_slots = optimizer.get_slots(model.layers)
+    else:  # an optimizer of the user's keeping {(layer name, parameter name): array} dicts it declares
+        named_slots = {attribute: getattr(optimizer, attribute) for attribute in getattr(optimizer, "slot_names", ())
+                       if _is_parameter_slot(getattr(optimizer, attribute, None))}
+    slots = {attribute: [[layer_name, param_name, store(array)] for (layer_name, param_name), array in named.items()]
+             for attribute, named in named_slots.items()}
     return {
         "loss": {"class_name": type(model.loss).__name__, "name": model.loss.name, "config": model.loss.get_config()},
         "metrics": _metric_names(model),
@@ -458,7 +461,7 @@ def _model_from_document(document: dict, arrays: dict[str, np.ndarray], custom_o
     compile_document = document.get("compile")
     if compile_document is not None:
         loss = _rebuild_loss(compile_document["loss"], custom_objects)
-        optimizer = _rebuild_optimizer(compile_document["optimizer"], arrays, custom_objects)
+        optimizer = _rebuild_optimizer(compile_document["optimizer"], arrays, custom_objects, model)
         model.compile(optimizer=optimizer, loss=loss, metrics=list(compile_document["metrics"]))
 
     model.epochs_done = int(document.get("epochs_done", 0))
@@ -483,17 +486,70 @@ def _rebuild_loss(loss_document: dict, custom_objects: dict[str, Any]) -> Any:
                        f"custom_objects={{{class_name!r}: YourLoss}}")
 
 
-def _rebuild_optimizer(optimizer_document: dict, arrays: dict[str, np.ndarray], custom_objects: dict[str, Any]):
-    optimizer_class = _lookup_class(optimizer_document["class_name"], custom_objects, optimizers, "optimizer")
-    config = dict(optimizer_document["config"])
-    optimizer = optimizer_class.from_config(config) if hasattr(optimizer_class, "from_config") \
-        else optimizer_class(**config)
-    optimizer.iterations = int(optimizer_document["iterations"])
-    for attribute, entries in optimizer_document["slots"].items():
-        slot = {}
-        for layer_name, param_name, key in entries:
-            slot[(layer_name, param_name)] = np.array(_array(arrays, key, f"optimizer {attribute} of "
-                                                                        f"{layer_name}.{param_name}"))
-        setattr(optimizer, attribute, slot)
-    return optimizer
+def _rebuild_optimizer(optimizer_document: dict, arrays: dict[str, np.ndarray], custom_objects: dict[str, Any],
+                       model: Any):
+    """The optimizer of the file, with its ``iterations`` and slots checked against the rebuilt ``model``.
 
+    Slot names come from the file, so only those the optimizer class declares in ``slot_names`` are taken (a name
+    such as ``apply_gradients`` must never reach ``setattr``), and each array must have exactly its parameter's
+    shape and dtype: the update kernel indexes it by the parameter's positions.
+    """
+    class_name = optimizer_document["class_name"]
+    optimizer_class = _lookup_class(class_name, custom_objects, optimizers, "optimizer")
+    if not hasattr(optimizer_class, "apply_gradients"):  # another class the optimizers module happens to import
+        raise _FormatError(f"unknown optimizer class {class_name!r}; pass it in "
+                           f"custom_objects={{{class_name!r}: YourOptimizer}}")
+    config = optimizer_document["config"]
+    if not isinstance(config, dict):
+        raise _FormatError(f"the optimizer's config must be a JSON object, got {config!r}")
+    try:
+        optimizer = optimizer_class.from_config(dict(config)) if hasattr(optimizer_class, "from_config") \
+            else optimizer_class(**config)
+    except (TypeError, ValueError) as error:
+        raise _FormatError(f"the optimizer {class_name} cannot be rebuilt from its config: {error}") from None
+    iterations = optimizer_document["iterations"]
+    if isinstance(iterations, bool) or not isinstance(iterations, int) \
+            or not 0 <= iterations <= optimizers.MAX_ITERATIONS:
+        raise _FormatError(f"the optimizer field 'iterations' must be an int in [0, 2**63 - 1] (the number of "
+                           f"updates applied), got {iterations!r}")
+    optimizer.iterations = iterations
+
+    slots_document = optimizer_document["slots"]
+    if not isinstance(slots_document, dict):
+        raise _FormatError(f"the optimizer field 'slots' must be a JSON object, got {type(slots_document).__name__}")
+    known = tuple(getattr(optimizer_class, "slot_names", ()))
+    parameters = {(layer.name, name): param for layer in model.layers for name, param in layer.params.items()}
+    slots: dict[str, dict[tuple[str, str], np.ndarray]] = {}
+    for attribute, entries in slots_document.items():
+        if attribute not in known:
+            raise _FormatError(f"unknown optimizer slot {attribute!r}: {class_name} keeps "
+                               f"{', '.join(map(repr, known)) or 'no slots'}")
+        if not isinstance(entries, list):
+            raise _FormatError(f"optimizer slot {attribute!r} must be a list of [layer, parameter, array] entries")
+        slot = slots[attribute] = {}
+        for entry in entries:
+            if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(part, str) for part in entry)):
+                raise _FormatError(f"optimizer slot {attribute!r}: entry {entry!r} is not [layer, parameter, array]")
+            layer_name, param_name, key = entry
+            what = f"optimizer slot {attribute} of {layer_name}.{param_name}"
+            if (layer_name, param_name) in slot:
+                raise _FormatError(f"{what} appears twice")
+            param = parameters.get((layer_name, param_name))
+            if param is None:
+                raise _FormatError(f"{what} names no parameter of the model")
+            value = _array(arrays, key, what)
+            if value.shape != param.shape or value.dtype != param.dtype:
+                raise _FormatError(f"{what} has shape {value.shape} and dtype {value.dtype} in the file, the "
+                                   f"parameter has shape {param.shape} and dtype {param.dtype}")
+            slot[(layer_name, param_name)] = np.array(value, order="C")
+    try:
+        if hasattr(optimizer, "check_learning_rate"):
+            optimizer.check_learning_rate(model.layers)
+        if hasattr(optimizer, "set_slots"):
+            optimizer.set_slots(model.layers, slots)
+        else:
+            for attribute, slot in slots.items():
+                setattr(optimizer, attribute, slot)
+    except (TypeError, ValueError) as error:
+        raise _FormatError(str(error)) from None
+    return optimizer

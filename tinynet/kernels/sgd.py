@@ -49,13 +49,34 @@ def sgd_update(param: np.ndarray, velocity: np.ndarray | None, grad: np.ndarray,
 
     Returns how many updated values are NaN or infinite, counted in the same pass, so that the caller can
     detect an update that overflowed without reading the parameters again.
+
+    The loops index ``grad`` and ``velocity`` by ``param``'s positions with no bounds checks, so their shapes,
+    dtypes and layouts are checked here first (a few comparisons per call): a smaller array would be read and
+    written past its end, and a non-contiguous ``param`` would be updated through a copy and left unchanged.
     """
+    _check_operands(param, velocity, grad, momentum)
     dtype = param.dtype.type
     flat_param, flat_grad = param.reshape(-1), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
     if momentum == 0:
         return int(_plain(flat_param, flat_grad, dtype(learning_rate)))
     return int(_momentum(flat_param, velocity.reshape(-1), flat_grad, dtype(learning_rate), dtype(momentum),
                          nesterov))
+
+
+def _check_operands(param: np.ndarray, velocity: np.ndarray | None, grad: np.ndarray, momentum: float) -> None:
+    if not isinstance(param, np.ndarray) or param.dtype.kind != "f":
+        raise TypeError(f"sgd_update: param must be a float array, got {getattr(param, 'dtype', type(param))}")
+    if not (param.flags.c_contiguous and param.flags.writeable):
+        raise ValueError("sgd_update: param must be a writeable C-contiguous array (it is updated in place)")
+    if not isinstance(grad, np.ndarray) or grad.shape != param.shape:
+        raise ValueError(f"sgd_update: grad has shape {getattr(grad, 'shape', None)}, param has {param.shape}")
+    if momentum == 0:
+        return
+    if not isinstance(velocity, np.ndarray) or velocity.shape != param.shape or velocity.dtype != param.dtype:
+        raise ValueError(f"sgd_update: velocity has shape {getattr(velocity, 'shape', None)} and dtype "
+                         f"{getattr(velocity, 'dtype', None)}, param has {param.shape} and {param.dtype}")
+    if not (velocity.flags.c_contiguous and velocity.flags.writeable):
+        raise ValueError("sgd_update: velocity must be a writeable C-contiguous array (it is updated in place)")
 
 
 def sgd_update_reference(param, velocity, grad, learning_rate, momentum, nesterov) -> None:
