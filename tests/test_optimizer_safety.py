@@ -118,7 +118,7 @@ def test_a_parameter_reshaped_in_place_is_refused_before_the_kernel_runs():
     layer.params["kernel"].shape = (3, 4)
     layer.grads["kernel"] = np.zeros((3, 4), np.float32)
     bias = layer.params["bias"].copy()
-    with pytest.raises(ValueError, match=r"velocity of dense_1.kernel has shape \(4, 3\).*now has \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"velocities slot of dense_1.kernel has shape \(4, 3\).*now has \(3, 4\)"):
         optimizer.apply_gradients([layer])
     np.testing.assert_array_equal(layer.params["bias"], bias)  # nothing was updated
     assert optimizer.iterations == 2

@@ -1,0 +1,252 @@
+"""The optimizer base: what every optimizer shares, so that a subclass is its update equations and little else.
+
+The base owns
+  * the step counter ``iterations`` (Keras's name: updates applied so far, never reset between epochs),
+  * the learning rate and Keras 2's time-based decay ``lr_t = lr / (1 + decay * iterations)``,
+  * the slots (velocities, moments, ...), one array per parameter, keyed by the parameter array itself so that a
+    slot can never be applied to another parameter (:mod:`tinynet.optimizers.slots`), saved and restored by name,
+  * the checks that make the update kernels safe (every shape, dtype and layout they index by is checked first),
+  * the update loop: every parameter cut into one contiguous slice per engine thread.
+
+A subclass names its slots in ``slot_names``, says which it needs (:meth:`Optimizer.slots_in_use`) and writes
+:meth:`Optimizer.update_step` for one flat slice of one parameter. Every update tinynet has is element-wise, so
+cutting the arrays into slices changes no bit: a run gives the same weights with any thread count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from tinynet import parallel
+from tinynet.layers.base import Layer
+from tinynet.optimizers.slots import ParameterSlots, SlotName
+
+# Keras keeps ``iterations`` in an int64 variable; a count beyond it cannot come from training.
+MAX_ITERATIONS = 2**63 - 1
+
+
+def check_real(owner: str, argument: str, value: Any, upper: float | None = None) -> float:
+    """A hyperparameter as a float: a finite real number, ``>= 0`` and, when ``upper`` is given, ``<= upper``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) \
+            or not np.isfinite(value):
+        raise TypeError(f"{owner}: {argument} must be a finite number, got {value!r}")
+    if upper is not None and not 0 <= value <= upper:
+        raise ValueError(f"{owner}: {argument} must be in [0, {upper:g}], got {value!r}")
+    if value < 0:
+        raise ValueError(f"{owner}: {argument} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def check_iterations(value: Any, owner: str = "optimizer") -> int:
+    """``iterations`` as an int in ``[0, MAX_ITERATIONS]``; a negative count would make ``1 + decay * t`` zero or
+    negative (a division by zero, or a negative learning rate that trains backwards)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{owner}: iterations must be an int (the number of updates applied), got {value!r}")
+    if not 0 <= value <= MAX_ITERATIONS:
+        raise ValueError(f"{owner}: iterations must be in [0, 2**63 - 1], got {value!r}")
+    return int(value)
+
+
+# One parameter's share of an update: flat slices of the parameter, its gradient and its slots in use.
+_Slice = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]
+
+
+class Optimizer:
+    """The base of tinynet's optimizers (see the module docstring for what it owns).
+
+    Subclasses set ``slot_names``, call ``super().__init__(learning_rate, decay, lr)`` and implement
+    :meth:`update_step`; they may override :meth:`slots_in_use` and extend :meth:`get_config`.
+    """
+
+    #: The per-parameter slots this optimizer keeps: the only slot names a model file may give it.
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate: float, decay: float = 0.0, lr: float | None = None) -> None:
+        self.learning_rate = learning_rate if lr is None else lr
+        self.decay = decay
+        self.iterations = 0
+        self._slots = {kind: ParameterSlots(type(self).__name__, kind) for kind in self.slot_names}
+
+    # Every setter checks, so ``optimizer.lr = -1`` or ``optimizer.iterations = -1000`` between two fits is refused
+    # as the constructor would refuse it.
+    @property
+    def learning_rate(self) -> float:
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._learning_rate = check_real(type(self).__name__, "learning_rate", value)
+
+    @property
+    def lr(self) -> float:
+        """Keras 2.2's name for :attr:`learning_rate`."""
+        return self.learning_rate
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.learning_rate = value
+
+    @property
+    def decay(self) -> float:
+        return self._decay
+
+    @decay.setter
+    def decay(self, value: float) -> None:
+        self._decay = check_real(type(self).__name__, "decay", value)
+
+    @property
+    def iterations(self) -> int:
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self._iterations = check_iterations(value, type(self).__name__)
+
+    def current_learning_rate(self) -> float:
+        """``lr_t`` for the next update (Keras 2's time-based decay)."""
+        if self.decay > 0:
+            return self.learning_rate / (1.0 + self.decay * self.iterations)
+        return self.learning_rate
+
+    def check_learning_rate(self, layers: Iterable[Layer]) -> None:
+        """Raise ``ValueError`` if the learning rate is infinite in the float type of a parameter of ``layers``.
+
+        The update computes ``lr_t * g`` in the parameter's dtype; ``1e39`` becomes ``inf`` in float32, and every
+        weight with a non-zero gradient would become infinite at the first step.
+        """
+        learning_rate = self.current_learning_rate()
+        for layer in layers:
+            for name, param in layer.params.items():
+                self._check_learning_rate_fits(learning_rate, param.dtype, layer.name, name)
+
+    def _check_learning_rate_fits(self, learning_rate: float, dtype: np.dtype, layer_name: str, name: str) -> None:
+        # Compared as Python floats: comparing with a float32 scalar would cast the rate to float32 first.
+        if dtype.kind == "f" and learning_rate > float(np.finfo(dtype).max):
+            raise ValueError(f"{type(self).__name__}: learning_rate {learning_rate!r} is infinite in {dtype} "
+                             f"(largest {float(np.finfo(dtype).max):.6g}), the float type of parameter "
+                             f"{layer_name}.{name}")
+
+    # ------------------------------------------------------------------------------------- the subclass's part
+    def slots_in_use(self) -> tuple[str, ...]:
+        """The slot kinds this update reads and writes, in the order :meth:`update_step` receives them (all of
+        ``slot_names`` by default; SGD without momentum needs none)."""
+        return self.slot_names
+
+    def update_step(self, param: np.ndarray, grad: np.ndarray, slots: tuple[np.ndarray, ...],
+                    learning_rate: float) -> int:
+        """Update one flat, C-contiguous slice of a parameter in place from its gradient and slots (same length and
+        dtype, all checked); return how many updated values are NaN or infinite."""
+        raise NotImplementedError(f"{type(self).__name__} must implement update_step")
+
+    # ----------------------------------------------------------------------------------------- the update loop
+    def apply_gradients(self, layers: Iterable[Layer]) -> bool:
+        """One update of every trainable parameter from the ``grads`` the last backward pass left.
+
+        Every shape, dtype and layout the kernels rely on is checked first, and nothing changes unless all of
+        them are right. Returns True when every updated value is finite (counted in the update's own pass; the
+        model uses it to stop on an update that overflowed).
+        """
+        owner = type(self).__name__
+        lr_t = self.current_learning_rate()
+        kinds = self.slots_in_use()
+        updates = []
+        checked_dtypes: set[np.dtype] = set()
+        for layer in layers:
+            if not layer.trainable:
+                continue
+            for name, param in layer.params.items():
+                grad = layer.grads.get(name)
+                if grad is None or grad.shape != param.shape:
+                    shape = None if grad is None else grad.shape
+                    raise ValueError(f"{owner}: gradient {layer.name}.{name} has shape {shape}, "
+                                     f"parameter has {param.shape}")
+                if not (param.flags.c_contiguous and param.flags.writeable):
+                    raise ValueError(f"{owner}: parameter {layer.name}.{name} must be a writeable C-contiguous "
+                                     "array (it is updated in place, through flat views)")
+                if param.dtype not in checked_dtypes:
+                    self._check_learning_rate_fits(lr_t, param.dtype, layer.name, name)
+                    checked_dtypes.add(param.dtype)
+                slots = tuple(self._slots[kind].get_or_create(param, (layer.name, name)) for kind in kinds)
+                updates.append((param, np.ascontiguousarray(grad, dtype=param.dtype), slots))
+        non_finite = self._run_sliced(updates, lr_t)
+        self.iterations += 1
+        return non_finite == 0
+
+    def _run_sliced(self, updates: list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]],
+                    learning_rate: float) -> int:
+        # Each array is cut into one contiguous slice per engine thread and thread k updates slice k of every
+        # array: the work is balanced whatever the sizes, and element-wise updates give the same bits either way.
+        lanes_count = max(1, parallel.num_threads())
+        lanes: list[list[_Slice]] = [[] for _ in range(lanes_count)]
+        for param, grad, slots in updates:
+            flat_param, flat_grad = param.reshape(-1), grad.reshape(-1)
+            flat_slots = tuple(slot.reshape(-1) for slot in slots)
+            for lane, (start, end) in enumerate(parallel.split_range(param.size, lanes_count)):
+                lanes[lane].append((flat_param[start:end], flat_grad[start:end],
+                                    tuple(slot[start:end] for slot in flat_slots)))
+        non_finite = [0] * lanes_count
+
+        def run(slot: int, first: int, stop: int) -> None:
+            for lane in range(first, stop):
+                for param, grad, slots in lanes[lane]:
+                    non_finite[lane] += self.update_step(param, grad, slots, learning_rate)
+
+        parallel.parallel_ranges(lanes_count, run)
+        # A worker thread keeps its last task, this closure, until it is handed the next one; drop the views it
+        # holds, so that the parameters of a model no longer used can be freed (and their slots with them).
+        lanes.clear()
+        return sum(non_finite)
+
+    # ------------------------------------------------------------------------------------------ slots by name
+    def get_slots(self, layers: Iterable[Layer]) -> dict[str, dict[SlotName, np.ndarray]]:
+        """``{slot kind: {(layer name, parameter name): array}}`` for the parameters of ``layers`` that have one:
+        exactly one model's state, even when the optimizer also trains others."""
+        layers = list(layers)
+        result: dict[str, dict[SlotName, np.ndarray]] = {}
+        for kind, slots in self._slots.items():
+            named = {}
+            for layer in layers:
+                for name, param in layer.params.items():
+                    value = slots.get(param)
+                    if value is not None:
+                        named[(layer.name, name)] = value
+            result[kind] = named
+        return result
+
+    def set_slots(self, layers: Iterable[Layer], slots: dict[str, dict[SlotName, np.ndarray]]) -> None:
+        """Give the parameters of ``layers`` the named slots (copies), e.g. those of a model file.
+
+        Raises ``ValueError`` naming the slot if a kind is unknown, a name names no parameter of ``layers``, or its
+        array has another shape or dtype than the parameter. Everything is checked before anything is set.
+        """
+        owner = type(self).__name__
+        by_name = {(layer.name, name): param for layer in layers for name, param in layer.params.items()}
+        pending = []
+        for kind, named in slots.items():
+            if kind not in self.slot_names:
+                raise ValueError(f"{owner}: unknown slot {kind!r}; {owner} keeps "
+                                 f"{', '.join(self.slot_names) or 'no slots'}")
+            for slot_name, value in named.items():
+                label = ".".join(slot_name) if isinstance(slot_name, tuple) else repr(slot_name)
+                param = by_name.get(slot_name)
+                if param is None:
+                    raise ValueError(f"{owner}: {kind} {label} names no parameter of the model (its parameters: "
+                                     f"{', '.join('.'.join(key) for key in by_name) or 'none'})")
+                if not isinstance(value, np.ndarray) or value.shape != param.shape or value.dtype != param.dtype:
+                    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", type(value).__name__)
+                    raise ValueError(f"{owner}: {kind} {label} has shape {shape} and dtype {dtype}, its "
+                                     f"parameter has shape {param.shape} and dtype {param.dtype}")
+                pending.append((kind, param, np.array(value, order="C"), slot_name))
+        for kind, param, value, slot_name in pending:
+            self._slots[kind].set(param, value, slot_name)
+
+    # ------------------------------------------------------------------------------------------------ config
+    def get_config(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "decay": self.decay}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        return cls(**config)
