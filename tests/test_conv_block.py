@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from tinynet import applications, backend, conv_block, fusion, parallel
 from tinynet.gradcheck import check_model
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-from tinynet.models import Sequential
+from tinynet.models import Sequential, passes
 from tinynet.optimizers import SGD
 from tinynet.utils import set_random_seed, to_categorical
 
@@ -135,7 +135,7 @@ def test_model_gradient_check_through_many_slices(one_image_slices):
     model = Sequential([Conv2D(3, 3, input_shape=(7, 7, 2)), MaxPooling2D(), Activation("relu"), Dropout(0.3),
                         Flatten(), Dense(4, activation="softmax")])
     model.compile(SGD(), "categorical_crossentropy")
-    assert type(model._stages()[0]).__name__ == "ConvPoolReluDropout"
+    assert type(passes.stages(model)[0]).__name__ == "ConvPoolReluDropout"
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 7, 7, 2))
     y = np.eye(4)[rng.integers(0, 4, 5)]

@@ -12,7 +12,7 @@ from tinynet.kernels import maxpool_backward_reference, maxpool_forward_referenc
 from tinynet.kernels.dropout import draw_random_words, keep_threshold
 from tinynet.kernels.fused import pool_relu_dropout_backward, pool_relu_dropout_forward
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, ReLU
-from tinynet.models import Sequential
+from tinynet.models import Sequential, passes
 from tinynet.optimizers import SGD
 from tinynet.utils import set_random_seed, to_categorical
 
@@ -34,9 +34,9 @@ def test_tutorial_cnn_fused_matches_unfused():
     # agree to rounding, not to the bit (the pooling stages alone are bit-identical: see the next tests).
     fused, fused_history, fused_predictions = _train(True, applications.mnist_cnn)
     plain, plain_history, plain_predictions = _train(False, applications.mnist_cnn)
-    kinds = [type(stage).__name__ for stage in fused._stages()]
+    kinds = [type(stage).__name__ for stage in passes.stages(fused)]
     assert kinds.count("ConvPoolReluDropout") == 2, kinds
-    assert all(isinstance(stage, type(layer)) for stage, layer in zip(plain._stages(), plain.layers, strict=True))
+    assert all(isinstance(stage, type(layer)) for stage, layer in zip(passes.stages(plain), plain.layers, strict=True))
     for a, b in zip(fused.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     for key in plain_history:
@@ -51,7 +51,7 @@ def test_pool_stages_alone_are_bit_identical_to_the_layers():
 
     fused, fused_history, fused_predictions = _train(True, relu_conv_model)
     plain, plain_history, plain_predictions = _train(False, relu_conv_model)
-    assert [type(stage).__name__ for stage in fused._stages()][:2] == ["Conv2D", "PoolReluDropout"]
+    assert [type(stage).__name__ for stage in passes.stages(fused)][:2] == ["Conv2D", "PoolReluDropout"]
     for a, b in zip(fused.get_weights(), plain.get_weights(), strict=True):
         assert np.array_equal(a, b)
     assert fused_history == plain_history
@@ -79,7 +79,7 @@ def test_fused_model_with_relu_variants_matches_unfused():
 
     fused, fused_history, _ = _train(True, build, batch_size=7)
     plain, plain_history, _ = _train(False, build, batch_size=7)
-    assert type(fused._stages()[0]).__name__ == "ConvPoolReluDropout"  # overlapping windows: the scatter backward
+    assert type(passes.stages(fused)[0]).__name__ == "ConvPoolReluDropout"  # overlapping windows: the scatter backward
     for a, b in zip(fused.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     for key in plain_history:

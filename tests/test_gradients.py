@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tinynet import activations, backend
 from tinynet.gradcheck import GradcheckReport, check_layer, check_model
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, ReLU
-from tinynet.models import Sequential
+from tinynet.models import Sequential, passes
 from tinynet.optimizers import SGD
 
 GRADIENT_SETTINGS = settings(max_examples=20)
@@ -238,10 +238,10 @@ def test_conv_pool_relu_flatten_dense_model_gradients(height, width, channels, f
     # finite differences. Run with the dropout masks check_model will use, then rewind them.
     generators = [layer.generator for layer in model.layers if isinstance(layer, Dropout)]
     states = [generator.bit_generator.state for generator in generators]
-    outputs = model._forward(x, training=True)
+    outputs = passes.forward(model, x, training=True)
     for generator, state in zip(generators, states, strict=True):
         generator.bit_generator.state = state
-    model._clear_caches()
+    passes.clear_caches(model)
     if head != "linear_mse":
         assume(outputs.min() > 1e-3 and outputs.max() < 1 - 1e-3)
 
@@ -250,5 +250,5 @@ def test_conv_pool_relu_flatten_dense_model_gradients(height, width, channels, f
     assert {entry.name for entry in report.entries} == {
         f"{layer.name}.{name}" for layer in model.layers for name in layer.params}
     # The model's own training step used the fused gradient where it applies.
-    assert model._fused_softmax == (head in ("softmax_categorical", "softmax_sparse",
+    assert passes.uses_fused_softmax(model) == (head in ("softmax_categorical", "softmax_sparse",
                                              "activation_softmax_categorical"))

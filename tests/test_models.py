@@ -12,7 +12,7 @@ import pytest
 from tinynet import backend, losses
 from tinynet.callbacks import Callback
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D
-from tinynet.models import Sequential
+from tinynet.models import Sequential, passes
 from tinynet.optimizers import SGD
 from tinynet.utils import set_random_seed, to_categorical
 
@@ -455,7 +455,7 @@ def test_dropout_model_is_deterministic_at_inference_and_random_in_training():
     x = np.ones((2, 1000), dtype=np.float32)
     np.testing.assert_array_equal(model.predict(x), x)
     np.testing.assert_array_equal(model.predict_on_batch(x), x)
-    training = model._forward(x, training=True)
+    training = passes.forward(model, x, training=True)
     assert set(np.unique(training)) == {0.0, 2.0}
     assert 0.45 < np.mean(training == 2.0) < 0.55
 

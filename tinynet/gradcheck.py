@@ -40,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from tinynet import losses
 from tinynet.layers.base import Layer
+from tinynet.models.checks import check_xy
 
 __all__ = ["EntryCheck", "GradcheckReport", "check_layer", "check_model", "numerical_gradient"]
 
@@ -333,31 +335,31 @@ def check_model(
     """
     if model.loss is None:
         raise RuntimeError("check_model: compile the model first (the loss is part of what is checked)")
-    x, y = model._check_xy(x, y, "check_model")
+    x, y = check_xy(model, x, y, "check_model")
     for layer in model.layers:
         if layer.dtype != np.float64:
             raise TypeError(f"check_model: layer {layer.name} is {layer.dtype}; build the model after "
                             "tinynet.backend.set_floatx('float64') (or with dtype='float64' on every layer)")
     x = x.astype(np.float64)
-    y = model._gather_targets(y, slice(None))
     rng = np.random.default_rng(seed)
     states = [(g, g.bit_generator.state) for layer in model.layers for g in _generators(layer)]
     saved_state = _snapshot_state(model.layers)
 
-    def forward() -> np.ndarray:
+    # Sparse labels stay integers; other targets take the model's float type, as the training step casts them.
+    targets = y if isinstance(model.loss, losses.SparseCategoricalCrossentropy) else y.astype(np.float64)
+
+    def rewind() -> None:
         for generator, state in states:
             generator.bit_generator.state = state
         _restore_state(saved_state)
-        return model._forward(x, training=True)
 
-    outputs = forward()
-    model._backward(y, outputs)
+    rewind()
+    model.compute_gradients(x, y)  # the model's own public step, without the update
     analytic = {(layer.name, name): grad.copy() for layer in model.layers for name, grad in layer.grads.items()}
 
     def objective() -> float:
-        value = model.loss(y, forward())
-        model._clear_caches()
-        return value
+        rewind()
+        return model.loss(targets, model(x, training=True))
 
     entries = []
     for layer in model.layers:

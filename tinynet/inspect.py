@@ -31,7 +31,6 @@ What the numbers tell you (the usual rules of thumb, not laws):
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,15 +43,13 @@ from tinynet.callbacks import Callback
 from tinynet.fileio import atomic_write
 from tinynet.layers import (
     Activation,
-    AveragePooling2D,
     Conv2D,
     Dense,
-    Flatten,
-    GlobalAveragePooling2D,
     Layer,
-    MaxPooling2D,
     ReLU,
 )
+from tinynet.models.checks import check_xy
+from tinynet.models.costs import activation_bytes, format_bytes, forward_flops
 
 __all__ = [
     "LayerTrace",
@@ -71,72 +68,6 @@ __all__ = [
 ]
 
 COLUMNS = ["step", "epoch", "layer", "quantity", "value"]
-
-
-# ------------------------------------------------------------------------------------------------- costs
-def forward_flops(layer: Layer) -> int:
-    """Floating-point operations of one forward pass of ``layer`` for ONE sample (a multiply-add counts 2).
-
-    ============================  ============================================================================
-    Conv2D                        ``2 * Ho * Wo * kh * kw * C_in * F``: each output value is a dot product of
-                                  length ``kh*kw*C_in``
-    Dense                         ``2 * in * units`` (times any leading axes)
-    MaxPooling2D, AveragePooling  ``Ho * Wo * C * ph * pw``: one comparison or addition per window element
-    GlobalAveragePooling2D        ``H * W * C`` additions
-    Flatten                       0 (a reshape moves no data)
-    anything else                 one operation per output element (activations, dropout, normalisation)
-    ============================  ============================================================================
-
-    Bias additions and activations fused into Conv2D/Dense are left out, as is usual (they are one
-    operation per output, tiny beside the products). A layer of your own can define ``flops_per_sample()``.
-    """
-    _require_built(layer, "forward_flops")
-    own_count = getattr(layer, "flops_per_sample", None)
-    if callable(own_count):
-        return int(own_count())
-    outputs = math.prod(layer.output_shape)
-    if isinstance(layer, Conv2D):
-        kernel_h, kernel_w = layer.kernel_size
-        return 2 * layer.out_h * layer.out_w * kernel_h * kernel_w * layer.input_shape[-1] * layer.filters
-    if isinstance(layer, Dense):
-        return 2 * math.prod(layer.input_shape) * layer.units
-    if isinstance(layer, MaxPooling2D | AveragePooling2D):
-        return outputs * layer.pool_size[0] * layer.pool_size[1]
-    if isinstance(layer, GlobalAveragePooling2D):
-        return math.prod(layer.input_shape)
-    if isinstance(layer, Flatten):
-        return 0
-    return outputs
-
-
-def activation_bytes(layer: Layer, batch_size: int) -> int:
-    """Bytes of ``layer``'s output for a batch: ``batch_size * prod(output_shape) * itemsize``.
-
-    That is what flows to the next layer. What a layer *caches* for its backward pass can be more (Conv2D keeps
-    its im2col matrix, ``kh*kw*C_in / F`` times the size of its output) or less. Flatten counts 0: its output
-    is a view of its input, no new memory.
-    """
-    _require_built(layer, "activation_bytes")
-    if isinstance(layer, Flatten):
-        return 0
-    return int(batch_size) * math.prod(layer.output_shape) * layer.dtype.itemsize
-
-
-def format_bytes(count: int) -> str:
-    """``1536 -> '1.5 KiB'``: binary units, three significant digits."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.3g} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def _require_built(layer: Layer, function: str) -> None:
-    if not isinstance(layer, Layer):
-        raise TypeError(f"{function}: expected a tinynet layer, got {type(layer).__name__}")
-    if not layer.built:
-        raise RuntimeError(f"{function}: {layer.name} is not built yet (its shapes are unknown)")
 
 
 # ------------------------------------------------------------------------------------------------- hooks
@@ -258,7 +189,7 @@ def trace_step(model: Any, x: np.ndarray, y: np.ndarray, training: bool = True) 
     """
     if getattr(model, "loss", None) is None:
         raise RuntimeError("trace_step: compile the model first (the loss starts the backward pass)")
-    x, y = model._check_xy(x, y, "trace_step")
+    x, y = check_xy(model, x, y, "trace_step")
     traces: dict[str, LayerTrace] = {}
 
     def after_forward(layer: Layer, inputs: np.ndarray, outputs: np.ndarray, is_training: bool) -> None:
@@ -277,12 +208,10 @@ def trace_step(model: Any, x: np.ndarray, y: np.ndarray, training: bool = True) 
     restore = install_hooks(model.layers, after_forward, after_backward)
     fuse = _run_layer_by_layer(model)
     try:
-        outputs = model._forward(model._gather(x, slice(None)), training=training)
-        model._backward(model._gather_targets(y, slice(None)), outputs)
+        model.compute_gradients(x, y, training=training)  # the model's own step, without the update
     finally:
         restore()
         _restore_fusion(model, fuse)
-        model._clear_caches()
     for layer in model.layers:
         trace = traces[layer.name]
         if trace.upstream_shape is not None:

@@ -413,7 +413,7 @@ def _array(arrays: dict[str, np.ndarray], key: Any, what: str) -> np.ndarray:
 
 def _model_from_document(document: dict, arrays: dict[str, np.ndarray], custom_objects: dict[str, Any]) -> Any:
     from tinynet.callbacks import History
-    from tinynet.models import Sequential
+    from tinynet.models.sequential import Sequential
 
     if not isinstance(document, dict) or document.get("format") != "tinynet.model":
         raise _FormatError("the document does not describe a tinynet model")

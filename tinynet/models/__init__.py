@@ -1,0 +1,29 @@
+"""Models (Keras's ``keras.models``): :class:`Sequential`, :func:`load_model` and the error training raises.
+
+The package, one concern per file:
+
+``sequential.py``   the model: construction, compile, the public step (``compute_gradients``, ``train_step``),
+                    evaluate/predict, weights
+``passes.py``       the forward and backward passes through the layers or the engine's fused stages
+``training.py``     the fit loop (epochs, batches, callbacks, validation)
+``evaluation.py``   inference over a dataset in batches
+``numerics.py``     numerical faults: :class:`NumericalFaultError` and where a NaN first showed
+``checks.py``       checks of what a user hands a model
+``summary.py``, ``costs.py``   ``summary()`` and what each layer costs
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinynet.models.numerics import NumericalFaultError
+from tinynet.models.sequential import Sequential
+
+__all__ = ["NumericalFaultError", "Sequential", "load_model"]
+
+
+def load_model(filepath: Any, custom_objects: dict[str, Any] | None = None) -> Sequential:
+    """Read back a model saved with ``model.save`` (see :func:`tinynet.saving.load_model`)."""
+    from tinynet.saving import load_model as load  # the loader builds a Sequential: imported when used
+
+    return load(filepath, custom_objects)

@@ -1,0 +1,342 @@
+"""Sequential: a stack of layers trained with a loss and an optimizer, with Keras 2's API.
+
+One training step reads straight down the stack and back (:meth:`Sequential.train_step`)::
+
+    y = x
+    for layer in layers:            y = layer.forward(y, training=True)     # each caches what it needs
+    loss = loss_fn(targets, y)
+    dy = loss_fn.gradient(targets, y)           # or the fused softmax gradient (p - y) / N into the last layer
+    for layer in reversed(layers):  dy = layer.backward(dy)                  # each fills layer.grads
+    optimizer.apply_gradients(layers)           # reads layer.grads, updates layer.params
+
+The first four lines are :meth:`Sequential.compute_gradients`, the public seam where data-parallel training
+averages the gradients before the optimizer applies them. With ``model.fuse`` on (the default), the engine's
+planner (:mod:`tinynet.fusion`) stands in for runs of layers with fused stages that compute the same thing; the
+passes through either are in :mod:`tinynet.models.passes`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from tinynet import backend, losses, optimizers, parallel
+from tinynet import metrics as metrics_module
+from tinynet.callbacks import Callback, History
+from tinynet.layers.base import Layer
+from tinynet.models import passes
+from tinynet.models.checks import check_batch_size, check_model_weights, check_verbose, check_x, check_xy
+from tinynet.models.evaluation import evaluate_arrays, predict_arrays
+from tinynet.models.numerics import NumericalFaultError, arrays_are_finite, locate_fault
+from tinynet.progbar import Progbar
+
+# The names ``metrics=['accuracy']`` is logged under: Keras 2.2's ``acc`` (the tutorial reads it) and 2.3's.
+_ACCURACY_KEYS = ("acc", "accuracy")
+
+
+class Sequential:
+    """A linear stack of layers: ``Sequential([Conv2D(...), ...])`` or ``model.add(layer)`` one by one.
+
+    Each layer is built as soon as its input shape is known: at ``add`` when the first layer names
+    ``input_shape``, so a shape mistake is reported on the line that defines the model.
+    """
+
+    def __init__(self, layers: Iterable[Layer] | None = None, name: str | None = None) -> None:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"Sequential: name must be a non-empty string, got {name!r}")
+        self.name = name or backend.unique_name("sequential")
+        self.layers: list[Layer] = []
+        self.optimizer: Any = None
+        self.loss: losses.Loss | None = None
+        self.metrics_names: list[str] = ["loss"]
+        self._accuracy: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+        self.stop_training = False
+        self.history: History | None = None
+        self._shuffle_generator = backend.new_generator()
+        #: Run fusable layer patterns as fused kernels (:mod:`tinynet.fusion`); False runs every layer on its own.
+        self.fuse = True
+        self._stage_plan: tuple | None = None
+        #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
+        self.epochs_done = 0
+        #: The :class:`NumericalFaultError` ``fit`` handed to the callbacks (TerminateOnNaN) in the current epoch,
+        #: else None: an epoch with a fault is never a good epoch, and ModelCheckpoint does not save it.
+        self.numerical_fault: NumericalFaultError | None = None
+        if layers is not None and (not isinstance(layers, Iterable) or isinstance(layers, np.ndarray | str)):
+            raise TypeError(f"{self.name}: layers must be a list of tinynet layers, got {type(layers).__name__}")
+        for layer in [] if layers is None else layers:
+            self.add(layer)
+
+    # ---------------------------------------------------------------------------------------- construction
+    def add(self, layer: Layer) -> None:
+        """Append a layer, building it right away when its input shape is known."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}.add: expected a tinynet.layers.Layer, got {type(layer).__name__}")
+        if any(existing is layer for existing in self.layers):
+            raise ValueError(f"{self.name}.add: layer {layer.name!r} is already in the model")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"{self.name}.add: a layer named {layer.name!r} is already in the model")
+        if self.layers:
+            if self.layers[-1].built:
+                self._build_layer(layer, self.layers[-1].output_shape)
+        elif layer._declared_input_shape is not None:
+            self._build_layer(layer, layer._declared_input_shape)
+        self.layers.append(layer)
+
+    def _build_layer(self, layer: Layer, input_shape: tuple[int, ...]) -> None:
+        if layer.built:
+            if layer.input_shape != tuple(input_shape):
+                raise ValueError(f"{layer.name}: already built for input shape {layer.input_shape}, "
+                                 f"but the previous layer outputs {tuple(input_shape)}")
+            return
+        layer.build(tuple(input_shape))
+
+    def build(self, input_shape: tuple | None = None) -> None:
+        """Build every layer for ``input_shape`` (Keras style, with the batch axis first: ``(None, 28, 28, 1)``)."""
+        if not self.layers:
+            raise ValueError(f"{self.name}: the model has no layers")
+        if input_shape is not None and not isinstance(input_shape, tuple | list):
+            raise TypeError(f"{self.name}.build: input_shape must be a tuple with the batch axis first, such as "
+                            f"(None, 28, 28, 1), got {input_shape!r}")
+        shape = self.layers[0]._declared_input_shape if input_shape is None else tuple(input_shape)[1:]
+        if shape is None:
+            raise ValueError(f"{self.name}: the input shape is unknown; give the first layer input_shape= or "
+                             "call build((None, *shape))")
+        for layer in self.layers:
+            self._build_layer(layer, shape)
+            shape = layer.output_shape
+
+    @property
+    def built(self) -> bool:
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    @property
+    def input_shape(self) -> tuple:
+        self._require_built("input_shape")
+        return (None, *self.layers[0].input_shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        self._require_built("output_shape")
+        return (None, *self.layers[-1].output_shape)
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise RuntimeError(f"{self.name}: {what} is unknown until the model is built (give the first layer "
+                               "input_shape=, call build(), or fit/predict on data)")
+
+    # ------------------------------------------------------------------------------------------- compile
+    def compile(self, optimizer: Any = "sgd", loss: Any = None, metrics: list[str] | None = None) -> None:
+        """Choose the optimizer, the loss and the metrics (only accuracy is supported, under ``'accuracy'``
+        or ``'acc'``, and is resolved to the accuracy matching the loss, as Keras does)."""
+        if loss is None:
+            raise ValueError(f"{self.name}.compile: a loss is required, e.g. loss='categorical_crossentropy'")
+        if not (isinstance(loss, str | losses.Loss) or callable(loss)):
+            raise TypeError(f"{self.name}.compile: loss must be a loss name such as 'categorical_crossentropy' or a "
+                            f"tinynet.losses.Loss, got {type(loss).__name__}")
+        if metrics is not None and (not isinstance(metrics, list | tuple)
+                                    or not all(isinstance(metric, str) for metric in metrics)):
+            raise TypeError(f"{self.name}.compile: metrics must be a list of names such as ['accuracy'], "
+                            f"got {metrics!r}")
+        optimizer = optimizers.get(optimizer)
+        if self.built and hasattr(optimizer, "check_learning_rate"):
+            # A rate that is infinite in the weights' float type (1e39 in float32) is a bad argument, not a fault
+            # to discover at the first step; a model built later is checked at its first update.
+            optimizer.check_learning_rate(self.layers)
+        self.optimizer = optimizer
+        self.loss = losses.get(loss)
+        self._accuracy = None
+        self.metrics_names = ["loss"]
+        for metric in metrics or []:
+            if metric in ("accuracy", "acc"):
+                self._accuracy = metrics_module.get(self.loss.accuracy_metric)
+            elif metric.endswith("accuracy"):
+                self._accuracy = metrics_module.get(metric)
+            else:
+                raise ValueError(f"{self.name}.compile: unsupported metric {metric!r}; tinynet computes "
+                                 "'accuracy' (also 'acc', 'categorical_accuracy', 'sparse_categorical_accuracy')")
+        if self._accuracy is not None:
+            self.metrics_names = ["loss", *_ACCURACY_KEYS]
+
+    def _require_compiled(self, entry_point: str) -> None:
+        if self.loss is None or self.optimizer is None:
+            raise RuntimeError(f"{self.name}.{entry_point}: you must compile the model before training or "
+                               "evaluating it (model.compile(optimizer, loss, metrics))")
+
+    # ------------------------------------------------------------------------------------- the public step
+    def compute_gradients(self, x: np.ndarray, y: np.ndarray, training: bool = True) -> dict[str, float]:
+        """Forward pass, loss and backward pass on one batch: fills every ``layer.grads`` and returns the batch's
+        figures (``loss``, and the accuracy when compiled with it) from this forward pass.
+
+        Nothing is updated; :meth:`train_step` applies the gradients. ``x`` and ``y`` are one batch already shaped
+        for the model (as :meth:`train_on_batch` checks them); they are cast to the model's float type.
+        ``training=False`` backpropagates through the inference-mode forward pass (dropout off, moving
+        statistics), for tools that study a trained model; training always uses ``True``.
+        """
+        self._require_compiled("compute_gradients")
+        x, y = self._as_model_batch(x, y)
+        with parallel.engine_scope():  # the whole pass, so no BLAS call in it leaves OpenBLAS threads spinning
+            outputs = passes.forward_in_scope(self, x, training=training)
+            figures = self._batch_figures(y, outputs)  # before backward, which may reuse the outputs' memory
+            passes.backward(self, y, outputs)
+        return figures
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """:meth:`compute_gradients`, the fault checks, then ``optimizer.apply_gradients``: one update.
+
+        Raises :class:`NumericalFaultError` when the loss or a gradient is NaN/Inf (nothing is updated) or when the
+        update made a weight NaN/Inf. Returns the batch's figures from the forward pass before the update.
+        """
+        x, y = self._as_model_batch(x, y)
+        with parallel.engine_scope():
+            figures = self.compute_gradients(x, y)
+            if not math.isfinite(figures["loss"]):
+                raise self._fault("loss", figures, x)
+            if not arrays_are_finite(layer.grads for layer in self.layers):
+                raise self._fault("gradient", figures, x)
+            updated_finite = self.optimizer.apply_gradients(self.layers)
+            if updated_finite is None:  # an optimizer that does not report it: look at the weights
+                updated_finite = arrays_are_finite(layer.params for layer in self.layers)
+            if not updated_finite:
+                # A finite gradient times a huge learning rate can still overflow; the next forward pass may not
+                # show it (max pooling never picks a NaN), so every update is checked.
+                raise self._fault("update", figures, x)
+        return figures
+
+    def _fault(self, quantity: str, figures: dict[str, float], x: np.ndarray) -> NumericalFaultError:
+        layer, detail = locate_fault(self.layers, quantity, [x])
+        passes.clear_caches(self)
+        return NumericalFaultError.describe(self.name, quantity, figures, layer, detail)
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """The outputs for one batch (Keras's ``model(x, training=...)``): ``training=True`` runs dropout and
+        batch statistics as a training step would (drawing from the dropout generators), and keeps nothing for a
+        backward pass."""
+        outputs = passes.forward(self, self._gather(x, slice(None)), training=training)
+        passes.clear_caches(self)
+        return outputs
+
+    def _as_model_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._gather(x, slice(None)), self._gather_targets(y, slice(None))
+
+    def _batch_figures(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        figures = {"loss": self.loss(targets, outputs)}
+        if self._accuracy is not None:
+            figures.update(dict.fromkeys(_ACCURACY_KEYS, float(np.mean(self._accuracy(targets, outputs)))))
+        return figures
+
+    def _gather(self, x: np.ndarray, indices: np.ndarray | slice) -> np.ndarray:
+        """One batch, cast to the model's float type (the whole dataset is never copied to float)."""
+        batch = x[indices]
+        dtype = self.layers[0].dtype
+        return batch if batch.dtype == dtype else batch.astype(dtype)
+
+    def _gather_targets(self, y: np.ndarray, indices: np.ndarray | slice) -> np.ndarray:
+        batch = y[indices]
+        if isinstance(self.loss, losses.SparseCategoricalCrossentropy):
+            return batch  # integer labels stay integers
+        dtype = self.layers[-1].dtype
+        return batch if batch.dtype == dtype else batch.astype(dtype)
+
+    # --------------------------------------------------------------------------- fit, evaluate, predict
+    def fit(self, x: np.ndarray | None = None, y: np.ndarray | None = None, batch_size: int | None = None,
+            epochs: int = 1, verbose: int = 1, callbacks: list[Callback] | None = None, validation_split: float = 0.0,
+            validation_data: tuple | None = None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+        """Train for ``epochs - initial_epoch`` epochs (Keras numbering: ``initial_epoch=1, epochs=10`` runs
+        epochs printed 2/10 ... 10/10). Returns the :class:`History` (also kept as ``model.history``). The loop
+        is :func:`tinynet.models.training.fit_arrays`."""
+        from tinynet.models.training import fit_arrays
+
+        self._require_compiled("fit")
+        return fit_arrays(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                          shuffle, initial_epoch)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int | None = None,
+                 verbose: int = 1) -> float | list[float]:
+        """Loss (and accuracy, when compiled with it) over ``x``, dropout off; partial batches weigh by size."""
+        self._require_compiled("evaluate")
+        batch_size = check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.evaluate")
+        verbose = check_verbose(verbose, f"{self.name}.evaluate")
+        x, y = check_xy(self, x, y, "evaluate")
+        progbar = Progbar(target=len(x)) if verbose == 1 else None  # Keras: a bar only at verbose=1
+        return self._as_keras_result(evaluate_arrays(self, x, y, batch_size, progbar))
+
+    def _as_keras_result(self, figures: dict[str, float]) -> float | list[float]:
+        return figures["loss"] if self._accuracy is None else [figures["loss"], figures["acc"]]
+
+    def predict(self, x: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+        """The model's outputs for ``x``, computed in batches with dropout off."""
+        batch_size = check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.predict")
+        verbose = check_verbose(verbose, f"{self.name}.predict")
+        x = check_x(self, x, "predict")
+        progbar = Progbar(target=len(x)) if verbose == 1 else None  # Keras: a bar only at verbose=1
+        return predict_arrays(self, x, batch_size, progbar)
+
+    def train_on_batch(self, x: np.ndarray, y: np.ndarray) -> float | list[float]:
+        """One update on one batch (checked); returns its loss (and accuracy) from the forward pass before the
+        update."""
+        self._require_compiled("train_on_batch")
+        x, y = check_xy(self, x, y, "train_on_batch")
+        return self._as_keras_result(self.train_step(x, y))
+
+    def test_on_batch(self, x: np.ndarray, y: np.ndarray) -> float | list[float]:
+        """Loss (and accuracy) on one batch, dropout off, no update."""
+        self._require_compiled("test_on_batch")
+        x, y = check_xy(self, x, y, "test_on_batch")
+        return self._as_keras_result(evaluate_arrays(self, x, y, len(x)))
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for one batch, dropout off."""
+        x = check_x(self, x, "predict_on_batch")
+        outputs = passes.forward(self, self._gather(x, slice(None)), training=False)
+        passes.clear_caches(self)
+        return outputs
+
+    # ----------------------------------------------------------------------------- saving, weights, summary
+    def save(self, filepath: Any) -> None:
+        """Save everything needed to continue training exactly (architecture, weights, compile settings, optimizer
+        and random state, epochs done) in one file at ``filepath``, atomically. See :mod:`tinynet.saving`;
+        ``tinynet.models.load_model(filepath)`` reads it back."""
+        from tinynet import saving  # the saver builds models: imported when used, so neither imports the other
+
+        saving.save_model(self, filepath)
+
+    def save_weights(self, filepath: Any) -> None:
+        """Save the weights alone as an ``.npz`` (atomically, at exactly ``filepath``)."""
+        from tinynet import saving
+
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath: Any) -> None:
+        """Set the weights from a file written by :meth:`save_weights` (see :func:`tinynet.saving.load_weights`)."""
+        from tinynet import saving
+
+        saving.load_weights(self, filepath)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every layer's weights in order, ``[kernel, bias]`` per layer, Keras layouts."""
+        return [weight for layer in self.layers for weight in layer.get_weights()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Set every weight from a list shaped like :meth:`get_weights` (checked before anything changes)."""
+        self._require_built("set_weights")
+        for layer, chunk in check_model_weights(self, weights):
+            layer.set_weights(chunk)
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self, line_length: int = 65, print_fn: Callable[[str], None] | None = None,
+                batch_size: int | None = None) -> None:
+        """Print each layer's name, type, output shape and parameter count, laid out as Keras 2 prints it.
+
+        With ``batch_size``, two more columns follow (and two more total lines): each layer's forward FLOPs for
+        a batch of that size (a multiply-add counts 2) and the memory its output activations take
+        (see :mod:`tinynet.models.costs`). Without it the output is exactly Keras's.
+        """
+        from tinynet.models.summary import print_summary
+
+        self._require_built("summary")
+        print_summary(self, line_length, print_fn, batch_size)
