@@ -597,7 +597,9 @@ class Sequential:
         saving.save_weights(self, filepath)
 
     def load_weights(self, filepath: Any) -> None:
-        """Set the weights from a file written by :meth:`save_weights`, matched by layer order."""
+        """Set the weights from a file written by :meth:`save_weights`, matched by name (``<layer>/<weight>``; by
+        position when the file comes from a twin whose layers were named differently). See
+        :func:`tinynet.saving.load_weights`."""
         from tinynet import saving
 
         saving.load_weights(self, filepath)
@@ -626,7 +628,7 @@ class Sequential:
                 if np.shape(value) != layer._weight(name).shape:
                     raise ValueError(f"{self.name}.set_weights: {layer.name}.{name} expects shape "
                                      f"{layer._weight(name).shape}, got {np.shape(value)}")
-            pending.append((layer, chunk))
+            pending.append((layer, layer.check_weights(chunk)))  # values too (finite real numbers), before any set
             position += count
         for layer, chunk in pending:
             layer.set_weights(chunk)
