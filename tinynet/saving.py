@@ -658,8 +658,9 @@ def _rebuild_loss(loss_document: dict, custom_objects: dict[str, Any]) -> Any:
     if class_name in custom_objects:
         return custom_objects[class_name](**config)
     loss_class = getattr(losses, class_name, None)
-    # The base class Loss is abstract: as a loss it would fail on the first batch.
-    if isinstance(loss_class, type) and issubclass(loss_class, losses.Loss) and loss_class is not losses.Loss:
+    if loss_class is losses.Loss:  # abstract: as a loss it would fail on the first batch
+        raise _FormatError("the loss class 'Loss' is the abstract base class, not a loss")
+    if isinstance(loss_class, type) and issubclass(loss_class, losses.Loss):
         return loss_class(**config)
     raise _FormatError(f"unknown loss class {class_name!r} (loss {loss_document.get('name')!r}); pass it in "
                        f"custom_objects={{{class_name!r}: YourLoss}}")
