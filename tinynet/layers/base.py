@@ -185,7 +185,8 @@ class Layer:
                                  f"{value.dtype}")
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise ValueError(f"{self.name}: weight {name!r} holds non-finite values (NaN or infinity)")
-            largest = np.finfo(self._weight(name).dtype).max  # beyond it, the cast to the layer's dtype gives inf
+            # Beyond this, the cast to the layer's dtype gives inf (1e300 into float32).
+            largest = float(np.finfo(self._weight(name).dtype).max)
             if value.size and max(abs(float(value.max())), abs(float(value.min()))) > largest:
                 raise ValueError(f"{self.name}: weight {name!r} holds values beyond the range of "
                                  f"{self._weight(name).dtype}")
