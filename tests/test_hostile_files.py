@@ -186,6 +186,13 @@ def _append_raw_member(archive: bytes, name: str, stream: bytes, size: int, crc:
 
 
 # --------------------------------------------------------------------------------------------- the sweep
+def _huge_pooling(document: dict) -> None:
+    # No weights at all, but building it would allocate a 40000 x 40000 float64 plane of window counts (12.8 GB).
+    pooling = layers.AveragePooling2D(2, input_shape=(40000, 40000, 1), name="pool")
+    document["model"]["layers"] = [{"class_name": "AveragePooling2D", "config": pooling.get_config(), "built": True,
+                                    "input_shape": [40000, 40000, 1], "weights": {}, "generators": {}}]
+
+
 def _bomb(members: dict[str, bytes]) -> bytes:
     # 300 MB of zeros deflate to 300 KB; nobody asks for the member, so it must never be inflated.
     return _model_file(_append_raw_member(_zip(members), "bomb.npy", *_zeros_stream(300)))
@@ -214,6 +221,7 @@ MODEL_FILES: dict[str, tuple[Callable[[dict[str, bytes]], bytes], list[str]]] = 
     "duplicate member": (lambda m: _duplicate(m), ["twice"]),
     # --- allocation from the config
     "Dense(16384) on a 16384-wide input": (_edit(_huge_dense), ["hidden.kernel", "has shape"]),
+    "AveragePooling2D on a 40000 x 40000 input": (_edit(_huge_pooling), ["pool", "numbers per sample"]),
     "input shape of 10^12": (_edit(lambda d: d["model"]["layers"][0].update(input_shape=[10**12])), ["shape"]),
     # --- attribute injection
     "generator named forward": (

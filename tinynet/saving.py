@@ -40,6 +40,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -61,6 +62,9 @@ DOCUMENT_KEY = "model.json"
 _ZIP_MAGIC = b"PK\x03\x04"
 #: More epochs than any run does; a larger ``epochs_done`` in a file is an attack or an accident.
 MAX_EPOCHS = 2**31 - 1
+#: The most numbers a layer of a loaded model may take per sample (a 2048 x 2048 x 4 image). Building a layer can
+#: allocate in proportion to its input (AveragePooling2D's count plane), and a config could ask for any size.
+MAX_SAMPLE_ELEMENTS = 2**24
 #: The bit generators a saved random stream may name (tinynet makes PCG64; the others are NumPy's own).
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
@@ -561,11 +565,14 @@ def _model_from_document(document: dict, arrays: _StoredArrays, custom_objects: 
             except (TypeError, ValueError) as error:
                 raise _FormatError(f"layer {position} ({layer_document['class_name']}) cannot be rebuilt from its "
                                    f"config: {error}") from error
+            _check_sample_size(layer._declared_input_shape, f"the input_shape of layer {layer.name!r}")
             weights = _typed(layer_document["weights"], dict, f"the weights of layer {layer.name!r}")
             stored[layer] = {name: arrays.header(_stored_key(arrays, key, f"{layer.name}.{name}"))
                              for name, key in weights.items()}
             if _typed(layer_document["built"], bool, f"built of layer {layer.name!r}") and not layer.built:
-                layer.build(tuple(layer_document["input_shape"]))
+                input_shape = tuple(_typed(layer_document["input_shape"], list, f"input_shape of {layer.name!r}"))
+                _check_sample_size(input_shape, f"the input shape of layer {layer.name!r}")
+                layer.build(input_shape)
             layers.append(layer)
         model = model_class(layers, name=model_document["name"])
         if layers and all(document_["built"] for document_ in layer_documents) and not model.built:
@@ -617,6 +624,16 @@ def _typed(value: Any, expected: type, what: str) -> Any:
     if not isinstance(value, expected):
         raise _FormatError(f"{what} is {value!r:.80}; expected a JSON {expected.__name__}")
     return value
+
+
+def _check_sample_size(shape: tuple | None, what: str) -> None:
+    if shape is None:
+        return
+    if not all(isinstance(length, int) and not isinstance(length, bool) and length > 0 for length in shape):
+        raise _FormatError(f"{what} is {shape!r:.80}; expected positive ints")
+    if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
+        raise _FormatError(f"{what} is {shape}: {math.prod(shape):,} numbers per sample, more than the "
+                           f"{MAX_SAMPLE_ELEMENTS:,} a loaded model may take")
 
 
 def _stored_key(arrays: _StoredArrays, key: Any, what: str) -> str:
