@@ -27,6 +27,17 @@ so an interrupted save leaves the previous file whole, and it is written at exac
 is added). :func:`load_model` checks the magic bytes, the version, the length and the checksum before it reads
 anything, and raises a ``ValueError`` naming the file and the problem rather than return a half-built model.
 
+Reading trusts nothing in the file (anyone can recompute a checksum). Before memory is spent on a field, it is
+checked: the path must be a regular file (``os.stat`` then ``fstat``: not ``/dev/zero``, not a FIFO that would
+block), and no more than its size is read; archive members are read through :class:`tinynet.archive.NpzArchive`
+(stored uncompressed, declared sizes that add up, each ``.npy`` header's dtype, shape and size checked before its
+data is read, members the document never names refused unread); every layer is built under
+:func:`tinynet.layers.base.checking_weight_allocations`, so a config can allocate only the weights whose headers
+the file holds, in their shapes and dtype, and no layer takes more than :data:`MAX_SAMPLE_ELEMENTS` numbers per
+sample; weights must be finite; random generators are restored only under names the rebuilt layer already uses
+for a generator; ``epochs_done`` and the history must be epoch counts; abstract classes are no layers or losses.
+Each refusal is one ``ValueError`` line naming the file and the field.
+
 Not saved: the random streams of seeded initializers (they only matter when a layer is built, and a loaded model
 is already built), and the process-wide seed of :mod:`tinynet.backend`.
 
