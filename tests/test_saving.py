@@ -580,3 +580,13 @@ def test_load_weights_refuses_names_of_the_model_in_the_wrong_places(tmp_path):
     np.savez(path, **{"a/kernel": kernel_a, "a/bias": bias_a, "c/kernel": kernel_b, "c/bias": bias_b})
     with pytest.raises(ValueError, match=r"missing \['b/kernel', 'b/bias'\].*unknown \['c/kernel', 'c/bias'\]"):
         model.load_weights(path)
+
+
+def test_load_weights_reads_a_compressed_npz_too(tmp_path):
+    model, x, _ = _trained(_model_around(layers.Dense), epochs=1)
+    path = tmp_path / "compressed.npz"
+    np.savez_compressed(path, **{f"{layer.name}/{name}": layer._weight(name)
+                                 for layer in model.layers for name in layer.weight_names})
+    fresh = _model_around(layers.Dense)
+    fresh.load_weights(path)  # a twin with other automatic names: matched by position
+    np.testing.assert_array_equal(fresh.predict(x), model.predict(x))

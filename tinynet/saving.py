@@ -54,6 +54,7 @@ import json
 import math
 import os
 import struct
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +254,7 @@ def load_model(path: str | os.PathLike, custom_objects: dict[str, Any] | None = 
                          f"({type(error).__name__}: {error})") from None
 
 
-class _StoredArrays:
+class _StoredArrays(Mapping):
     """The archive's arrays by key, each read (and checked: tinynet.archive) only when first asked for.
 
     Records which keys were asked for, so that members the document never names are refused without ever being
@@ -273,6 +274,12 @@ class _StoredArrays:
         if key not in self._read:
             self._read[key] = self._archive.read(key)
         return self._read[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._archive.keys if key != DOCUMENT_KEY)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
     def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
         if key not in self:
@@ -538,7 +545,7 @@ def _array(arrays: _StoredArrays, key: Any, what: str) -> np.ndarray:
 
 def _model_from_document(document: dict, arrays: _StoredArrays, custom_objects: dict[str, Any]) -> Any:
     """Rebuild the model a document describes, trusting none of it: every field a stranger could set is checked
-    before it is used, and nothing is allocated that the file's arrays do not hold (see :func:`_check_allocation`)."""
+    before it is used, and no layer allocates a weight that the file's arrays do not hold (``check_allocation``)."""
     from tinynet.models import Sequential
 
     if not isinstance(document, dict) or document.get("format") != "tinynet.model":
