@@ -390,3 +390,42 @@ def test_to_categorical_of_an_absurd_label_says_so(monkeypatch):
     monkeypatch.setattr(tinynet.utils.np, "zeros", no_memory)
     with pytest.raises(ValueError, match=r"does not fit in memory.*largest: 6327338418"):
         to_categorical(np.array([6327338418]))
+
+
+# ----------------------------------------------------------------------------------- weights that are no weights
+@pytest.mark.parametrize("value, words", [
+    (np.full((5, 2), np.nan), ["non-finite"]),
+    (np.full((5, 2), -np.inf, dtype=np.float32), ["non-finite"]),
+    (np.ones((5, 2), dtype=np.complex128), ["real numbers", "complex128"]),
+    (np.ones((5, 2), dtype=bool), ["real numbers", "bool"]),
+    (np.ones((5, 2), dtype=object), ["real numbers", "object"]),
+    (np.full((5, 2), "1.5"), ["real numbers", "<U3"]),
+    (np.ones((5, 2), dtype="datetime64[s]"), ["real numbers", "datetime64"]),
+    (np.full((5, 2), 1e300), ["beyond the range of float32"]),
+])
+def test_set_weights_refuses_values_that_are_no_weights_naming_the_layer(value, words):
+    layer = _built(layers.Dense(2, name="scorer"), (5,))
+    before = layer.get_weights()
+    with pytest.raises(ValueError) as error:
+        layer.set_weights([value, np.zeros(2)])
+    for word in ["scorer", "kernel", *words]:
+        assert word in str(error.value), (word, str(error.value))
+    for kept, original in zip(layer.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(kept, original)
+
+
+def test_model_set_weights_checks_every_layer_before_changing_any():
+    model = _model()
+    before = model.get_weights()
+    spoiled = [weight + 1 for weight in before]
+    spoiled[-1] = np.full_like(spoiled[-1], np.nan)  # the last layer's last weight
+    with pytest.raises(ValueError, match="non-finite"):
+        model.set_weights(spoiled)
+    for kept, original in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(kept, original)
+
+
+def test_integer_weights_are_still_accepted():
+    layer = _built(layers.Dense(2), (5,))
+    layer.set_weights([np.ones((5, 2), dtype=np.int64), np.zeros(2, dtype=np.int32)])
+    assert layer.params["kernel"].dtype == np.float32 and layer.params["kernel"].sum() == 10

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinynet import applications, backend, layers, saving
+from tinynet import applications, backend, fileio, layers, saving
 from tinynet.layers.base import Layer
 from tinynet.models import Sequential, load_model
 from tinynet.optimizers import SGD
@@ -476,3 +479,114 @@ def test_loading_leaves_the_process_random_streams_alone(tmp_path):
     load_model(path)
     for a, b in zip(expected, _model_around(layers.Dropout).get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# -------------------------------------------------------------------------------- what saving leaves behind
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True, check=True)
+    return int(process.stdout)
+
+
+def _age(path: Path, seconds: float = fileio.STALE_TEMPORARY_SECONDS + 5) -> None:
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
+def test_a_save_removes_stale_temporaries_of_dead_writers_and_keeps_the_rest(tmp_path):
+    path, model = _saved(tmp_path)
+    dead, alive = _dead_pid(), os.getpid()
+    stale = tmp_path / f".model.tnz.{dead}.{'a' * 32}.tmp"
+    other_checkpoint = tmp_path / f".epoch-3.tnz.{dead}.{'b' * 32}.tmp"  # ModelCheckpoint's other file names too
+    fresh = tmp_path / f".model.tnz.{dead}.{'c' * 32}.tmp"  # its writer may be one we cannot see: too young
+    live = tmp_path / f".model.tnz.{alive}.{'d' * 32}.tmp"
+    unrelated = tmp_path / f".model.tnz.{dead}.notes.tmp"  # not our pattern
+    for leftover in (stale, other_checkpoint, fresh, live, unrelated):
+        leftover.write_bytes(b"half a model")
+    for old in (stale, other_checkpoint, live, unrelated):
+        _age(old)
+    model.save(path)
+    assert sorted(item.name for item in tmp_path.iterdir()) == sorted(
+        item.name for item in (path, fresh, live, unrelated))
+    load_model(path)
+
+
+def test_the_temporary_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    path, model = _saved(tmp_path)
+    script = textwrap.dedent(f"""
+        import os
+        from tinynet import fileio
+        with fileio.atomic_write({str(path)!r}) as file:
+            file.write(b"half")
+            file.flush()
+            os.kill(os.getpid(), 9)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == -9, result.stderr
+    (leftover,) = [item for item in tmp_path.iterdir() if item != path]
+    _age(leftover)
+    model.save(path)
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_saving_over_a_file_keeps_its_mode(tmp_path):
+    path, model = _saved(tmp_path)
+    path.chmod(0o600)
+    model.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    weights = tmp_path / "weights.npz"
+    model.save_weights(weights)
+    weights.chmod(0o640)
+    model.save_weights(weights)
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o640
+
+
+def test_saving_through_a_symlink_replaces_the_file_it_points_to(tmp_path):
+    path, model = _saved(tmp_path)
+    link = tmp_path / "latest.tnz"
+    link.symlink_to(path.name)
+    model.layers[0].params["kernel"][...] = 0.25
+    model.save(link)
+    assert link.is_symlink() and os.readlink(link) == path.name
+    assert np.all(load_model(path).layers[0].params["kernel"] == 0.25)
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["latest.tnz", "model.tnz"]
+
+
+# ------------------------------------------------------------------------------------- bare weights by name
+def test_load_weights_matches_arrays_by_name_not_by_their_order_in_the_file(tmp_path):
+    model, x, _ = _trained(_model_around(layers.Dense), epochs=1)
+    arrays = {f"{layer.name}/{name}": layer._weight(name) for layer in model.layers for name in layer.weight_names}
+    path = tmp_path / "reversed.npz"
+    np.savez(path, **dict(reversed(arrays.items())))  # the last layer's bias first
+    fresh = _model_around(layers.Dense)
+    for layer, original in zip(fresh.layers, model.layers, strict=True):
+        layer.name = original.name
+    fresh.load_weights(path)
+    np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
+
+
+def test_load_weights_refuses_names_of_the_model_in_the_wrong_places(tmp_path):
+    model = Sequential([layers.Dense(4, input_shape=(4,), name="a"), layers.Dense(4, name="b")])
+    kernel_a, bias_a, kernel_b, bias_b = (np.full(shape, value, np.float32) for shape, value in
+                                          (((4, 4), 1), ((4,), 2), ((4, 4), 3), ((4,), 4)))
+    path = tmp_path / "swapped.npz"
+    # A file whose order says "a, b" but whose names say b's kernel is a's: names win.
+    np.savez(path, **{"b/kernel": kernel_a, "b/bias": bias_a, "a/kernel": kernel_b, "a/bias": bias_b})
+    model.load_weights(path)
+    np.testing.assert_array_equal(model.layers[0].params["kernel"], kernel_b)
+    np.testing.assert_array_equal(model.layers[1].params["bias"], bias_a)
+    np.savez(path, **{"a/kernel": kernel_a, "a/bias": bias_a, "c/kernel": kernel_b, "c/bias": bias_b})
+    with pytest.raises(ValueError, match=r"missing \['b/kernel', 'b/bias'\].*unknown \['c/kernel', 'c/bias'\]"):
+        model.load_weights(path)
+
+
+def test_load_weights_reads_a_compressed_npz_too(tmp_path):
+    model, x, _ = _trained(_model_around(layers.Dense), epochs=1)
+    path = tmp_path / "compressed.npz"
+    np.savez_compressed(path, **{f"{layer.name}/{name}": layer._weight(name)
+                                 for layer in model.layers for name in layer.weight_names})
+    fresh = _model_around(layers.Dense)
+    fresh.load_weights(path)  # a twin with other automatic names: matched by position
+    np.testing.assert_array_equal(fresh.predict(x), model.predict(x))

@@ -27,6 +27,17 @@ so an interrupted save leaves the previous file whole, and it is written at exac
 is added). :func:`load_model` checks the magic bytes, the version, the length and the checksum before it reads
 anything, and raises a ``ValueError`` naming the file and the problem rather than return a half-built model.
 
+Reading trusts nothing in the file (anyone can recompute a checksum). Before memory is spent on a field, it is
+checked: the path must be a regular file (``os.stat`` then ``fstat``: not ``/dev/zero``, not a FIFO that would
+block), and no more than its size is read; archive members are read through :class:`tinynet.archive.NpzArchive`
+(stored uncompressed, declared sizes that add up, each ``.npy`` header's dtype, shape and size checked before its
+data is read, members the document never names refused unread); every layer is built under
+:func:`tinynet.layers.base.checking_weight_allocations`, so a config can allocate only the weights whose headers
+the file holds, in their shapes and dtype, and no layer takes more than :data:`MAX_SAMPLE_ELEMENTS` numbers per
+sample; weights must be finite; random generators are restored only under names the rebuilt layer already uses
+for a generator; ``epochs_done`` and the history must be epoch counts; abstract classes are no layers or losses.
+Each refusal is one ``ValueError`` line naming the file and the field.
+
 Not saved: the random streams of seeded initializers (they only matter when a layer is built, and a loaded model
 is already built), and the process-wide seed of :mod:`tinynet.backend`.
 
@@ -40,9 +51,10 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import struct
-import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +62,9 @@ import numpy as np
 
 from tinynet import backend, losses, optimizers
 from tinynet import layers as layers_module
-from tinynet.fileio import atomic_write
+from tinynet.archive import FLOAT_DTYPES, MAX_HEADER_BYTES, ArchiveError, NpzArchive
+from tinynet.fileio import NotARegularFileError, atomic_write, open_regular_file, read_exactly
+from tinynet.layers.base import Layer, checking_weight_allocations
 
 MAGIC = b"\x93TINYNET"
 FORMAT_VERSION = 1
@@ -58,6 +72,13 @@ _HEADER = struct.Struct("<8sIQ32s")
 HEADER_SIZE = _HEADER.size  # 52 bytes
 DOCUMENT_KEY = "model.json"
 _ZIP_MAGIC = b"PK\x03\x04"
+#: More epochs than any run does; a larger ``epochs_done`` in a file is an attack or an accident.
+MAX_EPOCHS = 2**31 - 1
+#: The most numbers a layer of a loaded model may take per sample (a 2048 x 2048 x 4 image). Building a layer can
+#: allocate in proportion to its input (AveragePooling2D's count plane), and a config could ask for any size.
+MAX_SAMPLE_ELEMENTS = 2**24
+#: The bit generators a saved random stream may name (tinynet makes PCG64; the others are NumPy's own).
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 
 # ------------------------------------------------------------------------------------------------ bare weights
@@ -71,21 +92,66 @@ def save_weights(model: Any, path: str | os.PathLike) -> Path:
 
 
 def load_weights(model: Any, path: str | os.PathLike) -> None:
-    """Set the model's weights from a file written by :func:`save_weights`, matching by layer order.
+    """Set the model's weights from a file written by :func:`save_weights`.
 
-    Everything is checked (count, names, shapes) before any weight changes.
+    Arrays are matched by name, ``<layer>/<weight>``, whatever their order in the file; every weight of the model
+    must be there and nothing else. One exception keeps the usual "train, save, load into a fresh twin" working:
+    when none of the file's layer names is a layer of the model (a twin built in the same process gets other
+    automatic names: ``dense_3`` for ``dense_1``), the file's layers are matched by position, provided each holds
+    the same weight names in the same order. Everything (names, shapes, dtypes, values: finite real numbers) is
+    checked before any weight changes, and an array's shape is checked from its header before it is read.
     """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(f"load_weights: {path} is not a readable tinynet weights file ({error})") from error
+    path = _checked_path(path, "load_weights")
+    model._require_built("load_weights")
     expected = [(layer, name) for layer in model.layers for name in layer.weight_names]
-    if len(arrays) != len(expected):
-        raise ValueError(f"load_weights: {path} holds {len(arrays)} arrays, the model has {len(expected)} weights")
-    values = list(arrays.values())
-    model.set_weights(values)
+    # Each array's declared size can be at most a float64 copy of the weight plus its .npy header.
+    most_bytes = sum(layer._weight(name).size * 8 + MAX_HEADER_BYTES + 16 for layer, name in expected)
+    try:
+        with open_regular_file(path) as (file, size):
+            archive = NpzArchive(file, size, allowed_dtypes={None: FLOAT_DTYPES}, allow_deflate=True,
+                                 max_total_bytes=most_bytes)
+            keys = _weights_file_order(archive.keys, expected)
+            values = [archive.read(key, layer._weight(name).shape)
+                      for key, (layer, name) in zip(keys, expected, strict=True)]
+        model.set_weights(values)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"load_weights: no such file: {path}") from None
+    except ValueError as error:  # ArchiveError, NotARegularFileError and set_weights' own refusals among them
+        raise ValueError(f"load_weights: {path}: {error}") from None
+
+
+def _weights_file_order(keys: list[str], expected: list[tuple[Any, str]]) -> list[str]:
+    """The file's array names in the order of ``expected`` (the model's weights); see :func:`load_weights`."""
+    model_keys = [f"{layer.name}/{name}" for layer, name in expected]
+    if sorted(keys) == sorted(model_keys):
+        return model_keys
+    for key in keys:
+        layer_name, _, weight_name = key.rpartition("/")
+        if not layer_name or not weight_name:
+            raise ValueError(f"the array {key!r} is not named <layer>/<weight> as save_weights names arrays")
+    file_layers = _grouped_by_layer(keys)
+    model_layers = _grouped_by_layer(model_keys)
+    twin = (not set(file_layers) & {layer.name for layer, _ in expected}
+            and list(file_layers.values()) == list(model_layers.values()))
+    if twin:
+        return [f"{layer_name}/{weight_name}" for layer_name, names in file_layers.items() for weight_name in names]
+    missing = [key for key in model_keys if key not in keys]
+    unknown = [key for key in keys if key not in model_keys]
+    raise ValueError(f"its arrays do not match the model's weights: missing {_first(missing)}, unknown "
+                     f"{_first(unknown)} (arrays are matched by name, <layer>/<weight>)")
+
+
+def _grouped_by_layer(keys: list[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        layer_name, _, weight_name = key.rpartition("/")
+        groups.setdefault(layer_name, []).append(weight_name)
+    return groups
+
+
+def _first(names: list[str], count: int = 5) -> str:
+    shown = ", ".join(repr(name) for name in names[:count])
+    return f"[{shown}{', ...' if len(names) > count else ''}] ({len(names)})" if names else "none"
 
 
 # ------------------------------------------------------------------------------------------------ whole models
@@ -150,29 +216,78 @@ def load_model(path: str | os.PathLike, custom_objects: dict[str, Any] | None = 
     if path.is_dir():
         raise ValueError(f"load_model: {path} is a folder; expected a model file written by model.save")
     try:
-        data = path.read_bytes()
+        with open_regular_file(path) as (file, size):
+            payload = _checked_payload(file, size, path)
     except FileNotFoundError:
         raise FileNotFoundError(f"load_model: no such file: {path}") from None
-    payload = _checked_payload(data, path)
+    except NotARegularFileError as error:
+        raise ValueError(f"load_model: {error}; expected a model file written by model.save") from None
     try:
-        with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(f"load_model: {path}: the payload is not a readable archive ({error})") from error
-    if DOCUMENT_KEY not in arrays:
-        raise ValueError(f"load_model: {path}: the payload has no {DOCUMENT_KEY} document")
-    try:
-        document = json.loads(arrays.pop(DOCUMENT_KEY).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"load_model: {path}: the {DOCUMENT_KEY} document is not valid JSON ({error})") from error
+        # np.savez stores members uncompressed, so nothing in a model file inflates: members may only declare what
+        # the payload holds, and each array is checked from its .npy header before it is read (tinynet.archive).
+        archive = NpzArchive(io.BytesIO(payload), len(payload),
+                             allowed_dtypes={None: FLOAT_DTYPES, DOCUMENT_KEY: [np.uint8]})
+        if DOCUMENT_KEY not in archive:
+            raise ValueError(f"the payload has no {DOCUMENT_KEY} document")
+        text = archive.read(DOCUMENT_KEY)
+        if text.ndim != 1:
+            raise ValueError(f"the {DOCUMENT_KEY} document has shape {text.shape}; expected a row of bytes")
+        document = json.loads(text.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ValueError(f"load_model: {path}: the {DOCUMENT_KEY} document is not valid JSON "
+                         f"({type(error).__name__}: {error})") from None
+    except ValueError as error:  # ArchiveError and the checks above; also JSON's limit on an integer's digits
+        raise ValueError(f"load_model: {path}: {error}") from None
+    arrays = _StoredArrays(archive)
     try:
         with _random_streams_untouched():
-            return _model_from_document(document, arrays, custom_objects)
-    except _FormatError as error:
+            model = _model_from_document(document, arrays, custom_objects)
+        unused = arrays.unused()
+        if unused:
+            raise _FormatError(f"the payload holds arrays the document never names: {_first(unused)}")
+        return model
+    except (_FormatError, ArchiveError) as error:
         raise ValueError(f"load_model: {path}: {error}") from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError, OverflowError,
+            NotImplementedError) as error:
         raise ValueError(f"load_model: {path}: the model document is malformed or inconsistent "
-                         f"({type(error).__name__}: {error})") from error
+                         f"({type(error).__name__}: {error})") from None
+
+
+class _StoredArrays(Mapping):
+    """The archive's arrays by key, each read (and checked: tinynet.archive) only when first asked for.
+
+    Records which keys were asked for, so that members the document never names are refused without ever being
+    read; :meth:`header` reads a header alone, for checking a config's shapes before anything is allocated.
+    """
+
+    def __init__(self, archive: NpzArchive) -> None:
+        self._archive = archive
+        self._read: dict[str, np.ndarray] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key != DOCUMENT_KEY and key in self._archive
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self:
+            raise KeyError(key)
+        if key not in self._read:
+            self._read[key] = self._archive.read(key)
+        return self._read[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._archive.keys if key != DOCUMENT_KEY)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        if key not in self:
+            raise KeyError(key)
+        return self._archive.header(key)
+
+    def unused(self) -> list[str]:
+        return [key for key in self._archive.keys if key != DOCUMENT_KEY and key not in self._read]
 
 
 @contextlib.contextmanager
@@ -193,31 +308,38 @@ def _checked_path(path: Any, entry_point: str) -> Path:
     return Path(path)
 
 
-def _checked_payload(data: bytes, path: Path) -> bytes:
-    """The payload after the header, once magic, version, length and checksum are all right."""
-    if not data:
+def _checked_payload(file: Any, size: int, path: Path) -> bytes:
+    """The payload after the header, once magic, version, length and checksum are all right.
+
+    ``size`` is the file's size from ``fstat``: no more than it is ever read, whatever the header says.
+    """
+    if size == 0:
         raise ValueError(f"load_model: {path} is empty (0 bytes): not a tinynet model file")
-    if data[:len(MAGIC)] != MAGIC[:len(data)]:
+    start = read_exactly(file, min(size, HEADER_SIZE), f"load_model: {path}")
+    if start[:len(MAGIC)] != MAGIC[:len(start)]:
         hint = ""
-        if data.startswith(_ZIP_MAGIC):
+        if start.startswith(_ZIP_MAGIC):
             hint = " (it is a zip/npz archive: a weights file from save_weights? use load_weights for those)"
         raise ValueError(f"load_model: {path} is not a tinynet model file: it does not start with the tinynet "
                          f"magic bytes{hint}")
-    if len(data) < HEADER_SIZE:
-        raise ValueError(f"load_model: {path} is truncated: {len(data)} bytes, shorter than the "
+    if size < HEADER_SIZE:
+        raise ValueError(f"load_model: {path} is truncated: {size} bytes, shorter than the "
                          f"{HEADER_SIZE}-byte header")
-    _, version, length, digest = _HEADER.unpack_from(data)
+    _, version, length, digest = _HEADER.unpack_from(start)
     if version != FORMAT_VERSION:
         advice = "a newer tinynet wrote it; upgrade tinynet" if version > FORMAT_VERSION else "it is not supported"
         raise ValueError(f"load_model: {path} has format version {version}, this tinynet reads version "
                          f"{FORMAT_VERSION} ({advice})")
-    payload = data[HEADER_SIZE:]
-    if len(payload) < length:
+    held = size - HEADER_SIZE
+    if held < length:
         raise ValueError(f"load_model: {path} is truncated: the header announces {length} payload bytes, "
-                         f"the file holds {len(payload)}")
-    if len(payload) > length:
-        raise ValueError(f"load_model: {path} is corrupt: {len(payload) - length} unexpected bytes after the "
+                         f"the file holds {held}")
+    if held > length:
+        raise ValueError(f"load_model: {path} is corrupt: {held - length} unexpected bytes after the "
                          f"{length}-byte payload")
+    payload = read_exactly(file, length, f"load_model: {path}")
+    if file.read(1):
+        raise ValueError(f"load_model: {path} grew while it was read; expected {size} bytes")
     if hashlib.sha256(payload).digest() != digest:
         raise ValueError(f"load_model: {path} is corrupt: the SHA-256 of its payload does not match the one in "
                          "its header")
@@ -253,6 +375,11 @@ def _from_json(value: Any) -> Any:
     """Undo :func:`_json_default` for arrays (found inside generator states such as MT19937's key)."""
     if isinstance(value, dict):
         if set(value) == {"__ndarray__", "dtype"}:
+            # Only the unsigned words a bit generator's state holds (MT19937's key): a dtype from a file could
+            # otherwise be "V1000000000", a gigabyte per element.
+            if value["dtype"] not in ("uint32", "uint64"):
+                raise _FormatError(f"an array in a random generator state has dtype {value['dtype']!r}; expected "
+                                   "uint32 or uint64")
             return np.asarray(value["__ndarray__"], dtype=value["dtype"])
         return {key: _from_json(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -268,17 +395,21 @@ def generator_state(generator: np.random.Generator) -> dict[str, Any]:
 
 def restore_generator(state: dict[str, Any], existing: Any = None) -> np.random.Generator:
     """A Generator in exactly ``state``: ``existing`` itself when it has the same bit generator, else a new one."""
-    state = _from_json(state)
     name = state.get("bit_generator") if isinstance(state, dict) else None
-    bit_generator_class = getattr(np.random, str(name), None)
-    if not (isinstance(bit_generator_class, type) and issubclass(bit_generator_class, np.random.BitGenerator)):
-        raise _FormatError(f"unknown random bit generator {name!r}")
+    if name not in BIT_GENERATORS:
+        raise _FormatError(f"unknown random bit generator {name!r}; expected one of {', '.join(BIT_GENERATORS)}")
+    state = _from_json(state)
+    bit_generator_class = getattr(np.random, name)
+    candidate = np.random.Generator(bit_generator_class())
+    try:  # NumPy checks the state's fields; set it on a new generator so a refusal leaves ``existing`` alone
+        candidate.bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        raise _FormatError(f"the state of a {name} random generator is malformed ({type(error).__name__}: "
+                           f"{error})") from None
     if isinstance(existing, np.random.Generator) and type(existing.bit_generator) is bit_generator_class:
-        generator = existing
-    else:
-        generator = np.random.Generator(bit_generator_class())
-    generator.bit_generator.state = state
-    return generator
+        existing.bit_generator.state = candidate.bit_generator.state
+        return existing
+    return candidate
 
 
 def _layer_generators(layer: Any) -> dict[str, np.random.Generator]:
@@ -390,7 +521,8 @@ def _lookup_class(class_name: Any, custom_objects: dict[str, Any], module: Any, 
     if class_name in custom_objects:
         return custom_objects[class_name]
     found = getattr(module, class_name, None)
-    if isinstance(found, type):
+    # Only a class the module defines: it also imports names (Layer, Any, Iterable) that are no such class.
+    if isinstance(found, type) and found.__module__.startswith(module.__name__):
         return found
     raise _FormatError(f"unknown {kind} class {class_name!r}; pass it in custom_objects={{{class_name!r}: ...}}")
 
@@ -399,20 +531,24 @@ def _layer_class(class_name: Any, custom_objects: dict[str, Any]) -> type:
     if isinstance(class_name, str) and class_name in custom_objects:
         return custom_objects[class_name]
     try:
-        return layers_module.get(class_name)
+        layer_class = layers_module.get(class_name)
     except (ValueError, TypeError, KeyError):
         raise _FormatError(f"unknown layer class {class_name!r}; pass it in "
                            f"custom_objects={{{class_name!r}: YourLayer}}") from None
+    if layer_class.forward is Layer.forward or layer_class.backward is Layer.backward:
+        raise _FormatError(f"layer class {class_name!r} is an abstract base class (no forward or backward)")
+    return layer_class
 
 
-def _array(arrays: dict[str, np.ndarray], key: Any, what: str) -> np.ndarray:
+def _array(arrays: _StoredArrays, key: Any, what: str) -> np.ndarray:
     if key not in arrays:
         raise _FormatError(f"the array of {what} ({key!r}) is missing from the payload")
     return arrays[key]
 
 
-def _model_from_document(document: dict, arrays: dict[str, np.ndarray], custom_objects: dict[str, Any]) -> Any:
-    from tinynet.callbacks import History
+def _model_from_document(document: dict, arrays: _StoredArrays, custom_objects: dict[str, Any]) -> Any:
+    """Rebuild the model a document describes, trusting none of it: every field a stranger could set is checked
+    before it is used, and no layer allocates a weight that the file's arrays do not hold (``check_allocation``)."""
     from tinynet.models.sequential import Sequential
 
     if not isinstance(document, dict) or document.get("format") != "tinynet.model":
@@ -421,42 +557,77 @@ def _model_from_document(document: dict, arrays: dict[str, np.ndarray], custom_o
         raise _FormatError(f"the document has format version {document.get('format_version')!r}, expected "
                            f"{FORMAT_VERSION}")
     model_document = document["model"]
+    layer_documents = _typed(model_document["layers"], list, "model.layers")
     model_class = custom_objects.get(model_document["class_name"], Sequential)
-    layers = []
-    for position, layer_document in enumerate(model_document["layers"]):
-        layer_class = _layer_class(layer_document["class_name"], custom_objects)
-        try:
-            layer = layer_class.from_config(dict(layer_document["config"]))
-        except (TypeError, ValueError) as error:
-            raise _FormatError(f"layer {position} ({layer_document['class_name']}) cannot be rebuilt from its "
-                               f"config: {error}") from error
-        if layer_document["built"] and not layer.built:
-            layer.build(tuple(layer_document["input_shape"]))
-        layers.append(layer)
-    model = model_class(layers, name=model_document["name"])
-    if layers and all(document_["built"] for document_ in model_document["layers"]) and not model.built:
-        model.build((None, *model_document["layers"][0]["input_shape"]))
 
-    # Weights: check every name and shape before anything is set.
+    # The shape and dtype of every stored weight, from the .npy headers alone, keyed by the layer object: a layer
+    # built from its config may allocate exactly these and nothing else (a config could ask for gigabytes).
+    stored: dict[Layer, dict[str, tuple[tuple[int, ...], np.dtype]]] = {}
+
+    def check_allocation(layer: Layer, name: str, shape: tuple[int, ...]) -> None:
+        held = stored.get(layer, {})
+        if name not in held:
+            raise _FormatError(f"layer {layer.name!r} has weights the file does not hold: its config makes "
+                               f"{name!r} of shape {shape}, the file stores {sorted(held) or 'none'}")
+        held_shape, held_dtype = held[name]
+        if held_shape != shape:
+            raise _FormatError(f"weight {layer.name}.{name} has shape {held_shape} in the file, the rebuilt layer "
+                               f"expects {shape}")
+        if held_dtype != layer.dtype:
+            raise _FormatError(f"weight {layer.name}.{name} is stored as {held_dtype}, the rebuilt layer holds "
+                               f"{layer.dtype}")
+
+    layers = []
+    with checking_weight_allocations(check_allocation):
+        for position, layer_document in enumerate(layer_documents):
+            layer_class = _layer_class(layer_document["class_name"], custom_objects)
+            try:
+                layer = layer_class.from_config(dict(layer_document["config"]))
+            except (TypeError, ValueError) as error:
+                raise _FormatError(f"layer {position} ({layer_document['class_name']}) cannot be rebuilt from its "
+                                   f"config: {error}") from error
+            _check_sample_size(layer._declared_input_shape, f"the input_shape of layer {layer.name!r}")
+            weights = _typed(layer_document["weights"], dict, f"the weights of layer {layer.name!r}")
+            stored[layer] = {name: arrays.header(_stored_key(arrays, key, f"{layer.name}.{name}"))
+                             for name, key in weights.items()}
+            if _typed(layer_document["built"], bool, f"built of layer {layer.name!r}") and not layer.built:
+                input_shape = tuple(_typed(layer_document["input_shape"], list, f"input_shape of {layer.name!r}"))
+                _check_sample_size(input_shape, f"the input shape of layer {layer.name!r}")
+                layer.build(input_shape)
+            layers.append(layer)
+        model = model_class(layers, name=model_document["name"])
+        if layers and all(document_["built"] for document_ in layer_documents) and not model.built:
+            model.build((None, *layer_documents[0]["input_shape"]))
+
+    # Weights: every name, shape and value (finite real numbers) checked before anything is set.
     pending = []
-    for layer, layer_document in zip(model.layers, model_document["layers"], strict=True):
+    for layer, layer_document in zip(model.layers, layer_documents, strict=True):
         saved = layer_document["weights"]
         if layer_document["built"] and sorted(saved) != sorted(layer.weight_names):
             raise _FormatError(f"layer {layer.name!r} has weights {layer.weight_names}, the file holds "
                                f"{sorted(saved)}")
-        for name, key in saved.items():
-            value = _array(arrays, key, f"{layer.name}.{name}")
-            if value.shape != layer._weight(name).shape:
-                raise _FormatError(f"weight {layer.name}.{name} has shape {value.shape} in the file, the rebuilt "
-                                   f"layer expects {layer._weight(name).shape}")
-            pending.append((layer, name, value))
-    for layer, name, value in pending:
-        layer._weight(name)[...] = value
-    for layer, layer_document in zip(model.layers, model_document["layers"], strict=True):
-        for attribute, state in layer_document["generators"].items():
-            setattr(layer, attribute, restore_generator(state, getattr(layer, attribute, None)))
+        if not saved:
+            continue
+        values = [_array(arrays, saved[name], f"{layer.name}.{name}") for name in layer.weight_names]
+        try:
+            pending.append((layer, layer.check_weights(values)))
+        except ValueError as error:
+            raise _FormatError(f"weights of layer {layer.name!r}: {error}") from None
+    for layer, values in pending:
+        for name, value in zip(layer.weight_names, values, strict=True):
+            layer._weight(name)[...] = value
+
+    # Random streams: only generators the rebuilt layer has (a name from the file must not replace ``forward``).
+    for layer, layer_document in zip(model.layers, layer_documents, strict=True):
+        own = _layer_generators(layer)
+        for attribute, state in _typed(layer_document["generators"], dict, f"generators of {layer.name!r}").items():
+            if attribute not in own:
+                raise _FormatError(f"layer {layer.name!r} has no random generator {attribute!r} (its generators: "
+                                   f"{sorted(own) or 'none'})")
+            setattr(layer, attribute, restore_generator(state, own[attribute]))
     model._shuffle_generator = restore_generator(model_document["shuffle_generator"], model._shuffle_generator)
-    model.fuse = bool(model_document.get("fuse", True))  # files written before it was recorded: the default
+    # Files written before ``fuse`` was recorded get the default.
+    model.fuse = _typed(model_document.get("fuse", True), bool, "model.fuse")
 
     compile_document = document.get("compile")
     if compile_document is not None:
@@ -464,15 +635,60 @@ def _model_from_document(document: dict, arrays: dict[str, np.ndarray], custom_o
         optimizer = _rebuild_optimizer(compile_document["optimizer"], arrays, custom_objects, model)
         model.compile(optimizer=optimizer, loss=loss, metrics=list(compile_document["metrics"]))
 
-    model.epochs_done = int(document.get("epochs_done", 0))
-    history_document = document.get("history") or {"epoch": [], "history": {}}
+    model.epochs_done = _epoch_number(document.get("epochs_done", 0), "epochs_done")
+    _restore_history(model, document.get("history") or {"epoch": [], "history": {}})
+    return model
+
+
+def _typed(value: Any, expected: type, what: str) -> Any:
+    """``value`` if it is an ``expected`` (a JSON type: list, dict, bool, str), else a refusal naming ``what``."""
+    if not isinstance(value, expected):
+        raise _FormatError(f"{what} is {value!r:.80}; expected a JSON {expected.__name__}")
+    return value
+
+
+def _check_sample_size(shape: tuple | None, what: str) -> None:
+    if shape is None:
+        return
+    if not all(isinstance(length, int) and not isinstance(length, bool) and length > 0 for length in shape):
+        raise _FormatError(f"{what} is {shape!r:.80}; expected positive ints")
+    if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
+        raise _FormatError(f"{what} is {shape}: {math.prod(shape):,} numbers per sample, more than the "
+                           f"{MAX_SAMPLE_ELEMENTS:,} a loaded model may take")
+
+
+def _stored_key(arrays: _StoredArrays, key: Any, what: str) -> str:
+    if key not in arrays:
+        raise _FormatError(f"the array of {what} ({key!r}) is missing from the payload")
+    return key
+
+
+def _epoch_number(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EPOCHS:
+        raise _FormatError(f"{what} is {value!r:.80}; expected an epoch count, an int from 0 to {MAX_EPOCHS}")
+    return value
+
+
+def _restore_history(model: Any, history_document: Any) -> None:
+    """The saved History: epochs are epoch numbers, and each metric a list of numbers (or None), one per epoch."""
+    from tinynet.callbacks import History
+
+    history_document = _typed(history_document, dict, "history")
+    epochs = [_epoch_number(epoch, "an epoch of the history")
+              for epoch in _typed(history_document["epoch"], list, "history.epoch")]
+    columns = {}
+    for key, values in _typed(history_document["history"], dict, "history.history").items():
+        values = _typed(values, list, f"history of {key!r}")
+        if len(values) != len(epochs) or not all(
+                value is None or (isinstance(value, int | float) and not isinstance(value, bool)) for value in values):
+            raise _FormatError(f"the history of {key!r} must hold one number (or null) per epoch ({len(epochs)})")
+        columns[key] = list(values)
     history = History()
-    history.epoch = [int(epoch) for epoch in history_document["epoch"]]
-    history.history = {key: list(values) for key, values in history_document["history"].items()}
+    history.epoch = epochs
+    history.history = columns
     history.set_model(model)
     model.history = history
     model._restored_history = history
-    return model
 
 
 def _rebuild_loss(loss_document: dict, custom_objects: dict[str, Any]) -> Any:
@@ -480,6 +696,8 @@ def _rebuild_loss(loss_document: dict, custom_objects: dict[str, Any]) -> Any:
     if class_name in custom_objects:
         return custom_objects[class_name](**config)
     loss_class = getattr(losses, class_name, None)
+    if loss_class is losses.Loss:  # abstract: as a loss it would fail on the first batch
+        raise _FormatError("the loss class 'Loss' is the abstract base class, not a loss")
     if isinstance(loss_class, type) and issubclass(loss_class, losses.Loss):
         return loss_class(**config)
     raise _FormatError(f"unknown loss class {class_name!r} (loss {loss_document.get('name')!r}); pass it in "

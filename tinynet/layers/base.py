@@ -23,7 +23,10 @@ with ``cache = self._take_cache()`` (raises if there was no forward). See ``docs
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -32,6 +35,23 @@ from tinynet import backend
 from tinynet import initializers as initializers_module
 
 Shape = tuple[int, ...]
+
+#: Called as ``check(layer, weight name, shape)`` by every :meth:`Layer.add_weight` before it allocates, while
+#: :func:`checking_weight_allocations` is active. A model loader sets it: building a layer from a config that came
+#: in a file must not allocate a weight the file does not hold (a 12 KB file can declare a 16384x16384 Dense).
+_weight_allocation_check: contextvars.ContextVar[Callable[[Layer, str, Shape], None] | None] = \
+    contextvars.ContextVar("tinynet_weight_allocation_check", default=None)
+
+
+@contextlib.contextmanager
+def checking_weight_allocations(check: Callable[[Layer, str, Shape], None]) -> Iterator[None]:
+    """Within the block (in this thread), every ``add_weight`` first calls ``check(layer, name, shape)``, which may
+    raise to refuse the allocation."""
+    token = _weight_allocation_check.set(check)
+    try:
+        yield
+    finally:
+        _weight_allocation_check.reset(token)
 
 
 def _snake_case(name: str) -> str:
@@ -101,6 +121,9 @@ class Layer:
 
     def add_weight(self, name: str, shape: Shape, initializer: Any = "zeros", trainable: bool = True) -> np.ndarray:
         """Create a parameter (in ``params``, with a zero gradient in ``grads``) or a state array."""
+        check = _weight_allocation_check.get()
+        if check is not None:
+            check(self, name, tuple(int(length) for length in shape))
         init = initializers_module.get(initializer, owner=f"{self.name}.{name}")
         value = np.ascontiguousarray(init(tuple(shape), dtype=self.dtype), dtype=self.dtype)
         if trainable:
@@ -131,7 +154,15 @@ class Layer:
         return [self._weight(name).copy() for name in self.weight_names]
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
-        """Replace the values of every weight, checking count and shapes first (nothing changes on error)."""
+        """Replace the values of every weight, checking count, shapes and values first (nothing changes on error)."""
+        for name, value in zip(self.weight_names, self.check_weights(weights), strict=True):
+            # In place, so that anything holding the array (optimizer, fused kernels) sees the new values.
+            self._weight(name)[...] = value
+
+    def check_weights(self, weights: list[np.ndarray]) -> list[np.ndarray]:
+        """The arrays :meth:`set_weights` would assign, after checking them all; raises naming the layer and the
+        weight. A weight must have the weight's shape and hold finite real numbers (floats or ints): a bool, a
+        complex number, a date, a string or an object is no weight, and one NaN spreads to every output."""
         names = self.weight_names
         if not self.built:
             raise RuntimeError(f"{self.name}: set_weights called before the layer was built")
@@ -143,15 +174,23 @@ class Layer:
                              f"got {len(weights)}")
         try:
             arrays = [np.asarray(w) for w in weights]
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             raise ValueError(f"{self.name}: set_weights expects rectangular arrays ({error})") from None
         for name, value in zip(names, arrays, strict=True):
             if value.shape != self._weight(name).shape:
                 raise ValueError(f"{self.name}: weight {name!r} expects shape {self._weight(name).shape}, "
                                  f"got {value.shape}")
-        for name, value in zip(names, arrays, strict=True):
-            # In place, so that anything holding the array (optimizer, fused kernels) sees the new values.
-            self._weight(name)[...] = value
+            if value.dtype.kind not in "fiu":
+                raise ValueError(f"{self.name}: weight {name!r} must hold real numbers (float or int), got dtype "
+                                 f"{value.dtype}")
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(f"{self.name}: weight {name!r} holds non-finite values (NaN or infinity)")
+            # Beyond this, the cast to the layer's dtype gives inf (1e300 into float32).
+            largest = float(np.finfo(self._weight(name).dtype).max)
+            if value.size and max(abs(float(value.max())), abs(float(value.min()))) > largest:
+                raise ValueError(f"{self.name}: weight {name!r} holds values beyond the range of "
+                                 f"{self._weight(name).dtype}")
+        return arrays
 
     def _weight(self, name: str) -> np.ndarray:
         return self.params[name] if name in self.params else self.state[name]

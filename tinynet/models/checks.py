@@ -90,6 +90,6 @@ def check_model_weights(model: Any, weights: Any) -> list[tuple[Any, list[np.nda
             expected_shape = {**layer.params, **layer.state}[name].shape
             if np.shape(value) != expected_shape:
                 raise ValueError(f"{where}: {layer.name}.{name} expects shape {expected_shape}, got {np.shape(value)}")
-        pending.append((layer, chunk))
+        pending.append((layer, layer.check_weights(chunk)))  # values too (finite real numbers), before any set
         position += count
     return pending

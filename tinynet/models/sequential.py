@@ -310,7 +310,9 @@ class Sequential:
         saving.save_weights(self, filepath)
 
     def load_weights(self, filepath: Any) -> None:
-        """Set the weights from a file written by :meth:`save_weights` (see :func:`tinynet.saving.load_weights`)."""
+        """Set the weights from a file written by :meth:`save_weights`, matched by name (``<layer>/<weight>``; by
+        position when the file comes from a twin whose layers were named differently). See
+        :func:`tinynet.saving.load_weights`."""
         from tinynet import saving
 
         saving.load_weights(self, filepath)
