@@ -235,9 +235,12 @@ class TrainingRecorder(Callback):
     ``frame.pivot_table(index='step', columns=['layer', 'quantity'], values='value')``.
 
     Recording copies the parameters before each recorded step (to measure the update) and reduces each output
-    to a few numbers at once: memory stays small, and ``every=10`` makes the cost negligible. A recorded step
-    runs the layers one by one instead of the model's fused stages (:mod:`tinynet.fusion`), so that every
-    layer's output is seen; the numbers, and so the training, are the same bit for bit.
+    to a few numbers at once: memory stays small, and ``every=10`` makes the cost negligible. The step itself is
+    never changed: before a recorded step, a shadow forward pass runs the same batch through the layers one by
+    one (the fused stages of :mod:`tinynet.fusion` show no inner outputs) with the random generators and moving
+    statistics put back afterwards, so the step draws the same dropout mask and training gives the same bits as
+    without the recorder. The activation figures come from that pass (equal to the fused step's up to float
+    rounding); the gradients and updates are the step's own.
     """
 
     def __init__(self, every: int = 1) -> None:
@@ -253,23 +256,56 @@ class TrainingRecorder(Callback):
         self._activations: dict[str, dict[str, float]] = {}
         self._weights_before: dict[tuple[str, str], np.ndarray] = {}
         self._restore: Callable[[], None] | None = None
-        self._fuse: bool | None = None
+        self._capturing = False
 
     # Hooks are installed for the length of fit and removed at its end, even when it ends on an error.
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.on_train_end()  # a previous fit that ended on an error never called it: undo what it left
-        self._restore = install_hooks(self.model.layers, after_forward=self._after_forward)
+        model = self.model
+        remove_layer_hooks = install_hooks(model.layers, after_forward=self._after_forward)
+        step = model.compute_gradients  # the public step's first half, wrapped on this instance only
+
+        def compute_gradients(x: np.ndarray, y: np.ndarray, training: bool = True) -> dict[str, float]:
+            if self._recording and training:
+                self._shadow_forward(x)
+            return step(x, y, training=training)
+
+        model.compute_gradients = compute_gradients
+
+        def restore() -> None:
+            remove_layer_hooks()
+            if vars(model).get("compute_gradients") is compute_gradients:
+                del model.compute_gradients
+
+        self._restore = restore
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._recording:  # fit stopped inside a recorded step
-            _restore_fusion(self.model, self._fuse)
-            self._recording = False
+        self._recording = False
         self._remove_hooks()
 
     def _remove_hooks(self) -> None:
         if self._restore is not None:
             self._restore()
             self._restore = None
+
+    def _shadow_forward(self, x: np.ndarray) -> None:
+        """The batch through every layer on its own, leaving the model exactly as it was (generators rewound,
+        moving statistics put back), so that the real step that follows is the step training would take."""
+        model = self.model
+        generators = [(generator, generator.bit_generator.state) for layer in model.layers
+                      for generator in vars(layer).values() if isinstance(generator, np.random.Generator)]
+        moving = [(array, array.copy()) for layer in model.layers for array in layer.state.values()]
+        fuse = _run_layer_by_layer(model)
+        self._capturing = True
+        try:
+            model(x, training=True)
+        finally:
+            self._capturing = False
+            _restore_fusion(model, fuse)
+            for generator, state in generators:
+                generator.bit_generator.state = state
+            for array, saved in moving:
+                array[...] = saved
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
@@ -278,13 +314,12 @@ class TrainingRecorder(Callback):
         self._recording = self.step % self.every == 0
         self._activations = {}
         if self._recording:
-            self._fuse = _run_layer_by_layer(self.model)  # for this step only: every layer's output is seen
             self._weights_before = {(layer.name, name): param.copy() for layer in self.model.layers
                                     if layer.trainable for name, param in layer.params.items()}
 
     def _after_forward(self, layer: Layer, x: np.ndarray, y: np.ndarray, training: bool) -> None:
-        if not (self._recording and training):
-            return  # validation and predict run with training=False and are not recorded
+        if not (self._capturing and training):
+            return  # the real step (fused or not), validation and predict are not recorded
         stats = {"activation_mean": float(np.mean(y, dtype=np.float64)),
                  "activation_std": float(np.std(y, dtype=np.float64))}
         if is_relu(layer):
@@ -293,7 +328,6 @@ class TrainingRecorder(Callback):
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self._recording:
-            _restore_fusion(self.model, self._fuse)
             self._record_step(logs or {})
         self._recording = False
         self.step += 1
