@@ -217,9 +217,10 @@ def load_from_path(path: str | Path) -> Splits:
     if (path / "mnist.npz").is_file():
         return parse_keras_npz((path / "mnist.npz").read_bytes(), str(path / "mnist.npz"))
     missing = [name for role, name in IDX_FILE_NAMES.items() if found[role] is None]
+    what = "none of the four IDX files" if len(missing) == len(IDX_FILE_NAMES) else "no " + ", ".join(missing)
     raise FileNotFoundError(
-        f"folder {str(path)!r} has no {', '.join(missing)} (raw or .gz) and no mnist.npz; "
-        f"expected the four IDX files {', '.join(IDX_FILE_NAMES.values())} or a Keras mnist.npz"
+        f"folder {str(path)!r} has {what} and no mnist.npz; expected the four IDX files "
+        f"{', '.join(IDX_FILE_NAMES.values())} (raw or .gz) or a Keras mnist.npz"
     )
 
 
