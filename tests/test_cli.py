@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -191,3 +193,37 @@ def test_bench_help_calls_itself_tinynet_bench(capsys):
         cli.main(["bench", "--help"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("usage: tinynet bench ")
+
+
+# ------------------------------------------------------------------------------------------------- the examples
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run_example(name: str, *flags: str, cache: Path) -> subprocess.CompletedProcess:
+    """Run an example with an empty cache of its own and no source of data: no web, and no npm on PATH."""
+    no_programs = cache.parent / "no-programs-here"
+    no_programs.mkdir(exist_ok=True)
+    environment = dict(os.environ, TINYNET_OFFLINE="1", TINYNET_DATA_DIR=str(cache), PATH=str(no_programs),
+                       PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *flags], capture_output=True, text=True,
+                          env=environment, timeout=600)
+
+
+@pytest.mark.parametrize("name, dataset", [("fashion_mnist_cnn.py", "fashion_mnist"), ("mnist_cnn.py", "mnist")])
+def test_examples_offline_without_data_say_so_in_one_line(tmp_path, name, dataset):
+    finished = _run_example(name, "--output", str(tmp_path / "run"), cache=tmp_path / "empty-cache")
+    assert finished.returncode == 1
+    (line,) = finished.stderr.splitlines()
+    assert line == (f"{name}: error: could not get the {dataset} dataset; every source failed; "
+                    f"`tinynet data fetch {dataset}` says why each source failed, or pass --data PATH")
+    assert not (tmp_path / "run").exists()
+
+
+def test_fashion_example_trains_on_data_given_with_data(tmp_path, tiny_idx_dataset):
+    finished = _run_example("fashion_mnist_cnn.py", "--data", str(tiny_idx_dataset()), "--epochs", "2",
+                            "--output", str(tmp_path / "run"), cache=tmp_path / "empty-cache")
+    assert finished.returncode == 0, finished.stderr
+    assert "Epoch 2/2" in finished.stdout and (tmp_path / "run" / "predictions.png").is_file()
+    bad = _run_example("fashion_mnist_cnn.py", "--data", str(tmp_path / "nowhere"), cache=tmp_path / "empty-cache")
+    assert bad.returncode == 1 and bad.stderr.startswith("fashion_mnist_cnn.py: error: --data: ")
+    assert len(bad.stderr.splitlines()) == 1
