@@ -242,7 +242,7 @@ def train(args: argparse.Namespace) -> int:
         with _problems_with("--data", args.data, args.debug):
             (x_train, y_train), (x_test, y_test) = _load(args.dataset, args.data)
     except DatasetUnavailableError as error:
-        print(f"tinynet train: {error}", file=sys.stderr)  # several lines on purpose: every source and its reason
+        print(f"tinynet train: error: {error}", file=sys.stderr)  # several lines on purpose: each source and why
         return 1
     if args.limit is not None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
