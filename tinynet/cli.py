@@ -239,7 +239,9 @@ def train(args: argparse.Namespace) -> int:
     # first (it is small; the dataset may take a while), then the data, then the output folder.
     model = None if args.resume is None else _resumed_model(args)
     try:
-        with _problems_with("--data", args.data, args.debug):
+        # Without --data the files come from tinynet's checked cache, so a problem there is the dataset's.
+        with _problems_with("--data" if args.data is not None else f"--dataset {args.dataset}", args.data,
+                            args.debug):
             (x_train, y_train), (x_test, y_test) = _load(args.dataset, args.data)
     except DatasetUnavailableError as error:
         print(f"tinynet train: error: {error}", file=sys.stderr)  # several lines on purpose: each source and why
