@@ -39,9 +39,9 @@ On a terminal (``stream.isatty()``) or inside Jupyter (``'ipykernel' in sys.modu
 it, padding with spaces when the new line is shorter; at most one update is shown every ``interval`` seconds,
 and the last one (``current >= target``) always shows and ends the line with a newline. Anywhere else (a file,
 a pipe, a CI log) nothing can be rewritten, so only the finished line is written, once per pass, exactly as it
-reads on a terminal at the end (without a target, where there is no end, each shown update gets a line of its
-own). ``verbose=2`` prints nothing while
-running and one line at the end, `` - {elapsed}s - loss: ... - acc: ...``; ``verbose=0`` prints nothing.
+reads on a terminal at the end, with no empty line or trailing spaces around it (without a target, where there
+is no end, each shown update gets a line of its own). ``verbose=2`` prints nothing while running and one line at
+the end, `` - {elapsed}s - loss: ... - acc: ...``; ``verbose=0`` prints nothing.
 
 Who prints what (Keras 2.2.4's ``fit``, which ``tinynet.models`` follows)
 -------------------------------------------------------------------------
@@ -60,7 +60,7 @@ Who prints what (Keras 2.2.4's ``fit``, which ``tinynet.models`` follows)
   because they are new names.
 * This module only formats and writes: it computes no metric and prints no header on its own.
 
-Deliberate deviations from Keras 2.2.4 (none changes the text of a normal run)
+Deliberate deviations from Keras 2.2.4 (none changes what a terminal shows)
 -----------------------------------------------------------------------------
 * ``stream`` (default: ``sys.stdout`` as it is at construction) and ``clock`` (default ``time.time``) are
   injectable; Keras always wrote to ``sys.stdout`` and read ``time.time()``. The terminal check asks
@@ -71,10 +71,11 @@ Deliberate deviations from Keras 2.2.4 (none changes the text of a normal run)
 * Each update is one ``write`` call instead of three or four; the characters are the same.
 * Bad arguments raise ``ValueError``/``TypeError`` (Keras failed later, e.g. ``log10(0)`` for ``target=0``).
 
-One deliberate deviation does change what a log file holds: Keras 2.2.4 (and every later Keras) writes each shown
-update of a non-dynamic display on a new line, at most one per ``interval``: 3,814 lines (336 KB) for one tutorial
-run in a CI log, nearly all of them ETAs nobody reads afterwards. tinynet writes only each pass's finished line
-there, the line a terminal is left showing; ``force=True`` still writes a running line on demand.
+* What a log file holds: Keras 2.2.4 (and every later Keras) writes each shown update of a non-dynamic display
+  on a new line (``"\\n" + line``, padded like a terminal line), at most one per ``interval``: 3,814 lines
+  (336 KB) for one tutorial run in a CI log, nearly all of them ETAs nobody reads afterwards. tinynet writes
+  only each pass's finished line there, the line a terminal is left showing; ``force=True`` still writes a
+  running line on demand.
 """
 
 from __future__ import annotations
