@@ -61,7 +61,7 @@ Who prints what (Keras 2.2.4's ``fit``, which ``tinynet.models`` follows)
 * This module only formats and writes: it computes no metric and prints no header on its own.
 
 Deliberate deviations from Keras 2.2.4 (none changes what a terminal shows)
------------------------------------------------------------------------------
+---------------------------------------------------------------------------
 * ``stream`` (default: ``sys.stdout`` as it is at construction) and ``clock`` (default ``time.time``) are
   injectable; Keras always wrote to ``sys.stdout`` and read ``time.time()``. The terminal check asks
   ``stream``, not ``sys.stdout``.
@@ -70,7 +70,6 @@ Deliberate deviations from Keras 2.2.4 (none changes what a terminal shows)
   under the interval; here "never shown" is explicit, so a fake clock starting at 0 behaves the same.
 * Each update is one ``write`` call instead of three or four; the characters are the same.
 * Bad arguments raise ``ValueError``/``TypeError`` (Keras failed later, e.g. ``log10(0)`` for ``target=0``).
-
 * What a log file holds: Keras 2.2.4 (and every later Keras) writes each shown update of a non-dynamic display
   on a new line (``"\\n" + line``, padded like a terminal line), at most one per ``interval``: 3,814 lines
   (336 KB) for one tutorial run in a CI log, nearly all of them ETAs nobody reads afterwards. tinynet writes
