@@ -34,9 +34,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
+    """The benchmarks' argument parser; ``prog`` is how the help names the command (``tinynet bench`` runs it too)."""
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog=prog,
         description="tinynet CPU benchmarks on the tutorial MNIST CNN. Suites: " + ", ".join(SUITE_NAMES)
         + " (default: all).",
     )
@@ -64,9 +65,9 @@ def selected_suites(names: list[str]) -> list[str]:
     return [name for name in SUITE_NAMES if name in names]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(prog)
     options = parser.parse_args(arguments)
     try:
         names = selected_suites(options.suites)

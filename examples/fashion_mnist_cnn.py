@@ -8,22 +8,32 @@ learning rate 0.01), since the tutorial's plain SGD learns this dataset slowly.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from tinynet import applications, plotting, report
-from tinynet.datasets import fashion_mnist
+from tinynet.datasets import DatasetUnavailableError, fashion_mnist
 from tinynet.optimizers import SGD
 from tinynet.utils import set_random_seed, to_categorical
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+parser.add_argument("--data", type=Path, default=None, metavar="PATH",
+                    help="a Keras .npz or a folder of the four IDX files you already have "
+                         "(default: tinynet's dataset cache, filled from the web the first time)")
 parser.add_argument("--output", type=Path, default=Path("runs/example_fashion_mnist"))
 args = parser.parse_args()
 
-(x_train, y_train), (x_test, y_test) = fashion_mnist.load_data()
+try:
+    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_data(args.data)
+except DatasetUnavailableError as error:  # offline, or no source had the files: say so in one line, not a traceback
+    sys.exit(f"{parser.prog}: error: {str(error).splitlines()[0].rstrip(':')}; `tinynet data fetch fashion_mnist` "
+             f"says why each source failed, or pass --data PATH")
+except (ValueError, OSError) as error:  # --data names something that is not a dataset
+    sys.exit(f"{parser.prog}: error: --data: {error}")
 if args.limit:
     x_train, y_train = x_train[:args.limit], y_train[:args.limit]
 names = report.FASHION_MNIST_CLASSES

@@ -8,13 +8,14 @@ pictures are written to PNG files (``--output``) instead of popping up windows.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tinynet import plotting, report
-from tinynet.datasets import mnist
+from tinynet.datasets import DatasetUnavailableError, mnist
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tinynet.models import Sequential
 from tinynet.optimizers import SGD
@@ -23,12 +24,21 @@ from tinynet.utils import set_random_seed, to_categorical
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--epochs", type=int, default=10, help="last epoch number; training starts after epoch 1")
 parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+parser.add_argument("--data", type=Path, default=None, metavar="PATH",
+                    help="a Keras .npz or a folder of the four IDX files you already have "
+                         "(default: tinynet's dataset cache, filled from the web the first time)")
 parser.add_argument("--output", type=Path, default=Path("runs/example_mnist"))
 args = parser.parse_args()
-args.output.mkdir(parents=True, exist_ok=True)
 
 # 1. The data: 60,000 training and 10,000 test images of handwritten digits, 28x28 grey levels 0..255.
-(x_train, y_train), (x_test, y_test) = mnist.load_data()
+try:
+    (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data)
+except DatasetUnavailableError as error:  # offline, or no source had the files: say so in one line, not a traceback
+    sys.exit(f"{parser.prog}: error: {str(error).splitlines()[0].rstrip(':')}; `tinynet data fetch mnist` "
+             f"says why each source failed, or pass --data PATH")
+except (ValueError, OSError) as error:  # --data names something that is not a dataset
+    sys.exit(f"{parser.prog}: error: --data: {error}")
+args.output.mkdir(parents=True, exist_ok=True)
 if args.limit:
     x_train, y_train = x_train[:args.limit], y_train[:args.limit]
 print("training images:", x_train.shape, "labels:", y_train.shape)

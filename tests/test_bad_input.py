@@ -340,7 +340,6 @@ def test_dataset_loaders_reject_missing_and_garbage_files(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--checkpoint", "."], "is a folder"),
-    (["--resume", "no/such/model.tnz"], "no model file"),
     (["--batch-size", "many"], "positive integer"),
     (["--epochs", "-1"], "positive integer"),
     (["--momentum", "-0.5"], "finite number >= 0"),

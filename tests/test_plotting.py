@@ -214,6 +214,23 @@ def test_wrong_predictions_are_marked_red(tmp_path, captured_figures):
     assert "2 of 5" in captured_figures[0].get_suptitle()
 
 
+def test_the_title_says_how_many_of_the_images_shown_are_wrong(tmp_path, captured_figures):
+    # 569 of 10000 wrong, but the first ten are right: the title must not suggest red ones among them.
+    y_true = np.arange(10000) % 10
+    y_pred = y_true.copy()
+    y_pred[10:579] = (y_true[10:579] + 1) % 10
+    images = np.zeros((10000, 4, 4), dtype=np.uint8)
+    plot_images_with_predictions(images, y_true, y_pred, tmp_path / "right.png")
+    assert captured_figures[0].get_suptitle() == "569 of 10000 predictions wrong; none of the 10 shown"
+
+    y_pred[[2, 7]] = 0
+    plot_images_with_predictions(images, y_true, y_pred, tmp_path / "two.png")
+    assert captured_figures[1].get_suptitle() == "571 of 10000 predictions wrong; 2 of the 10 shown (red)"
+
+    plot_images_with_predictions(images, y_true, y_pred, tmp_path / "errors.png", only_errors=True)
+    assert captured_figures[2].get_suptitle() == "The first 10 misclassified images (571 of 10000 predictions wrong)"
+
+
 def test_only_errors_picks_the_misclassified_images(tmp_path, captured_figures):
     y_true = np.arange(12) % 10
     y_pred = y_true.copy()

@@ -8,6 +8,7 @@ running the code under test.
 from __future__ import annotations
 
 import io
+import re
 import sys
 import types
 
@@ -72,13 +73,14 @@ def render_terminal(text: str) -> list[str]:
     return ["".join(line) for line in lines]
 
 
-# ---- the non-terminal (log file) display -----------------------------------------------------------------
+def lines_shown(text: str) -> list[str]:
+    """Each line a terminal display wrote, in order: the text after every run of backspaces and a carriage return."""
+    return re.split("\b*\r", text)[1:]
 
 
-def test_batches_of_32_32_16_show_eta_then_sample_weighted_means():
-    clock, stream = FakeClock(0.0), io.StringIO()
+def _batches_of_32_32_16(stream) -> None:
+    clock = FakeClock(0.0)
     bar = Progbar(80, stream=stream, clock=clock)
-
     clock.now = 1.0
     bar.update(32, [("loss", 0.5), ("acc", 0.75)])
     clock.now = 2.0
@@ -86,14 +88,60 @@ def test_batches_of_32_32_16_show_eta_then_sample_weighted_means():
     clock.now = 4.0
     bar.update(80, [("loss", 0.2), ("acc", 1.0)])
 
-    assert stream.getvalue() == (
+
+def test_batches_of_32_32_16_show_eta_then_sample_weighted_means():
+    stream = TerminalStream()
+    _batches_of_32_32_16(stream)
+    assert lines_shown(stream.getvalue()) == [
         # 32/80 fills int(12.0) cells; ETA = 1 s / 32 * 48 = 1.5 s, printed truncated.
-        "\n32/80 [===========>..................] - ETA: 1s - loss: 0.5000 - acc: 0.7500"
+        "32/80 [===========>..................] - ETA: 1s - loss: 0.5000 - acc: 0.7500",
         # 64/80 fills 24 cells; ETA = 2 / 64 * 16 = 0.5 s; loss (0.5*32 + 0.3*32) / 64 = 0.4.
-        "\n64/80 [=======================>......] - ETA: 0s - loss: 0.4000 - acc: 0.8000"
+        "64/80 [=======================>......] - ETA: 0s - loss: 0.4000 - acc: 0.8000",
         # loss (16 + 9.6 + 0.2*16) / 80 = 0.36, acc (24 + 27.2 + 16) / 80 = 0.84; 4 s / 80 = 50 ms per sample.
-        "\n80/80 [==============================] - 4s 50ms/step - loss: 0.3600 - acc: 0.8400\n"
-    )
+        "80/80 [==============================] - 4s 50ms/step - loss: 0.3600 - acc: 0.8400\n",
+    ]
+
+
+# ---- the non-terminal (log file) display -----------------------------------------------------------------
+
+
+def test_a_log_file_gets_only_the_finished_line_the_terminal_ends_with():
+    # A CI log cannot rewrite a line: each running line would stay in it (3,814 lines for one tutorial run).
+    log, terminal = io.StringIO(), TerminalStream()
+    _batches_of_32_32_16(log)
+    _batches_of_32_32_16(terminal)
+    assert log.getvalue() == "80/80 [==============================] - 4s 50ms/step - loss: 0.3600 - acc: 0.8400\n"
+    assert log.getvalue() == lines_shown(terminal.getvalue())[-1]
+
+
+def test_a_log_file_gets_one_line_per_pass_however_many_updates():
+    clock, stream = FakeClock(0.0), io.StringIO()
+    for epoch in range(3):
+        bar = Progbar(60000, stream=stream, clock=clock)
+        for seen in range(32, 60000, 32):
+            clock.now += 0.1  # every update is due by the clock
+            bar.update(seen, [("loss", 1.0 / (epoch + 1))])
+        bar.update(60000, [("loss", 1.0 / (epoch + 1))])
+    lines = stream.getvalue().split("\n")
+    assert len(lines) == 4 and lines[-1] == ""
+    assert all(line.startswith("60000/60000 [==============================] - ") for line in lines[:3])
+    assert [line.rsplit("loss: ", 1)[1] for line in lines[:3]] == ["1.0000", "0.5000", "0.3333"]
+
+
+def test_a_closed_or_tty_less_stream_is_not_dynamic():
+    class NoIsatty:
+        def __init__(self):
+            self.written = []
+
+        def write(self, text):
+            self.written.append(text)
+
+    stream = NoIsatty()
+    bar = Progbar(10, stream=stream, clock=FakeClock(0.0))
+    bar.update(5)
+    assert stream.written == []
+    bar.update(10)
+    assert stream.written == ["10/10 [==============================] - 0s 0us/step\n"]
 
 
 def test_the_tutorial_epoch_end_line_with_seconds_microseconds_and_validation_values():
@@ -106,14 +154,13 @@ def test_the_tutorial_epoch_end_line_with_seconds_microseconds_and_validation_va
     bar.add(30000, [("loss", 0.3529), ("acc", 0.8903), ("val_loss", 0.2036), ("val_acc", 0.9416)])
 
     assert stream.getvalue() == (
-        "\n30000/60000 [==============>...............] - ETA: 7s - loss: 0.3529 - acc: 0.8903"
-        "\n60000/60000 [==============================] - 15s 246us/step"
+        "60000/60000 [==============================] - 15s 246us/step"
         " - loss: 0.3529 - acc: 0.8903 - val_loss: 0.2036 - val_acc: 0.9416\n"
     )
 
 
-def test_eta_in_hours_and_minutes_and_a_shorter_line_padded_with_spaces_even_in_a_log():
-    clock, stream = FakeClock(0.0), io.StringIO()
+def test_eta_in_hours_and_minutes_and_a_shorter_line_padded_with_spaces():
+    clock, stream = FakeClock(0.0), TerminalStream()
     bar = Progbar(10000, stream=stream, clock=clock)
 
     clock.now = 1.0
@@ -121,10 +168,10 @@ def test_eta_in_hours_and_minutes_and_a_shorter_line_padded_with_spaces_even_in_
     clock.now = 2.0
     bar.update(200)  # ETA 2 / 200 * 9800 = 98 s = 1:38, three characters shorter
 
-    assert stream.getvalue() == (
-        "\n    1/10000 [..............................] - ETA: 2:46:39"
-        "\n  200/10000 [..............................] - ETA: 1:38   "
-    )
+    assert lines_shown(stream.getvalue()) == [
+        "    1/10000 [..............................] - ETA: 2:46:39",
+        "  200/10000 [..............................] - ETA: 1:38   ",
+    ]
 
 
 def test_small_values_switch_to_scientific_notation_on_the_line():
@@ -133,7 +180,7 @@ def test_small_values_switch_to_scientific_notation_on_the_line():
     clock.now = 1.0
     bar.update(10, [("loss", 5e-5), ("edge", 1e-3), ("acc", 0.0015)])
     assert stream.getvalue() == (
-        "\n10/10 [==============================] - 1s 100ms/step"
+        "10/10 [==============================] - 1s 100ms/step"
         " - loss: 5.0000e-05 - edge: 1.0000e-03 - acc: 0.0015\n"
     )
 
@@ -191,7 +238,7 @@ def test_format_step_time(seconds_per_step, expected):
 
 
 def test_updates_closer_than_the_interval_are_not_shown_but_still_counted():
-    clock, stream = FakeClock(0.0), io.StringIO()
+    clock, stream = FakeClock(0.0), TerminalStream()
     bar = Progbar(100, stream=stream, clock=clock)
     for now, current, loss in [
         (0.01, 10, 1.0),  # first update: always shown
@@ -203,31 +250,42 @@ def test_updates_closer_than_the_interval_are_not_shown_but_still_counted():
         clock.now = now
         bar.update(current, [("loss", loss)])
 
-    lines = stream.getvalue().split("\n")
-    assert [line.split("/")[0].strip() for line in lines[1:-1]] == ["10", "30", "100"]
-    assert lines[-1] == ""  # the final line ended with a newline
+    lines = lines_shown(stream.getvalue())
+    assert [line.split("/")[0].strip() for line in lines] == ["10", "30", "100"]
+    assert lines[-1].endswith("\n")  # the final line ended with a newline
     # The hidden updates still count: (10 + 10 + 10 + 10) * 1.0 + 60 * 0.0 over 100 samples.
-    assert lines[-2].endswith(" - loss: 0.4000")
+    assert lines[-1].endswith(" - loss: 0.4000\n")
 
 
 def test_force_shows_an_update_inside_the_interval():
-    clock, stream = FakeClock(0.0), io.StringIO()
+    clock, stream = FakeClock(0.0), TerminalStream()
     bar = Progbar(100, stream=stream, clock=clock)
     clock.now = 1.0
     bar.update(10)
     clock.now = 1.01
     bar.update(20)
     bar.update(30, force=True)
-    assert stream.getvalue().count("\n") == 2
-    assert stream.getvalue().split("\n")[-1].startswith(" 30/100 [")
+    assert [line[:8] for line in lines_shown(stream.getvalue())] == [" 10/100 ", " 30/100 "]
+
+
+def test_force_writes_a_running_line_to_a_log_file_on_a_line_of_its_own():
+    clock, stream = FakeClock(0.0), io.StringIO()
+    bar = Progbar(100, stream=stream, clock=clock)
+    clock.now = 1.0
+    bar.update(10)
+    bar.update(30, force=True)
+    assert stream.getvalue() == " 30/100 [========>.....................] - ETA: 2s\n"
+    clock.now = 2.0
+    bar.update(100)
+    assert stream.getvalue().split("\n")[1:] == ["100/100 [==============================] - 2s 20ms/step", ""]
 
 
 def test_a_zero_interval_shows_every_update():
-    clock, stream = FakeClock(0.0), io.StringIO()
+    clock, stream = FakeClock(0.0), TerminalStream()
     bar = Progbar(5, interval=0.0, stream=stream, clock=clock)
     for current in range(1, 6):
         bar.update(current)
-    assert stream.getvalue().count("\n") == 6  # five fresh lines plus the final newline
+    assert len(lines_shown(stream.getvalue())) == 5
 
 
 # ---- the terminal (dynamic) display -------------------------------------------------------------------
@@ -298,7 +356,7 @@ def test_verbose_2_prints_only_the_final_line_without_time_per_step():
 def test_verbose_2_keeps_the_keras_sign_quirk_but_verbose_1_does_not():
     for verbose, expected in [
         (2, " - 1s - score: -5.0000e-01\n"),
-        (1, "\n1/1 [==============================] - 1s 1s/step - score: -0.5000\n"),
+        (1, "1/1 [==============================] - 1s 1s/step - score: -0.5000\n"),
     ]:
         clock, stream = FakeClock(0.0), io.StringIO()
         bar = Progbar(1, verbose=verbose, stream=stream, clock=clock)
@@ -340,8 +398,9 @@ def test_unknown_target_counts_up_with_elapsed_time_and_is_never_throttled_or_en
     bar.update(32, [("loss", 0.5)])  # 1 s / 32 = 31.25 ms
     clock.now = 1.01  # well inside the interval
     bar.update(64, [("loss", 0.3)])  # 1.01 s / 64 = 15.8 ms
+    # With no end to wait for, a log file gets each shown update, a line each.
     assert stream.getvalue() == (
-        "\n     32/Unknown - 1s 31ms/step - loss: 0.5000\n     64/Unknown - 1s 16ms/step - loss: 0.4000"
+        "     32/Unknown - 1s 31ms/step - loss: 0.5000\n     64/Unknown - 1s 16ms/step - loss: 0.4000\n"
     )
 
 
@@ -443,10 +502,10 @@ def test_bad_update_arguments_are_named():
 )
 def test_the_bar_is_always_width_cells_with_the_right_fill(target, fraction, width):
     current = int(round(fraction * target))
-    stream = io.StringIO()
+    stream = TerminalStream()
     bar = Progbar(target, width=width, stream=stream, clock=FakeClock())
     bar.update(current)
-    line = stream.getvalue().split("\n")[1]
+    line = lines_shown(stream.getvalue())[0]
     count, rest = line.split(" [", 1)
     cells = rest.split("]", 1)[0]
 

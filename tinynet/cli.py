@@ -9,19 +9,31 @@
     tinynet train --inspect --limit 3200   # also record inside each layer: inspect.csv and three PNGs
     tinynet data fetch mnist               # fill the dataset cache and say where it is
     tinynet bench --quick                  # the benchmark suite (see benchmarks/)
+
+A problem with what the command was given (a missing or unreadable ``--data``, a bad ``--resume`` file, an
+``--output`` that cannot be created) is reported in one line, ``tinynet train: error: ...``, with exit status 1;
+``--debug`` shows the traceback instead. Bad flags are argparse's: usage, one line, exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+
+import tinynet
+
+# The help's own words: the module docstring above is reStructuredText for the documentation, not for a terminal.
+_DESCRIPTION = "tinynet: train the Keras MNIST tutorial's CNN, fetch its datasets, run the benchmarks."
+_EXAMPLES = "examples:\n" + "\n".join(line for line in __doc__.splitlines() if line.startswith("    tinynet "))
 
 # The tutorial's settings: SGD lr 0.001 with decay 1e-6 and Nesterov (momentum 0), batch 32, epochs numbered 2..10.
 TUTORIAL = {"epochs": 10, "initial_epoch": 1, "batch_size": 32, "learning_rate": 0.001, "momentum": 0.0,
@@ -64,30 +76,55 @@ def _rate(text: str) -> float:
     return value
 
 
+class CommandError(Exception):
+    """Something the command was given cannot be used (a file, a folder); the message says which and why."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none (``None``, or ``False`` for a switch) or the help
+    already says it; keeps the examples' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinynet", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="tinynet", description=_DESCRIPTION, epilog=_EXAMPLES,
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tinynet {tinynet.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train the tutorial CNN and write its report and plots",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist")
-    train.add_argument("--data", type=Path, default=None,
+                                description="Train the Keras MNIST tutorial's CNN and write its report and plots.",
+                                formatter_class=_HelpFormatter)
+    train.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist", help="which dataset")
+    train.add_argument("--data", type=Path, default=None, metavar="PATH",
                        help="use dataset files you already have (a Keras .npz or a folder of IDX files)")
     train.add_argument("--epochs", type=_positive_int, default=TUTORIAL["epochs"],
                        help="the last epoch's number (Keras's 'epochs')")
     train.add_argument("--initial-epoch", type=_non_negative_int, default=TUTORIAL["initial_epoch"],
                        help="epochs already done; the tutorial starts at 1, so it runs epochs 2..10")
-    train.add_argument("--batch-size", type=_positive_int, default=TUTORIAL["batch_size"])
-    train.add_argument("--learning-rate", "--lr", type=_non_negative_float, default=TUTORIAL["learning_rate"])
-    train.add_argument("--momentum", type=_non_negative_float, default=TUTORIAL["momentum"])
-    train.add_argument("--decay", type=_non_negative_float, default=TUTORIAL["decay"])
-    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True)
-    train.add_argument("--dropout", type=_rate, default=TUTORIAL["dropout"])
+    train.add_argument("--batch-size", type=_positive_int, default=TUTORIAL["batch_size"],
+                       help="samples per gradient step")
+    train.add_argument("--learning-rate", "--lr", type=_non_negative_float, default=TUTORIAL["learning_rate"],
+                       help="SGD's learning rate")
+    train.add_argument("--momentum", type=_non_negative_float, default=TUTORIAL["momentum"], help="SGD's momentum")
+    train.add_argument("--decay", type=_non_negative_float, default=TUTORIAL["decay"],
+                       help="learning-rate decay: step t uses lr / (1 + decay * t)")
+    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True,
+                       help="Nesterov momentum (the tutorial sets it; with momentum 0 it changes nothing)")
+    train.add_argument("--dropout", type=_rate, default=TUTORIAL["dropout"], help="dropout rate after each block")
     train.add_argument("--seed", type=_non_negative_int, default=1, help="seed for weights, shuffles, dropout")
-    train.add_argument("--limit", type=_positive_int, default=None,
+    train.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                        help="train on the first N training images only (quick runs)")
-    train.add_argument("--output", type=Path, default=None, help="output folder (default: runs/<dataset>)")
-    train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
+    train.add_argument("--output", type=Path, default=None, metavar="FOLDER",
+                       help="output folder (default: runs/<dataset>)")
+    train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1,
+                       help="0 silent, 1 a progress bar (one line per epoch when not a terminal), 2 one line per "
+                            "epoch")
     train.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
                        help="save the whole model (weights, optimizer and random state, epochs done) to PATH after "
                             "every epoch, atomically: the previous checkpoint survives an interrupted save")
@@ -103,13 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
                             "with FLOPs and activation memory")
     train.add_argument("--inspect-every", type=_positive_int, default=10, metavar="STEPS",
                        help="with --inspect, record one training step in every STEPS")
+    train.add_argument("--debug", action="store_true",
+                       help="on a bad --data, --resume or --output, show the full traceback instead of one line")
 
     data = commands.add_parser("data", help="manage the dataset cache")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     fetch = data_commands.add_parser("fetch", help="download or copy a dataset into the cache")
     fetch.add_argument("name", nargs="?", choices=["mnist", "fashion_mnist"], default="mnist")
 
-    commands.add_parser("bench", help="run the benchmark suite (arguments go to python -m benchmarks)",
+    commands.add_parser("bench", help="run the benchmark suite (tinynet bench --help lists its options)",
                         add_help=False)
     return parser
 
@@ -117,14 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
-        from benchmarks import main as bench_main
+        from benchmarks.cli import main as bench_main
 
-        return bench_main(argv[1:])
+        return bench_main(argv[1:], prog="tinynet bench")
     args = build_parser().parse_args(argv)
     if args.command == "data":
         return _fetch(args.name)
-    if args.resume is not None and not args.resume.is_file():
-        build_parser().error(f"--resume: no model file at {args.resume}")
     if args.checkpoint is not None and args.checkpoint.is_dir():
         build_parser().error(f"--checkpoint: {args.checkpoint} is a folder; expected a file path")
     if args.checkpoint is not None and any(parent.exists() and not parent.is_dir()
@@ -132,7 +169,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error(f"--checkpoint: {args.checkpoint} lies inside something that is not a folder")
     if args.resume is None and args.initial_epoch >= args.epochs:
         build_parser().error(f"--initial-epoch ({args.initial_epoch}) must be smaller than --epochs ({args.epochs})")
-    return train(args)
+    try:
+        return train(args)
+    except CommandError as error:
+        print(f"tinynet train: error: {error}", file=sys.stderr)
+        return 1
+
+
+@contextlib.contextmanager
+def _problems_with(flag: str, path: Path | None, debug: bool) -> Iterator[None]:
+    """Turn a ``ValueError``/``OSError`` about ``flag``'s file into a one-line :class:`CommandError`.
+
+    These are the user's files, so a traceback would only bury the one sentence that matters (which file, what is
+    wrong with it); ``--debug`` lets the original exception through for a bug report.
+    """
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        if debug:
+            raise
+        raise CommandError(f"{flag}: {_one_line(error, path)}") from error
+
+
+def _one_line(error: BaseException, path: Path | None) -> str:
+    """The error's message on one line, naming ``path`` if it does not already."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        message = f"{error.filename}: {error.strerror}"  # "[Errno 13] Permission denied: 'x'" reads worse
+    message = message.removeprefix("load_model: ")
+    if path is not None and str(path) not in message:
+        message = f"{path}: {message}"
+    return message
 
 
 def _fetch(name: str) -> int:
@@ -166,31 +233,42 @@ def train(args: argparse.Namespace) -> int:
     from tinynet.utils import set_random_seed, to_categorical
 
     output = args.output or Path("runs") / args.dataset
-    output.mkdir(parents=True, exist_ok=True)
     class_names = report.FASHION_MNIST_CLASSES if args.dataset == "fashion_mnist" else None
 
+    # Everything that can be wrong with the user's files is found before anything is written: the resume file
+    # first (it is small; the dataset may take a while), then the data, then the output folder.
+    model = None if args.resume is None else _resumed_model(args)
     try:
-        (x_train, y_train), (x_test, y_test) = _load(args.dataset, args.data)
+        # Without --data the files come from tinynet's checked cache, so a problem there is the dataset's.
+        with _problems_with("--data" if args.data is not None else f"--dataset {args.dataset}", args.data,
+                            args.debug):
+            (x_train, y_train), (x_test, y_test) = _load(args.dataset, args.data)
     except DatasetUnavailableError as error:
-        print(f"tinynet train: {error}", file=sys.stderr)
+        print(f"tinynet train: error: {error}", file=sys.stderr)  # several lines on purpose: each source and why
         return 1
     if args.limit is not None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    if model is not None:
+        _check_resumed_model_fits(model, args.resume, x_train.shape[1:] + (1,), classes)
+    with _problems_with("--output", output, args.debug):
+        output.mkdir(parents=True, exist_ok=True)
+        if not os.access(output, os.W_OK | os.X_OK):
+            raise PermissionError(f"{output}: the folder is not writable")
+
     print(f"Training samples: {len(x_train)}, test samples: {len(x_test)}")
     print(f"Training images {x_train.shape}, labels {y_train.shape}; test images {x_test.shape}")
     plotting.plot_samples(x_train, y_train, output / "samples.png", class_names=class_names)
 
     # Preprocessing as in the tutorial: one-hot labels, a channel axis, pixels scaled to [0, 1] (in float32).
-    classes = int(max(y_train.max(), y_test.max())) + 1
     y_train_onehot = to_categorical(y_train, num_classes=classes)
     y_test_onehot = to_categorical(y_test, num_classes=classes)
     x_train = x_train[..., np.newaxis].astype(np.float32) / np.float32(255)
     x_test = x_test[..., np.newaxis].astype(np.float32) / np.float32(255)
 
-    if args.resume is not None:
-        model = _resumed_model(args, x_train.shape[1:], classes)
-        if model is None:
-            return 1
+    if model is not None:
+        print(f"Resuming from {args.resume}: {model.epochs_done} epochs done, continuing at epoch "
+              f"{model.epochs_done + 1}/{args.epochs}")
         initial_epoch = model.epochs_done
     else:
         set_random_seed(args.seed)
@@ -242,8 +320,11 @@ def train(args: argparse.Namespace) -> int:
     plotting.plot_confusion_matrix(confusion, output / "confusion_matrix.png")
     plotting.plot_images_with_predictions(x_test[..., 0], y_test, predicted, output / "predictions.png",
                                           class_names=class_names)
-    print(f"Wrote history.csv, weights.npz, samples.png, loss.png, accuracy.png, confusion_matrix.png and "
-          f"predictions.png to {output}")
+    # The first ten test images are usually all right; this one shows what the network gets wrong.
+    plotting.plot_images_with_predictions(x_test[..., 0], y_test, predicted, output / "misclassified.png",
+                                          class_names=class_names, only_errors=True)
+    print(f"Wrote history.csv, weights.npz, samples.png, loss.png, accuracy.png, confusion_matrix.png, "
+          f"predictions.png and misclassified.png to {output}")
     if recorder is not None:
         from tinynet.inspect import save_inspection
 
@@ -253,35 +334,42 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resumed_model(args: argparse.Namespace, image_shape: tuple[int, ...], classes: int):
-    """The model saved at ``--resume``, checked against the data; ``None`` (after saying why) when unusable."""
+def _resumed_model(args: argparse.Namespace):
+    """The model saved at ``--resume``, checked on its own (before any data is read).
+
+    Raises:
+        CommandError: the file is missing or not a model file, or holds a model that cannot continue to --epochs.
+    """
     from tinynet.models import load_model
 
-    try:
+    with _problems_with("--resume", args.resume, args.debug):
         model = load_model(args.resume)
-    except ValueError as error:
-        print(f"tinynet train: --resume: {error}", file=sys.stderr)
-        return None
     problem = None
     if model.optimizer is None or model.loss is None:
         problem = "the saved model was never compiled, so there is no training to continue"
-    elif not model.built or model.input_shape[1:] != tuple(image_shape):
-        problem = f"the saved model takes inputs of shape {model.input_shape if model.built else None}, the " \
-                  f"data has images of shape {tuple(image_shape)}"
-    elif model.output_shape[1:] != (classes,):
-        problem = f"the saved model has {model.output_shape[1:]} outputs, the data has {classes} classes"
+    elif not model.built:
+        problem = "the saved model was never built, so it has no weights to continue from"
     elif model.epochs_done >= args.epochs:
         problem = f"the saved model has already done {model.epochs_done} epochs; raise --epochs above that"
     if problem:
-        print(f"tinynet train: --resume {args.resume}: {problem}", file=sys.stderr)
-        return None
-    print(f"Resuming from {args.resume}: {model.epochs_done} epochs done, continuing at epoch "
-          f"{model.epochs_done + 1}/{args.epochs}")
+        raise CommandError(f"--resume {args.resume}: {problem}")
     return model
 
 
+def _check_resumed_model_fits(model, path: Path, image_shape: tuple[int, ...], classes: int) -> None:
+    """Raise :class:`CommandError` unless the resumed model takes the data's images and has one output per class."""
+    if model.input_shape[1:] != tuple(image_shape):
+        raise CommandError(f"--resume {path}: the saved model takes inputs of shape {model.input_shape}, the data "
+                           f"has images of shape {tuple(image_shape)}")
+    if model.output_shape[1:] != (classes,):
+        raise CommandError(f"--resume {path}: the saved model has {model.output_shape[1:]} outputs, the data has "
+                           f"{classes} classes")
+
+
 def _write_history_csv(history, path: Path) -> None:
-    """One row per epoch (numbered from 1 as Keras prints them) with every logged figure."""
+    """One row per epoch with every logged figure; ``epoch`` is numbered from 1, as ``fit`` prints it (``Epoch
+    2/10`` is row 2) and as the plots' axes show it. ``CSVLogger`` keeps Keras's 0-based ``epoch`` instead; the
+    README explains both."""
     from tinynet.fileio import atomic_write
 
     keys = list(history.history)

@@ -36,10 +36,12 @@ Where it goes
 -------------
 On a terminal (``stream.isatty()``) or inside Jupyter (``'ipykernel' in sys.modules``) the display is
 *dynamic*: each update moves back over the previous line (``\\b`` times its length, then ``\\r``) and rewrites
-it, padding with spaces when the new line is shorter. Anywhere else (a file, a pipe, a CI log) each shown
-update starts a new line. In both modes at most one update is shown every ``interval`` seconds; the last one
-(``current >= target``) always shows and ends the line with a newline. ``verbose=2`` prints nothing while
-running and one line at the end, `` - {elapsed}s - loss: ... - acc: ...``; ``verbose=0`` prints nothing.
+it, padding with spaces when the new line is shorter; at most one update is shown every ``interval`` seconds,
+and the last one (``current >= target``) always shows and ends the line with a newline. Anywhere else (a file,
+a pipe, a CI log) nothing can be rewritten, so only the finished line is written, once per pass, exactly as it
+reads on a terminal at the end, with no empty line or trailing spaces around it (without a target, where there
+is no end, each shown update gets a line of its own). ``verbose=2`` prints nothing while running and one line at
+the end, `` - {elapsed}s - loss: ... - acc: ...``; ``verbose=0`` prints nothing.
 
 Who prints what (Keras 2.2.4's ``fit``, which ``tinynet.models`` follows)
 -------------------------------------------------------------------------
@@ -58,8 +60,8 @@ Who prints what (Keras 2.2.4's ``fit``, which ``tinynet.models`` follows)
   because they are new names.
 * This module only formats and writes: it computes no metric and prints no header on its own.
 
-Deliberate deviations from Keras 2.2.4 (none changes the text of a normal run)
------------------------------------------------------------------------------
+Deliberate deviations from Keras 2.2.4 (none changes what a terminal shows)
+---------------------------------------------------------------------------
 * ``stream`` (default: ``sys.stdout`` as it is at construction) and ``clock`` (default ``time.time``) are
   injectable; Keras always wrote to ``sys.stdout`` and read ``time.time()``. The terminal check asks
   ``stream``, not ``sys.stdout``.
@@ -68,6 +70,11 @@ Deliberate deviations from Keras 2.2.4 (none changes the text of a normal run)
   under the interval; here "never shown" is explicit, so a fake clock starting at 0 behaves the same.
 * Each update is one ``write`` call instead of three or four; the characters are the same.
 * Bad arguments raise ``ValueError``/``TypeError`` (Keras failed later, e.g. ``log10(0)`` for ``target=0``).
+* What a log file holds: Keras 2.2.4 (and every later Keras) writes each shown update of a non-dynamic display
+  on a new line (``"\\n" + line``, padded like a terminal line), at most one per ``interval``: 3,814 lines
+  (336 KB) for one tutorial run in a CI log, nearly all of them ETAs nobody reads afterwards. tinynet writes
+  only each pass's finished line there, the line a terminal is left showing; ``force=True`` still writes a
+  running line on demand.
 """
 
 from __future__ import annotations
@@ -289,6 +296,10 @@ class Progbar:
         now = float(self._clock())
         finished = self.target is not None and current >= self.target
         if self.verbose == 1:
+            if not self._dynamic_display and self.target is not None and not finished and not force:
+                # A log file cannot rewrite a line, so a running line would stay in it for good: wait for the
+                # finished one (the values above still count toward its averages).
+                return
             too_soon = self._last_shown is not None and now - self._last_shown < self.interval
             if too_soon and not force and self.target is not None and not finished:
                 # Keras returns before remembering the time: the interval runs from the last *shown* update,
@@ -307,8 +318,9 @@ class Progbar:
     def _write_bar_line(self, current: int, now: float, finished: bool) -> None:
         previous_width = self._previous_line_width
         # Dynamic: backspaces over the old line, then a carriage return (Keras sends both; \b also helps
-        # consoles that ignore \r). Otherwise a fresh line, which leaves one empty line under the header.
-        prefix = "\b" * previous_width + "\r" if self._dynamic_display else "\n"
+        # consoles that ignore \r). Otherwise the line stands on its own: a running line (forced, or without a
+        # target) ends with a newline so the next one starts fresh; no empty line is left under the header.
+        prefix = "\b" * previous_width + "\r" if self._dynamic_display else ""
 
         bar = self._count_and_bar(current)
         elapsed = now - self._start
@@ -322,9 +334,10 @@ class Progbar:
 
         line_width = len(bar) + len(info)
         self._previous_line_width = line_width
-        # Spaces cover the tail of a longer previous line; Keras pads in both display modes.
-        padding = " " * max(0, previous_width - line_width)
-        ending = "\n" if finished else ""
+        # Spaces cover the tail of a longer previous line on a terminal (Keras also pads in a log file, where the
+        # spaces only trail the line).
+        padding = " " * max(0, previous_width - line_width) if self._dynamic_display else ""
+        ending = "\n" if finished or not self._dynamic_display else ""
         self._write(prefix + bar + info + padding + ending)
 
     def _count_and_bar(self, current: int) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 
 from tinynet.datasets.cache import ChecksumMismatchError, FileSpec, cache_dir, read_verified
 from tinynet.datasets.idx import parse_idx_images, parse_idx_labels, read_idx_bytes
+from tinynet.datasets.leftovers import remove_stale_temporaries
 from tinynet.datasets.npz import parse_keras_npz
 from tinynet.datasets.sources import Source, SourceUnavailable
 
@@ -126,6 +127,7 @@ def fetch_dataset(spec: DatasetSpec, sources: Sequence[Source]) -> Path:
         DatasetUnavailableError: the cache is incomplete and every source failed.
     """
     folder = cache_dir(spec.name)
+    remove_stale_temporaries(folder)
     cache_notes: list[str] = []
     if _read_complete_layout(spec, folder, cache_notes) is None:
         _fill_from_sources(spec, sources, folder, cache_notes)
@@ -167,6 +169,9 @@ def load_dataset(spec: DatasetSpec, sources: Sequence[Source], path: str | Path 
             return load_from_path(path)
         logger.debug("%s: path %r does not exist; taken as a Keras cache file name", spec.name, str(path))
     folder = cache_dir(spec.name)
+    # Every use of the cache sweeps it (one listing): a file a killed fetch left would otherwise stay forever once
+    # a later fetch completed the cache, since nothing fetches into a complete cache again.
+    remove_stale_temporaries(folder)
     cache_notes: list[str] = []
     found = _read_complete_layout(spec, folder, cache_notes)
     if found is None:
@@ -217,9 +222,10 @@ def load_from_path(path: str | Path) -> Splits:
     if (path / "mnist.npz").is_file():
         return parse_keras_npz((path / "mnist.npz").read_bytes(), str(path / "mnist.npz"))
     missing = [name for role, name in IDX_FILE_NAMES.items() if found[role] is None]
+    what = "none of the four IDX files" if len(missing) == len(IDX_FILE_NAMES) else "no " + ", ".join(missing)
     raise FileNotFoundError(
-        f"folder {str(path)!r} has no {', '.join(missing)} (raw or .gz) and no mnist.npz; "
-        f"expected the four IDX files {', '.join(IDX_FILE_NAMES.values())} or a Keras mnist.npz"
+        f"folder {str(path)!r} has {what} and no mnist.npz; expected the four IDX files "
+        f"{', '.join(IDX_FILE_NAMES.values())} (raw or .gz) or a Keras mnist.npz"
     )
 
 

