@@ -84,10 +84,10 @@ def test_hooks_fire_in_keras_order_with_keras_logs():
     batch_ends = [call for call in recorder.calls if call[0] == "batch_end"]
     assert [call[1] for call in batch_ends] == [0, 1, 2, 0, 1, 2]
     assert [call[2]["size"] for call in batch_ends[:3]] == [4, 4, 2]
-    assert set(batch_ends[0][2]) == {"batch", "size", "loss", "acc", "accuracy"}
+    assert set(batch_ends[0][2]) == {"batch", "size", "loss", "acc"}
     assert set(recorder.calls[1 + 1][2]) == {"batch", "size"}  # on_batch_begin
     epoch_logs = [call[2] for call in recorder.calls if call[0] == "epoch_end"]
-    assert set(epoch_logs[0]) == {"loss", "acc", "accuracy", "val_loss", "val_acc", "val_accuracy"}
+    assert set(epoch_logs[0]) == {"loss", "acc", "val_loss", "val_acc"}
     # The epoch's loss is the sample-weighted mean of its batches' losses.
     losses = [call[2]["loss"] for call in batch_ends[:3]]
     assert epoch_logs[0]["loss"] == pytest.approx((4 * losses[0] + 4 * losses[1] + 2 * losses[2]) / 10)
@@ -344,9 +344,9 @@ def test_csv_logger_writes_one_row_per_epoch_with_sorted_columns(tmp_path):
     model = _model()
     history = model.fit(x, y, epochs=3, verbose=0, validation_data=(x, y), callbacks=[CSVLogger(path)])
     rows = _rows(path)
-    assert rows[0] == ["epoch", "acc", "accuracy", "loss", "val_acc", "val_accuracy", "val_loss"]
+    assert rows[0] == ["epoch", "acc", "loss", "val_acc", "val_loss"]
     assert [row[0] for row in rows[1:]] == ["0", "1", "2"]  # Keras writes 0-based epochs
-    assert [float(row[3]) for row in rows[1:]] == history.history["loss"]  # repr: exact
+    assert [float(row[2]) for row in rows[1:]] == history.history["loss"]  # repr: exact
     assert sorted(item.name for item in tmp_path.iterdir()) == ["log.csv"]
 
 
@@ -384,7 +384,7 @@ def test_csv_logger_append_continues_and_replaces_rows_a_resumed_run_redoes(tmp_
     model.fit(x, y, epochs=5, initial_epoch=2, verbose=0, callbacks=[CSVLogger(path, separator=";", append=True)])
     rows = [line.split(";") for line in path.read_text().splitlines()]
     assert [row[0] for row in rows[1:]] == ["0", "1", "2", "3", "4"]
-    assert rows[0] == ["epoch", "acc", "accuracy", "loss"]
+    assert rows[0] == ["epoch", "acc", "loss"]
     # Without append the file starts over.
     model.fit(x, y, epochs=1, verbose=0, callbacks=[CSVLogger(path)])
     assert [row[0] for row in _rows(path)] == ["epoch", "0"]

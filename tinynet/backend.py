@@ -1,7 +1,7 @@
 """Process-wide settings: the default float type, random seeds and layer names.
 
 Keras 2 kept these in ``keras.backend``; tinynet keeps the same names so code written for Keras reads the same:
-``floatx()``, ``set_floatx()``, ``epsilon()``, ``clear_session()``.
+``floatx()``, ``set_floatx()``, ``epsilon()``, ``image_data_format()``, ``clear_session()``.
 
 Randomness
 ----------
@@ -62,6 +62,15 @@ def float_dtype(value: str | np.dtype | type | None = None) -> np.dtype:
 def epsilon() -> float:
     """The fuzz factor Keras uses to clip probabilities in the cross-entropy (``1e-7``)."""
     return _epsilon
+
+
+def image_data_format() -> str:
+    """Always ``'channels_last'``: images are ``(samples, rows, cols, channels)``, as Keras's TensorFlow default.
+
+    Keras scripts branch on it to reshape their input; tinynet has no channels-first layout, so the branch they
+    take is the channels-last one.
+    """
+    return "channels_last"
 
 
 def set_random_seed(seed: int) -> None:

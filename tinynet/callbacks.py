@@ -5,7 +5,7 @@ Order of calls during ``fit``::
     on_train_begin
       on_epoch_begin(epoch)
         on_batch_begin(batch, logs={'batch', 'size'})
-        on_batch_end(batch, logs={'batch', 'size', 'loss', 'acc', 'accuracy'})   # figures of that batch
+        on_batch_end(batch, logs={'batch', 'size', 'loss', 'acc', ...})          # figures of that batch
       on_epoch_end(epoch, logs={'loss', 'acc', ..., 'val_loss', 'val_acc', ...}) # epoch means, then validation
     on_train_end
 
@@ -102,9 +102,9 @@ class History(Callback):
 class ProgbarLogger(Callback):
     """Prints ``Epoch e/E`` and Keras's progress bar (verbose=1) or one line per epoch (verbose=2).
 
-    The bar shows the running sample-weighted means of ``loss`` and ``acc`` since the epoch began, and the
-    validation figures on the final line, as Keras 2.2 printed them. ``acc`` stands for accuracy on the bar (the
-    Keras 2.2 name); ``accuracy`` is logged too but not printed twice.
+    The bar shows the running sample-weighted means of ``loss`` and the metrics since the epoch began, and the
+    validation figures on the final line, as Keras 2.2 printed them. Training on a generator or a Sequence (no
+    ``samples`` in the params), the bar counts steps instead of samples, as Keras's ``count_mode='steps'``.
     """
 
     def __init__(self, verbose: int = 1, stream: TextIO | None = None) -> None:
@@ -122,13 +122,17 @@ class ProgbarLogger(Callback):
         stream.write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
         stream.flush()
         self.seen = 0
-        self.progbar = Progbar(target=self.params["samples"], verbose=self.verbose, stream=stream)
+        self._target = self.params["steps"] if self._counts_steps() else self.params["samples"]
+        self.progbar = Progbar(target=self._target, verbose=self.verbose, stream=stream)
+
+    def _counts_steps(self) -> bool:
+        return self.params.get("samples") is None
 
     def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
         logs = logs or {}
-        self.seen += logs.get("size", 0)
+        self.seen += 1 if self._counts_steps() else logs.get("size", 0)
         self._last_batch = self._shown(logs)
-        if self.seen < self.params["samples"]:
+        if self.seen < self._target:
             self.progbar.update(self.seen, self._last_batch)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:

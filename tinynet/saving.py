@@ -438,12 +438,9 @@ def _model_document(model: Any, store) -> dict[str, Any]:
 
 
 def _metric_names(model: Any) -> list[str]:
-    accuracy = getattr(model, "_accuracy", None)
-    if accuracy is None:
-        return []
-    # compile(metrics=['accuracy']) resolves to the loss's own accuracy; anything else was named explicitly.
-    default = getattr(model.loss, "accuracy_metric", None)
-    return ["accuracy"] if accuracy.__name__ == default else [accuracy.__name__]
+    # The metrics as compile was given them; a function is saved by name and found again in custom_objects.
+    return [metric if isinstance(metric, str) else key
+            for metric, (key, _) in zip(getattr(model, "_metric_requests", []), model._metrics, strict=True)]
 
 
 def _compile_document(model: Any, store) -> dict[str, Any] | None:
@@ -633,7 +630,8 @@ def _model_from_document(document: dict, arrays: _StoredArrays, custom_objects: 
     if compile_document is not None:
         loss = _rebuild_loss(compile_document["loss"], custom_objects)
         optimizer = _rebuild_optimizer(compile_document["optimizer"], arrays, custom_objects, model)
-        model.compile(optimizer=optimizer, loss=loss, metrics=list(compile_document["metrics"]))
+        model.compile(optimizer=optimizer, loss=loss,
+                      metrics=[custom_objects.get(name, name) for name in compile_document["metrics"]])
 
     model.epochs_done = _epoch_number(document.get("epochs_done", 0), "epochs_done")
     _restore_history(model, document.get("history") or {"epoch": [], "history": {}})

@@ -1,4 +1,4 @@
-"""Utilities with Keras 2 names: ``to_categorical`` and ``set_random_seed``."""
+"""Utilities with Keras 2 names: ``to_categorical``, ``Sequence`` and ``set_random_seed``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,30 @@ import numpy as np
 
 from tinynet.backend import set_random_seed
 
-__all__ = ["set_random_seed", "to_categorical"]
+__all__ = ["Sequence", "set_random_seed", "to_categorical"]
+
+
+class Sequence:
+    """A dataset served one batch at a time, as ``keras.utils.Sequence``: subclass it and write ``__len__`` (the
+    number of batches in an epoch) and ``__getitem__(index)`` returning the batch ``(x, y)`` or
+    ``(x, y, sample_weight)``; ``on_epoch_end`` runs after every epoch (to reshuffle, say).
+
+    ``fit``, ``evaluate`` and ``predict`` take one in place of arrays. Unlike a generator, a Sequence can be
+    indexed, so ``fit(shuffle=True)`` visits its batches in a new order every epoch (the model's shuffle stream).
+    """
+
+    def __getitem__(self, index: int):
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def on_epoch_end(self) -> None:
+        """Called at the end of every epoch; does nothing unless overridden."""
+
+    def __iter__(self):
+        for index in range(len(self)):
+            yield self[index]
 
 
 def to_categorical(y, num_classes: int | None = None, dtype: str = "float32") -> np.ndarray:

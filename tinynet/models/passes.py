@@ -27,8 +27,8 @@ def stages(model: Any) -> list[fusion.Stage]:
 
 
 def uses_fused_softmax(model: Any) -> bool:
-    """Whether the backward pass starts from ``(p - y) / N`` at the softmax's input (a softmax output layer and a
-    cross-entropy loss), skipping the softmax's own Jacobian."""
+    """Whether the backward pass starts from ``(p - y) / N`` (times the sample weights) at the softmax's input (a
+    softmax output layer and a cross-entropy loss), skipping the softmax's own Jacobian."""
     last_activation = getattr(model.layers[-1], "activation", None)
     return (model.loss is not None and model.loss.fuses_with_softmax
             and getattr(last_activation, "name", None) == "softmax"
@@ -57,8 +57,9 @@ def forward_in_scope(model: Any, x: np.ndarray, training: bool) -> np.ndarray:
     return outputs
 
 
-def backward(model: Any, targets: np.ndarray, outputs: np.ndarray) -> None:
-    """From the loss's gradient back through every stage that leads to a parameter; fills ``layer.grads``."""
+def backward(model: Any, targets: np.ndarray, outputs: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
+    """From the gradient of the (weighted) loss back through every stage that leads to a parameter; fills
+    ``layer.grads``."""
     planned = stages(model)
     # Stages before the first one with parameters need no backward pass at all, and the first stage with
     # parameters has no one to hand dx to (Caffe's propagate_down).
@@ -69,9 +70,9 @@ def backward(model: Any, targets: np.ndarray, outputs: np.ndarray) -> None:
         stage.needs_input_gradient = index > stop
     last = len(planned) - 1
     if uses_fused_softmax(model):  # then the last stage is the softmax layer itself (no pattern ends in one)
-        gradient = planned[last].backward_preactivation(model.loss.softmax_gradient(targets, outputs))
+        gradient = planned[last].backward_preactivation(model.loss.softmax_gradient(targets, outputs, sample_weight))
     else:
-        gradient = planned[last].backward(model.loss.gradient(targets, outputs))
+        gradient = planned[last].backward(model.loss.gradient(targets, outputs, sample_weight))
     for index in range(last - 1, stop - 1, -1):
         gradient = planned[index].backward(gradient)
     for stage in planned[:stop]:

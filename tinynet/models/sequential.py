@@ -4,8 +4,8 @@ One training step reads straight down the stack and back (:meth:`Sequential.trai
 
     y = x
     for layer in layers:            y = layer.forward(y, training=True)     # each caches what it needs
-    loss = loss_fn(targets, y)
-    dy = loss_fn.gradient(targets, y)           # or the fused softmax gradient (p - y) / N into the last layer
+    loss = loss_fn(targets, y, w)               # w: per-sample weights, or None for the plain mean
+    dy = loss_fn.gradient(targets, y, w)        # or the fused softmax gradient (p - y) / N into the last layer
     for layer in reversed(layers):  dy = layer.backward(dy)                  # each fills layer.grads
     optimizer.apply_gradients(layers)           # reads layer.grads, updates layer.params
 
@@ -27,17 +27,14 @@ from tinynet import backend, losses, optimizers, parallel
 from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, History
 from tinynet.layers.base import Layer
-from tinynet.models import passes
-from tinynet.models.checks import check_batch_size, check_model_weights, check_verbose, check_x, check_xy
-from tinynet.models.evaluation import evaluate_arrays, predict_arrays
+from tinynet.models import evaluation, passes
+from tinynet.models.checks import check_model_weights, check_x, check_xy
+from tinynet.models.keras2_aliases import Keras2Aliases
 from tinynet.models.numerics import NumericalFaultError, arrays_are_finite, locate_fault
-from tinynet.progbar import Progbar
-
-# The names ``metrics=['accuracy']`` is logged under: Keras 2.2's ``acc`` (the tutorial reads it) and 2.3's.
-_ACCURACY_KEYS = ("acc", "accuracy")
+from tinynet.models.sample_weights import sample_weights
 
 
-class Sequential:
+class Sequential(Keras2Aliases):
     """A linear stack of layers: ``Sequential([Conv2D(...), ...])`` or ``model.add(layer)`` one by one.
 
     Each layer is built as soon as its input shape is known: at ``add`` when the first layer names
@@ -51,8 +48,10 @@ class Sequential:
         self.layers: list[Layer] = []
         self.optimizer: Any = None
         self.loss: losses.Loss | None = None
+        #: The keys of what ``evaluate`` returns and ``fit`` logs: ``loss``, then one per metric asked for.
         self.metrics_names: list[str] = ["loss"]
-        self._accuracy: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+        self._metrics: list[tuple[str, Callable[[np.ndarray, np.ndarray], Any]]] = []
+        self._metric_requests: list[Any] = []  # as compile was given them, for saving
         self.stop_training = False
         self.history: History | None = None
         self._shuffle_generator = backend.new_generator()
@@ -128,37 +127,25 @@ class Sequential:
                                "input_shape=, call build(), or fit/predict on data)")
 
     # ------------------------------------------------------------------------------------------- compile
-    def compile(self, optimizer: Any = "sgd", loss: Any = None, metrics: list[str] | None = None) -> None:
-        """Choose the optimizer, the loss and the metrics (only accuracy is supported, under ``'accuracy'``
-        or ``'acc'``, and is resolved to the accuracy matching the loss, as Keras does)."""
+    def compile(self, optimizer: Any = "sgd", loss: Any = None, metrics: list | None = None) -> None:
+        """Choose the optimizer, the loss and the metrics: names (``'accuracy'``/``'acc'``, resolved to the
+        accuracy matching the loss and logged as ``acc``; ``'mae'``, ``'top_k_categorical_accuracy'``...) or
+        functions ``metric(y_true, y_pred)``; see :func:`tinynet.metrics.resolve` for the names they log under."""
         if loss is None:
             raise ValueError(f"{self.name}.compile: a loss is required, e.g. loss='categorical_crossentropy'")
         if not (isinstance(loss, str | losses.Loss) or callable(loss)):
             raise TypeError(f"{self.name}.compile: loss must be a loss name such as 'categorical_crossentropy' or a "
                             f"tinynet.losses.Loss, got {type(loss).__name__}")
-        if metrics is not None and (not isinstance(metrics, list | tuple)
-                                    or not all(isinstance(metric, str) for metric in metrics)):
-            raise TypeError(f"{self.name}.compile: metrics must be a list of names such as ['accuracy'], "
-                            f"got {metrics!r}")
         optimizer = optimizers.get(optimizer)
+        loss = losses.get(loss)
+        resolved = metrics_module.resolve(metrics, loss, f"{self.name}.compile")
         if self.built and hasattr(optimizer, "check_learning_rate"):
             # A rate that is infinite in the weights' float type (1e39 in float32) is a bad argument, not a fault
             # to discover at the first step; a model built later is checked at its first update.
             optimizer.check_learning_rate(self.layers)
-        self.optimizer = optimizer
-        self.loss = losses.get(loss)
-        self._accuracy = None
-        self.metrics_names = ["loss"]
-        for metric in metrics or []:
-            if metric in ("accuracy", "acc"):
-                self._accuracy = metrics_module.get(self.loss.accuracy_metric)
-            elif metric.endswith("accuracy"):
-                self._accuracy = metrics_module.get(metric)
-            else:
-                raise ValueError(f"{self.name}.compile: unsupported metric {metric!r}; tinynet computes "
-                                 "'accuracy' (also 'acc', 'categorical_accuracy', 'sparse_categorical_accuracy')")
-        if self._accuracy is not None:
-            self.metrics_names = ["loss", *_ACCURACY_KEYS]
+        self.optimizer, self.loss = optimizer, loss
+        self._metrics, self._metric_requests = resolved, list(metrics or [])
+        self.metrics_names = ["loss", *(key for key, _ in resolved)]
 
     def _require_compiled(self, entry_point: str) -> None:
         if self.loss is None or self.optimizer is None:
@@ -166,24 +153,27 @@ class Sequential:
                                "evaluating it (model.compile(optimizer, loss, metrics))")
 
     # ------------------------------------------------------------------------------------- the public step
-    def compute_gradients(self, x: np.ndarray, y: np.ndarray, training: bool = True) -> dict[str, float]:
+    def compute_gradients(self, x: np.ndarray, y: np.ndarray, training: bool = True,
+                          sample_weight: np.ndarray | None = None) -> dict[str, float]:
         """Forward pass, loss and backward pass on one batch: fills every ``layer.grads`` and returns the batch's
-        figures (``loss``, and the accuracy when compiled with it) from this forward pass.
+        figures (``loss``, and each metric compiled) from this forward pass.
 
         Nothing is updated; :meth:`train_step` applies the gradients. ``x`` and ``y`` are one batch already shaped
         for the model (as :meth:`train_on_batch` checks them); they are cast to the model's float type.
         ``training=False`` backpropagates through the inference-mode forward pass (dropout off, moving
-        statistics), for tools that study a trained model; training always uses ``True``.
+        statistics), for tools that study a trained model; training always uses ``True``. ``sample_weight``
+        (one weight per sample, or None) weighs the loss and its gradient as Keras 2.2.4 does
+        (:mod:`tinynet.losses.base`); the metrics stay unweighted.
         """
         self._require_compiled("compute_gradients")
         x, y = self._as_model_batch(x, y)
         with parallel.engine_scope():  # the whole pass, so no BLAS call in it leaves OpenBLAS threads spinning
             outputs = passes.forward_in_scope(self, x, training=training)
-            figures = self._batch_figures(y, outputs)  # before backward, which may reuse the outputs' memory
-            passes.backward(self, y, outputs)
+            figures = self._batch_figures(y, outputs, sample_weight)  # before backward, which may reuse outputs
+            passes.backward(self, y, outputs, sample_weight)
         return figures
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    def train_step(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> dict[str, float]:
         """:meth:`compute_gradients`, the fault checks, then ``optimizer.apply_gradients``: one update.
 
         Raises :class:`NumericalFaultError` when the loss or a gradient is NaN/Inf (nothing is updated) or when the
@@ -191,7 +181,8 @@ class Sequential:
         """
         x, y = self._as_model_batch(x, y)
         with parallel.engine_scope():
-            figures = self.compute_gradients(x, y)
+            figures = self.compute_gradients(x, y) if sample_weight is None else \
+                self.compute_gradients(x, y, sample_weight=sample_weight)
             if not math.isfinite(figures["loss"]):
                 raise self._fault("loss", figures, x)
             if not arrays_are_finite(layer.grads for layer in self.layers):
@@ -221,10 +212,11 @@ class Sequential:
     def _as_model_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._gather(x, slice(None)), self._gather_targets(y, slice(None))
 
-    def _batch_figures(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-        figures = {"loss": self.loss(targets, outputs)}
-        if self._accuracy is not None:
-            figures.update(dict.fromkeys(_ACCURACY_KEYS, float(np.mean(self._accuracy(targets, outputs)))))
+    def _batch_figures(self, targets: np.ndarray, outputs: np.ndarray,
+                       sample_weight: np.ndarray | None = None) -> dict[str, float]:
+        figures = {"loss": self.loss(targets, outputs, sample_weight)}
+        for key, metric in self._metrics:
+            figures[key] = metrics_module.batch_value(metric, targets, outputs)
         return figures
 
     def _gather(self, x: np.ndarray, indices: np.ndarray | slice) -> np.ndarray:
@@ -241,51 +233,54 @@ class Sequential:
         return batch if batch.dtype == dtype else batch.astype(dtype)
 
     # --------------------------------------------------------------------------- fit, evaluate, predict
-    def fit(self, x: np.ndarray | None = None, y: np.ndarray | None = None, batch_size: int | None = None,
-            epochs: int = 1, verbose: int = 1, callbacks: list[Callback] | None = None, validation_split: float = 0.0,
-            validation_data: tuple | None = None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1, verbose: int = 1,
+            callbacks: list[Callback] | None = None, validation_split: float = 0.0, validation_data: Any = None,
+            shuffle: bool = True, class_weight: dict | None = None, sample_weight: Any = None,
+            initial_epoch: int = 0, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None) -> History:
         """Train for ``epochs - initial_epoch`` epochs (Keras numbering: ``initial_epoch=1, epochs=10`` runs
-        epochs printed 2/10 ... 10/10). Returns the :class:`History` (also kept as ``model.history``). The loop
-        is :func:`tinynet.models.training.fit_arrays`."""
-        from tinynet.models.training import fit_arrays
+        epochs printed 2/10 ... 10/10). Returns the :class:`History` (also kept as ``model.history``).
+
+        ``x`` and ``y`` are arrays, or ``x`` is a :class:`tinynet.utils.Sequence` or a generator yielding
+        ``(x, y)`` or ``(x, y, sample_weight)`` batches (``steps_per_epoch`` of them per epoch; a Sequence's
+        length by default). ``sample_weight`` (one per sample) or ``class_weight`` (``{class: weight}``) weigh
+        the loss (:mod:`tinynet.models.sample_weights`). ``validation_data`` is ``(x, y)``, ``(x, y, weights)``,
+        a Sequence or a generator (``validation_steps``). The loop is :func:`tinynet.models.training.fit`."""
+        from tinynet.models.training import fit
 
         self._require_compiled("fit")
-        return fit_arrays(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-                          shuffle, initial_epoch)
+        return fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
+                   class_weight, sample_weight, initial_epoch, steps_per_epoch, validation_steps)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int | None = None,
-                 verbose: int = 1) -> float | list[float]:
-        """Loss (and accuracy, when compiled with it) over ``x``, dropout off; partial batches weigh by size."""
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: int = 1,
+                 sample_weight: Any = None, steps: int | None = None) -> float | list[float]:
+        """The loss (weighted by ``sample_weight`` if given) and the metrics over ``x``, dropout off: the loss
+        alone without metrics, else a list in the order of :attr:`metrics_names`. ``x`` may be a Sequence or a
+        generator (``steps`` batches). Partial batches weigh by their size."""
         self._require_compiled("evaluate")
-        batch_size = check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.evaluate")
-        verbose = check_verbose(verbose, f"{self.name}.evaluate")
-        x, y = check_xy(self, x, y, "evaluate")
-        progbar = Progbar(target=len(x)) if verbose == 1 else None  # Keras: a bar only at verbose=1
-        return self._as_keras_result(evaluate_arrays(self, x, y, batch_size, progbar))
+        return self._as_keras_result(evaluation.evaluate(self, x, y, batch_size, verbose, sample_weight, steps))
 
     def _as_keras_result(self, figures: dict[str, float]) -> float | list[float]:
-        return figures["loss"] if self._accuracy is None else [figures["loss"], figures["acc"]]
+        return figures["loss"] if len(self.metrics_names) == 1 else [figures[key] for key in self.metrics_names]
 
-    def predict(self, x: np.ndarray, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
-        """The model's outputs for ``x``, computed in batches with dropout off."""
-        batch_size = check_batch_size(32 if batch_size is None else batch_size, f"{self.name}.predict")
-        verbose = check_verbose(verbose, f"{self.name}.predict")
-        x = check_x(self, x, "predict")
-        progbar = Progbar(target=len(x)) if verbose == 1 else None  # Keras: a bar only at verbose=1
-        return predict_arrays(self, x, batch_size, progbar)
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0, steps: int | None = None) -> np.ndarray:
+        """The model's outputs for ``x`` (arrays, or the batches of a Sequence or generator), dropout off."""
+        return evaluation.predict(self, x, batch_size, verbose, steps)
 
-    def train_on_batch(self, x: np.ndarray, y: np.ndarray) -> float | list[float]:
-        """One update on one batch (checked); returns its loss (and accuracy) from the forward pass before the
-        update."""
+    def train_on_batch(self, x: np.ndarray, y: np.ndarray, sample_weight: Any = None,
+                       class_weight: dict | None = None) -> float | list[float]:
+        """One update on one batch (checked; weighted as :meth:`fit` weighs it); returns its loss (and metrics)
+        from the forward pass before the update."""
         self._require_compiled("train_on_batch")
         x, y = check_xy(self, x, y, "train_on_batch")
-        return self._as_keras_result(self.train_step(x, y))
+        weights = sample_weights(sample_weight, class_weight, y, f"{self.name}.train_on_batch")
+        return self._as_keras_result(self.train_step(x, y, sample_weight=weights))
 
-    def test_on_batch(self, x: np.ndarray, y: np.ndarray) -> float | list[float]:
-        """Loss (and accuracy) on one batch, dropout off, no update."""
+    def test_on_batch(self, x: np.ndarray, y: np.ndarray, sample_weight: Any = None) -> float | list[float]:
+        """Loss (and metrics) on one batch, dropout off, no update."""
         self._require_compiled("test_on_batch")
         x, y = check_xy(self, x, y, "test_on_batch")
-        return self._as_keras_result(evaluate_arrays(self, x, y, len(x)))
+        return self._as_keras_result(evaluation.evaluate(self, x, y, len(x), 0, sample_weight, None))
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
         """Outputs for one batch, dropout off."""

@@ -1,13 +1,9 @@
-"""Losses with Keras 2 names, each with its hand-written gradient.
+"""The cross-entropies (categorical, sparse categorical, binary), each with its hand-written gradient.
 
-A loss is an object with three methods, all over a batch of ``N`` samples:
-
-* ``per_sample(y_true, y_pred) -> (N,)``   the loss of each sample (Keras's loss *function*);
-* ``__call__(y_true, y_pred) -> float``    their mean, what ``fit`` reports and minimises;
-* ``gradient(y_true, y_pred) -> dL/dy_pred`` of that mean, the array the last layer's backward receives.
-
-Losses that follow a softmax also give ``softmax_gradient(y_true, probabilities) -> dL/dz``, the gradient with
+The categorical ones also give ``softmax_mean_gradient(y_true, probabilities) -> dL/dz``, the gradient with
 respect to the softmax's *input* (the logits), which the model uses instead of chaining the two backward passes.
+With ``from_logits=True`` (Keras 2.3) the loss takes the logits itself and there is no softmax layer to fuse with;
+``label_smoothing=s`` (Keras 2.3) trains on ``y (1 - s) + s / K`` (``y (1 - s) + s / 2`` for the binary one).
 
 Why the fused gradient is ``(p - y) / N``: with ``p = softmax(z)`` and ``L = -(1/N) sum_n sum_k y_nk log p_nk``,
 ``d log p_k / d z_i = delta_ki - p_i``, so ``dL/dz_ni = -(1/N) sum_k y_nk (delta_ki - p_ni)
@@ -29,46 +25,24 @@ from typing import Any
 import numpy as np
 
 from tinynet import backend
+from tinynet.losses.base import Loss, clipped
 
 
-def _clipped(probabilities: np.ndarray) -> np.ndarray:
-    eps = backend.epsilon()
-    return np.clip(probabilities, eps, 1 - eps)
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-class Loss:
-    """Base class. Subclasses set ``name`` and implement ``per_sample`` and ``gradient``."""
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    return np.exp(_log_softmax(logits))
 
-    name = "loss"
-    #: True when ``softmax_gradient`` is available (the model fuses it with a final softmax).
-    fuses_with_softmax = False
-    #: The accuracy that ``metrics=['accuracy']`` means with this loss.
-    accuracy_metric = "categorical_accuracy"
 
-    def per_sample(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def __call__(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        return float(np.mean(self.per_sample(y_true, y_pred), dtype=np.float64))
-
-    def gradient(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def softmax_gradient(self, y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"{self.name} has no fused softmax gradient")
-
-    def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...], argument: str = "y") -> np.ndarray:
-        """Validate targets against the model's per-sample output shape; return them ready for this loss."""
-        y = np.asarray(y)
-        if y.shape[1:] != tuple(output_shape):
-            raise ValueError(
-                f"{argument}: loss '{self.name}' expects targets of shape (samples, "
-                f"{', '.join(map(str, output_shape))}) to match the model output, got {y.shape}"
-            )
-        return y
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
+def _check_options(name: str, from_logits: Any, label_smoothing: Any = 0.0) -> None:
+    if not isinstance(from_logits, bool | np.bool_):
+        raise TypeError(f"{name}: from_logits must be True or False, got {from_logits!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float | np.floating) \
+            or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"{name}: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
 
 
 class CategoricalCrossentropy(Loss):
@@ -93,12 +67,36 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
     fuses_with_softmax = True
 
-    def per_sample(self, y_true, y_pred):
-        total = y_pred.sum(axis=-1, keepdims=True)
-        return -(y_true * np.log(_clipped(y_pred / total))).sum(axis=-1)
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        _check_options(self.name, from_logits, label_smoothing)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+        # Logits reach the loss without a softmax layer, so there is no softmax to fuse with.
+        self.fuses_with_softmax = not self.from_logits
 
-    def gradient(self, y_true, y_pred):
+    def get_config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def _smoothed(self, y_true: np.ndarray) -> np.ndarray:
+        # Keras 2.3: y (1 - s) + s / K, spreading s of each target's mass evenly over the K classes.
+        if not self.label_smoothing:
+            return y_true
+        return y_true * (1 - self.label_smoothing) + self.label_smoothing / y_true.shape[-1]
+
+    def per_sample(self, y_true, y_pred):
+        y_true = self._smoothed(y_true)
+        if self.from_logits:  # -sum y log softmax(z), with the log-softmax computed stably
+            return -(y_true * _log_softmax(y_pred)).sum(axis=-1)
+        total = y_pred.sum(axis=-1, keepdims=True)
+        return -(y_true * np.log(clipped(y_pred / total))).sum(axis=-1)
+
+    def mean_gradient(self, y_true, y_pred):
+        y_true = self._smoothed(y_true)
         batch = y_pred.shape[0]
+        if self.from_logits:  # d/dz of -sum_k y_k log softmax(z)_k = softmax(z) sum_k y_k - y
+            probabilities = _softmax(y_pred)
+            grad = probabilities * y_true.sum(axis=-1, keepdims=True) - y_true
+            return (grad / batch).astype(y_pred.dtype, copy=False)
         total = y_pred.sum(axis=-1, keepdims=True)
         q = y_pred / total
         eps = backend.epsilon()
@@ -106,7 +104,8 @@ class CategoricalCrossentropy(Loss):
         g = np.where(inside, -y_true / np.where(inside, q, 1), 0)
         return ((g - (g * q).sum(axis=-1, keepdims=True)) / total / batch).astype(y_pred.dtype, copy=False)
 
-    def softmax_gradient(self, y_true, probabilities):
+    def softmax_mean_gradient(self, y_true, probabilities):
+        y_true = self._smoothed(y_true)
         return ((probabilities - y_true) / probabilities.shape[0]).astype(probabilities.dtype, copy=False)
 
     def check_targets(self, y, output_shape, argument="y"):
@@ -145,16 +144,28 @@ class SparseCategoricalCrossentropy(Loss):
     fuses_with_softmax = True
     accuracy_metric = "sparse_categorical_accuracy"
 
+    def __init__(self, from_logits: bool = False) -> None:
+        _check_options(self.name, from_logits)
+        self.from_logits = bool(from_logits)
+        self.fuses_with_softmax = not self.from_logits
+
+    def get_config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits}
+
     @staticmethod
     def _labels(y_true: np.ndarray) -> np.ndarray:
         return y_true.reshape(-1).astype(np.intp, copy=False)
 
     def per_sample(self, y_true, y_pred):
         labels = self._labels(y_true)
+        if self.from_logits:  # -log softmax(z)_c
+            return -_log_softmax(y_pred)[np.arange(len(labels)), labels]
         picked = y_pred[np.arange(len(labels)), labels] / y_pred.sum(axis=-1)
-        return -np.log(_clipped(picked))
+        return -np.log(clipped(picked))
 
-    def gradient(self, y_true, y_pred):
+    def mean_gradient(self, y_true, y_pred):
+        if self.from_logits:
+            return self.softmax_mean_gradient(y_true, _softmax(y_pred)).astype(y_pred.dtype, copy=False)
         labels = self._labels(y_true)
         rows = np.arange(len(labels))
         total = y_pred.sum(axis=-1)
@@ -167,7 +178,7 @@ class SparseCategoricalCrossentropy(Loss):
         grad[rows, labels] += g / total / len(labels)          # plus the direct part on the true class
         return grad
 
-    def softmax_gradient(self, y_true, probabilities):
+    def softmax_mean_gradient(self, y_true, probabilities):
         labels = self._labels(y_true)
         grad = probabilities.copy()
         grad[np.arange(len(labels)), labels] -= 1
@@ -194,26 +205,6 @@ class SparseCategoricalCrossentropy(Loss):
         return y.astype(np.int64, copy=False)
 
 
-class MeanSquaredError(Loss):
-    r"""Mean squared error: ``loss = mean_k (p_k - y_k)^2`` per sample (Keras averages over the last axis).
-
-    Shapes: ``y_true`` and ``y_pred`` ``(N, ..., K)``; per-sample losses ``(N,)``.
-
-    Backward of the batch mean ``L = (1/N) sum_n (1/K) sum_k (p_nk - y_nk)^2``: each ``p_nk`` appears in one
-    square, whose derivative is ``2 (p_nk - y_nk)``, weighted by the two means, so
-    ``dL/dp = 2 (p - y) / (K N)`` with ``K`` the size of the last axis. No cache: the loss is a pure function.
-    """
-
-    name = "mean_squared_error"
-    accuracy_metric = "categorical_accuracy"
-
-    def per_sample(self, y_true, y_pred):
-        return np.mean((y_pred - y_true) ** 2, axis=-1).reshape(len(y_pred), -1).mean(axis=-1)
-
-    def gradient(self, y_true, y_pred):
-        return (2 * (y_pred - y_true) / y_pred[0].size / len(y_pred)).astype(y_pred.dtype, copy=False)
-
-
 class BinaryCrossentropy(Loss):
     r"""Binary cross-entropy on probabilities (after a sigmoid), averaged over the last axis as Keras does::
 
@@ -225,50 +216,43 @@ class BinaryCrossentropy(Loss):
     ``-y / q + (1 - y) / (1 - q) = (q - y) / (q (1 - q))``, and the means over ``K`` outputs and ``N`` samples
     divide it by ``K N``: ``dL/dp = (q - y) / (q (1 - q)) / (K N)`` (0 where ``p`` was clipped, as the clip is
     flat there). Fused with a sigmoid it would be ``(p - y) / (K N)``; tinynet chains the two instead.
+
+    With ``from_logits=True`` the predictions are logits ``z`` and the loss is computed without a log of a small
+    number, ``max(z, 0) - z y + log(1 + exp(-|z|))`` (TensorFlow's ``sigmoid_cross_entropy_with_logits``), whose
+    derivative is ``sigmoid(z) - y``.
     """
 
     name = "binary_crossentropy"
     accuracy_metric = "binary_accuracy"
 
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        _check_options(self.name, from_logits, label_smoothing)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def _smoothed(self, y_true: np.ndarray) -> np.ndarray:
+        if not self.label_smoothing:
+            return y_true
+        return y_true * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+
     def per_sample(self, y_true, y_pred):
-        q = _clipped(y_pred)
-        values = -(y_true * np.log(q) + (1 - y_true) * np.log(1 - q))
+        y_true = self._smoothed(y_true)
+        if self.from_logits:
+            values = np.maximum(y_pred, 0) - y_pred * y_true + np.log1p(np.exp(-np.abs(y_pred)))
+        else:
+            q = clipped(y_pred)
+            values = -(y_true * np.log(q) + (1 - y_true) * np.log(1 - q))
         return values.reshape(len(y_pred), -1).mean(axis=-1)
 
-    def gradient(self, y_true, y_pred):
-        q = _clipped(y_pred)
-        inside = q == y_pred
-        grad = np.where(inside, (q - y_true) / (q * (1 - q)), 0) / y_pred[0].size / len(y_pred)
+    def mean_gradient(self, y_true, y_pred):
+        y_true = self._smoothed(y_true)
+        if self.from_logits:
+            grad = (1 / (1 + np.exp(-y_pred)) - y_true) / y_pred[0].size / len(y_pred)
+        else:
+            q = clipped(y_pred)
+            inside = q == y_pred
+            grad = np.where(inside, (q - y_true) / (q * (1 - q)), 0) / y_pred[0].size / len(y_pred)
         return grad.astype(y_pred.dtype, copy=False)
-
-
-_BY_NAME: dict[str, type[Loss]] = {
-    cls.name: cls
-    for cls in (CategoricalCrossentropy, SparseCategoricalCrossentropy, MeanSquaredError, BinaryCrossentropy)
-}
-_BY_NAME["mse"] = MeanSquaredError
-
-# Keras's function-style names: ``losses.categorical_crossentropy(y_true, y_pred)`` gives per-sample losses.
-categorical_crossentropy = CategoricalCrossentropy().per_sample
-sparse_categorical_crossentropy = SparseCategoricalCrossentropy().per_sample
-mean_squared_error = MeanSquaredError().per_sample
-binary_crossentropy = BinaryCrossentropy().per_sample
-
-
-def get(identifier: str | Loss) -> Loss:
-    """A loss from its Keras name (``'categorical_crossentropy'``...) or a :class:`Loss` instance."""
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Loss):
-        return identifier()
-    if isinstance(identifier, str):
-        if identifier in _BY_NAME:
-            return _BY_NAME[identifier]()
-        raise ValueError(f"loss: unknown loss {identifier!r}; expected one of {', '.join(sorted(_BY_NAME))}")
-    for name, function in (("categorical_crossentropy", categorical_crossentropy),
-                           ("sparse_categorical_crossentropy", sparse_categorical_crossentropy),
-                           ("mean_squared_error", mean_squared_error),
-                           ("binary_crossentropy", binary_crossentropy)):
-        if identifier == function:
-            return _BY_NAME[name]()
-    raise TypeError(f"loss: expected a loss name or a tinynet.losses.Loss, got {type(identifier).__name__}")
