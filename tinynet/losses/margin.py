@@ -47,7 +47,8 @@ class CategoricalHinge(Loss):
         pos = sum_k y_k p_k;   neg = max_k (1 - y_k) p_k;   loss = max(0, neg - pos + 1)
 
     Backward (per position, ``M`` positions per sample): where the margin is violated,
-    ``dloss/dp = -y + onehot(argmax_k (1 - y_k) p_k)`` (the first index on ties, a subgradient), else 0; the
+    ``dloss/dp = -y + (1 - y_j) onehot(j)`` with ``j = argmax_k (1 - y_k) p_k`` (the first index on ties, a
+    subgradient; the ``1 - y_j`` is 0 when every wrong score is negative and the max is 0), else 0; the
     mean over ``M`` positions and ``N`` samples divides it by ``M N``.
     """
 
@@ -65,8 +66,10 @@ class CategoricalHinge(Loss):
     def mean_gradient(self, y_true, y_pred):
         y, wrong, values = self._parts(y_true, y_pred)
         grad = -y.astype(np.float64)
-        runner_up = wrong.argmax(axis=-1)
-        np.put_along_axis(grad, runner_up[..., None], np.take_along_axis(grad, runner_up[..., None], -1) + 1, -1)
+        runner_up = wrong.argmax(axis=-1)[..., None]
+        # d neg / dp_j = 1 - y_j at the argmax: 0 when the max is the true class's own (zeroed) entry.
+        pick = np.take_along_axis(grad, runner_up, -1) + 1 - np.take_along_axis(y, runner_up, -1)
+        np.put_along_axis(grad, runner_up, pick, -1)
         grad *= (values > 0)[..., None]
         return (grad / (y.shape[1] * len(y))).reshape(y_pred.shape).astype(y_pred.dtype, copy=False)
 
