@@ -143,6 +143,19 @@ def test_recording_does_not_change_training_and_leaves_the_model_as_it_was():
     assert not any(name in vars(layer) for layer in recorded.layers for name in ("forward", "backward"))
 
 
+def test_recording_a_weighted_fit_changes_nothing_either():
+    # The recorder wraps the public step; the wrapper must pass the per-sample weights on.
+    x, y = _data()
+    weights = np.linspace(0, 2, len(x))
+    plain = _small_cnn()
+    plain.fit(x, y, batch_size=8, epochs=1, verbose=0, sample_weight=weights)
+    recorded = _small_cnn()
+    recorded.fit(x, y, batch_size=8, epochs=1, verbose=0, sample_weight=weights,
+                 callbacks=[inspect.TrainingRecorder(every=1)])
+    for a, b in zip(plain.get_weights(), recorded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_recorder_table_every_quantity_every_layer_at_the_chosen_steps():
     x, y = _data()
     model = _small_cnn()

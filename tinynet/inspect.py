@@ -265,10 +265,11 @@ class TrainingRecorder(Callback):
         remove_layer_hooks = install_hooks(model.layers, after_forward=self._after_forward)
         step = model.compute_gradients  # the public step's first half, wrapped on this instance only
 
-        def compute_gradients(x: np.ndarray, y: np.ndarray, training: bool = True) -> dict[str, float]:
+        def compute_gradients(x: np.ndarray, y: np.ndarray, training: bool = True,
+                              sample_weight: np.ndarray | None = None) -> dict[str, float]:
             if self._recording and training:
                 self._shadow_forward(x)
-            return step(x, y, training=training)
+            return step(x, y, training=training, sample_weight=sample_weight)
 
         model.compute_gradients = compute_gradients
 
