@@ -111,6 +111,13 @@ def test_evaluate_and_predict_on_a_sequence_or_generator_equal_the_arrays():
                                rtol=1e-6)
 
 
+def test_the_progress_bar_counts_steps_on_a_generator(capsys):
+    x, y, _ = _data(20)
+    _model().fit(_generator(x, y, 8), steps_per_epoch=3, epochs=1, verbose=1)
+    printed = capsys.readouterr().out
+    assert "3/3 [" in printed and "loss:" in printed and "acc:" in printed
+
+
 def test_generator_errors_name_the_argument():
     x, y, _ = _data(8)
     model = _model()

@@ -6,7 +6,10 @@ The package, one concern per file:
                     evaluate/predict, weights
 ``passes.py``       the forward and backward passes through the layers or the engine's fused stages
 ``training.py``     the fit loop (epochs, batches, callbacks, validation)
-``evaluation.py``   inference over a dataset in batches
+``evaluation.py``   inference over a dataset in batches (evaluate, predict)
+``batches.py``      an epoch's batches from arrays, a ``tinynet.utils.Sequence`` or a generator
+``sample_weights.py``  ``sample_weight``/``class_weight`` as per-sample weights (Keras 2.2.4's rules)
+``keras2_aliases.py``  ``fit_generator`` and the other Keras 2.2.4 spellings, ``predict_classes``/``predict_proba``
 ``numerics.py``     numerical faults: :class:`NumericalFaultError` and where a NaN first showed
 ``checks.py``       checks of what a user hands a model
 ``summary.py``, ``costs.py``   ``summary()`` and what each layer costs
