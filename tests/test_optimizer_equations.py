@@ -270,3 +270,26 @@ def test_nadam_cannot_be_given_a_decay_later():
     optimizer = Nadam()
     with pytest.raises(ValueError, match="Nadam: has no decay argument in Keras 2.2.4"):
         optimizer.decay = 0.1
+
+
+@pytest.mark.parametrize("make", [lambda: Nadam(), lambda: Adam(amsgrad=True, clipnorm=0.1), lambda: AdamW(),
+                                  lambda: Adadelta(), lambda: Adamax(), lambda: RMSprop(), lambda: Adagrad()])
+def test_every_optimizer_gives_the_same_bits_with_any_thread_count(make):
+    """The step's scalars (Nadam's m_schedule, Adam's lr_t) are computed once per update, not once per slice."""
+    from tinynet import parallel
+
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((24, 4)).astype(np.float32), np.eye(3, dtype=np.float32)[rng.integers(0, 3, 24)]
+    previous = parallel.num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            parallel.set_num_threads(threads)
+            model = _model(make())
+            model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+            runs.append((model.get_weights(), model.optimizer.get_state()))
+    finally:
+        parallel.set_num_threads(previous)
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert runs[0][1] == runs[1][1]
