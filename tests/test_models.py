@@ -513,8 +513,8 @@ def test_compile_and_add_errors():
         model.compile(SGD())
     with pytest.raises(ValueError, match=r"loss: unknown loss 'crossentropy'"):
         model.compile(SGD(), "crossentropy")
-    with pytest.raises(ValueError, match=r"optimizer: unknown optimizer 'rmsprop'"):
-        model.compile("rmsprop", "mse")
+    with pytest.raises(ValueError, match=r"optimizer: unknown optimizer 'rmsprops'"):
+        model.compile("rmsprops", "mse")
     with pytest.raises(ValueError, match=r"sequential_1.compile: unsupported metric 'mae'"):
         model.compile(SGD(), "mse", metrics=["mae"])
     with pytest.raises(TypeError, match=r"sequential_1.add: expected a tinynet.layers.Layer, got str"):
