@@ -277,7 +277,7 @@ def test_none_and_strings_at_every_entry_point(entry):
     (lambda: _sparse_fit(np.array([0.5, 1, 2, 0])), ["integer class labels"]),
     (lambda: _predict(verbose="yes"), ["verbose", "'yes'"]),
     (lambda: _model(compiled=False).compile("sgd", "categorical_crossentropy", "accuracy"), ["metrics", "list"]),
-    (lambda: _model(compiled=False).compile("adam", "categorical_crossentropy"), ["optimizer", "'adam'"]),
+    (lambda: _model(compiled=False).compile("adamm", "categorical_crossentropy"), ["optimizer", "'adamm'"]),
     (lambda: _model(compiled=False).compile("sgd", "cosine_proximity"), ["loss", "'cosine_proximity'"]),
     (lambda: layers.Conv2D(0, 3), ["filters", "positive"]),
     (lambda: Sequential([layers.Conv2D(2, 7, input_shape=INPUT_SHAPE)]), ["window", "larger than the input"]),

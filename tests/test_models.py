@@ -513,8 +513,8 @@ def test_compile_and_add_errors():
         model.compile(SGD())
     with pytest.raises(ValueError, match=r"loss: unknown loss 'crossentropy'"):
         model.compile(SGD(), "crossentropy")
-    with pytest.raises(ValueError, match=r"optimizer: unknown optimizer 'rmsprop'"):
-        model.compile("rmsprop", "mse")
+    with pytest.raises(ValueError, match=r"optimizer: unknown optimizer 'rmsprops'"):
+        model.compile("rmsprops", "mse")
     with pytest.raises(ValueError, match=r"sequential_1.compile: metrics: unknown metric 'f1'"):
         model.compile(SGD(), "mse", metrics=["f1"])
     with pytest.raises(ValueError, match=r"sequential_1.compile: metrics \['acc', 'accuracy'\] log more than one "

@@ -168,8 +168,8 @@ def test_invalid_arguments_raise(kwargs, error, message):
 
 
 def test_unknown_optimizer_names_raise():
-    with pytest.raises(ValueError, match=r"optimizer: unknown optimizer 'adam'; expected one of sgd"):
-        optimizers.get("adam")
+    with pytest.raises(ValueError, match=r"optimizer: unknown optimizer 'adamm'; expected one of sgd, rmsprop"):
+        optimizers.get("adamm")
     with pytest.raises(TypeError, match=r"optimizer: expected an optimizer name or instance, got float"):
         optimizers.get(0.1)
 

@@ -4,6 +4,7 @@
 
     tinynet train                          # the Keras MNIST tutorial, its settings, plots in runs/mnist
     tinynet train --dataset fashion_mnist --epochs 5 --learning-rate 0.01 --momentum 0.9
+    tinynet train --optimizer adam --lr-schedule exponential:decay_steps=1000,decay_rate=0.9
     tinynet train --checkpoint runs/model.tnz      # save the whole model after every epoch
     tinynet train --resume runs/model.tnz --checkpoint runs/model.tnz   # continue where it stopped
     tinynet train --inspect --limit 3200   # also record inside each layer: inspect.csv and three PNGs
@@ -76,6 +77,78 @@ def _rate(text: str) -> float:
     return value
 
 
+OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam", "adamw")
+
+# --lr-schedule NAME:key=value,...: the schedule classes by their short names, and how each key's text is read.
+_SCHEDULES = {"exponential": "ExponentialDecay", "inverse_time": "InverseTimeDecay",
+              "piecewise": "PiecewiseConstantDecay", "cosine": "CosineDecay"}
+_LR_SCHEDULE_HELP = (
+    "a learning-rate schedule evaluated at every step (tf.keras's formulas), written NAME:key=value,... as in "
+    "exponential:decay_steps=S,decay_rate=R (lr * R ** (step / S)); "
+    "inverse_time:decay_steps=S,decay_rate=R (lr / (1 + R * step / S)); both take staircase=true too; "
+    "cosine:decay_steps=S (optional: alpha=A, warmup_target=T, warmup_steps=W); "
+    "piecewise:boundaries=B1/B2,values=V0/V1/V2 (V0 up to step B1, ...). The schedule starts from "
+    "--learning-rate unless initial_learning_rate= is given; it replaces --decay")
+
+
+def _schedule_value(key: str, text: str) -> float | bool | list[float]:
+    if key in ("boundaries", "values"):
+        return [float(part) for part in text.split("/")]
+    if key == "staircase":
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"staircase must be true or false, got {text!r}")
+        return text.lower() == "true"
+    return float(text)
+
+
+def _lr_schedule(text: str) -> tuple[str, dict]:
+    """``--lr-schedule``: ``(class name, arguments)``, checked by building the schedule once."""
+    from tinynet.optimizers import schedules
+
+    name, _, arguments = text.partition(":")
+    class_name = _SCHEDULES.get(name.strip().lower())
+    if class_name is None:
+        raise argparse.ArgumentTypeError(f"unknown schedule {name!r}; expected one of {', '.join(_SCHEDULES)} "
+                                         "(NAME:key=value,...)")
+    config: dict = {}
+    try:
+        for item in filter(None, (part.strip() for part in arguments.split(","))):
+            key, equals, value = item.partition("=")
+            if not equals:
+                raise ValueError(f"expected key=value, got {item!r}")
+            config[key.strip()] = _schedule_value(key.strip(), value.strip())
+        trial = dict(config)
+        if class_name != "PiecewiseConstantDecay":
+            trial.setdefault("initial_learning_rate", 1.0)
+        schedules.deserialize({"class_name": class_name, "config": trial})
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+    return class_name, config
+
+
+def _optimizer(args: argparse.Namespace):
+    """The optimizer the flags describe: Keras 2.2.4's defaults, except SGD's, which are the tutorial's."""
+    from tinynet.optimizers import get, schedules
+
+    optimizer = get(args.optimizer)
+    if args.learning_rate is not None:
+        optimizer.learning_rate = args.learning_rate
+    elif args.optimizer == "sgd":
+        optimizer.learning_rate = TUTORIAL["learning_rate"]
+    if args.optimizer == "sgd":
+        optimizer.momentum, optimizer.nesterov = args.momentum, args.nesterov
+    if args.lr_schedule is not None:
+        class_name, config = args.lr_schedule
+        if class_name != "PiecewiseConstantDecay":
+            config = {"initial_learning_rate": optimizer.learning_rate, **config}
+        optimizer.learning_rate = schedules.deserialize({"class_name": class_name, "config": config})
+    elif args.decay is not None:
+        optimizer.decay = args.decay
+    elif args.optimizer == "sgd":
+        optimizer.decay = TUTORIAL["decay"]
+    return optimizer
+
+
 class CommandError(Exception):
     """Something the command was given cannot be used (a file, a folder); the message says which and why."""
 
@@ -109,13 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="epochs already done; the tutorial starts at 1, so it runs epochs 2..10")
     train.add_argument("--batch-size", type=_positive_int, default=TUTORIAL["batch_size"],
                        help="samples per gradient step")
-    train.add_argument("--learning-rate", "--lr", type=_non_negative_float, default=TUTORIAL["learning_rate"],
-                       help="SGD's learning rate")
-    train.add_argument("--momentum", type=_non_negative_float, default=TUTORIAL["momentum"], help="SGD's momentum")
-    train.add_argument("--decay", type=_non_negative_float, default=TUTORIAL["decay"],
-                       help="learning-rate decay: step t uses lr / (1 + decay * t)")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                       help="the optimizer, with Keras 2.2.4's equations and hyperparameters (sgd: the "
+                            "tutorial's settings)")
+    train.add_argument("--learning-rate", "--lr", type=_non_negative_float, default=None,
+                       help=f"learning rate (default: {TUTORIAL['learning_rate']} for sgd, as the tutorial; Keras "
+                            "2.2.4's for the others: rmsprop 0.001, adagrad 0.01, adadelta 1.0, adam 0.001, adamax "
+                            "0.002, nadam 0.002, adamw 0.001)")
+    train.add_argument("--lr-schedule", type=_lr_schedule, default=None, metavar="NAME:key=value,...",
+                       help=_LR_SCHEDULE_HELP)
+    train.add_argument("--momentum", type=_non_negative_float, default=TUTORIAL["momentum"],
+                       help="SGD's momentum (sgd only)")
+    train.add_argument("--decay", type=_non_negative_float, default=None,
+                       help=f"Keras 2's learning-rate decay: step t uses lr / (1 + decay * t) (default: "
+                            f"{TUTORIAL['decay']:g} for sgd, as the tutorial; 0 for the others; nadam has none)")
     train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True,
-                       help="Nesterov momentum (the tutorial sets it; with momentum 0 it changes nothing)")
+                       help="Nesterov momentum (sgd only; the tutorial sets it; with momentum 0 it changes nothing)")
     train.add_argument("--dropout", type=_rate, default=TUTORIAL["dropout"], help="dropout rate after each block")
     train.add_argument("--seed", type=_non_negative_int, default=1, help="seed for weights, shuffles, dropout")
     train.add_argument("--limit", type=_positive_int, default=None, metavar="N",
@@ -131,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", type=Path, default=None, metavar="PATH",
                        help="continue training the model saved at PATH (by --checkpoint or model.save) from the "
                             "epoch it reached, exactly as if it had not stopped; the file's optimizer, dropout and "
-                            "random state replace --initial-epoch, --seed, --dropout and the optimizer flags")
+                            "random state replace --initial-epoch, --seed, --dropout and the optimizer flags "
+                            "(--optimizer, --learning-rate, --lr-schedule, --momentum, --decay, --nesterov)")
 
     train.add_argument("--inspect", action="store_true",
                        help="record each layer's gradient norms, update ratios, activation statistics and dead "
@@ -169,6 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error(f"--checkpoint: {args.checkpoint} lies inside something that is not a folder")
     if args.resume is None and args.initial_epoch >= args.epochs:
         build_parser().error(f"--initial-epoch ({args.initial_epoch}) must be smaller than --epochs ({args.epochs})")
+    if args.optimizer != "sgd" and args.momentum != 0:
+        build_parser().error(f"--momentum applies to --optimizer sgd only, not {args.optimizer}")
+    if args.lr_schedule is not None and args.decay is not None:
+        build_parser().error("--decay and --lr-schedule cannot be combined (both decay the learning rate)")
+    if args.optimizer == "nadam" and args.decay:
+        build_parser().error("--decay: nadam has no decay in Keras 2.2.4 (use --lr-schedule)")
     try:
         return train(args)
     except CommandError as error:
@@ -229,7 +318,6 @@ def train(args: argparse.Namespace) -> int:
     from tinynet.callbacks import History, ModelCheckpoint
     from tinynet.datasets import DatasetUnavailableError
     from tinynet.models import NumericalFaultError
-    from tinynet.optimizers import SGD
     from tinynet.utils import set_random_seed, to_categorical
 
     output = args.output or Path("runs") / args.dataset
@@ -273,9 +361,7 @@ def train(args: argparse.Namespace) -> int:
     else:
         set_random_seed(args.seed)
         model = applications.mnist_cnn(input_shape=x_train.shape[1:], classes=classes, dropout=args.dropout)
-        optimizer = SGD(learning_rate=args.learning_rate, momentum=args.momentum, decay=args.decay,
-                        nesterov=args.nesterov)
-        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+        model.compile(optimizer=_optimizer(args), loss="categorical_crossentropy", metrics=["accuracy"])
         initial_epoch = args.initial_epoch
     if args.verbose:
         model.summary(batch_size=args.batch_size if args.inspect else None)

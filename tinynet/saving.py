@@ -6,7 +6,8 @@ A model file holds everything needed to carry on training exactly where it stopp
   name and ``get_config()``;
 * the weights, per layer, by name (``kernel``, ``bias``, state arrays);
 * the compile settings: loss, metrics, the optimizer's class and ``get_config()``;
-* the optimizer's state: ``iterations`` and every per-parameter slot (SGD's ``velocities``);
+* the optimizer's state: ``iterations``, every per-parameter slot (SGD's ``velocities``, Adam's moments, ...) and
+  any scalar state (Nadam's ``m_schedule``); a learning-rate schedule is part of the optimizer's config;
 * the random streams: the model's shuffle generator and every ``numpy.random.Generator`` attribute of a layer
   (``Dropout.generator``), so epoch ``e`` shuffles and drops out the same whether or not the process restarted;
 * ``epochs_done`` (the ``initial_epoch`` to continue from) and the history of the epochs done so far.
@@ -465,6 +466,7 @@ def _compile_document(model: Any, store) -> dict[str, Any] | None:
             "config": optimizer.get_config(),
             "iterations": int(getattr(optimizer, "iterations", 0)),
             "slots": slots,
+            "state": optimizer.get_state() if hasattr(optimizer, "get_state") else {},
         },
     }
 
@@ -729,6 +731,15 @@ def _rebuild_optimizer(optimizer_document: dict, arrays: dict[str, np.ndarray], 
         raise _FormatError(f"the optimizer field 'iterations' must be an int in [0, 2**63 - 1] (the number of "
                            f"updates applied), got {iterations!r}")
     optimizer.iterations = iterations
+    # Files written before scalar state was recorded hold none (SGD keeps none).
+    state = optimizer_document.get("state", {})
+    if not isinstance(state, dict):
+        raise _FormatError(f"the optimizer field 'state' must be a JSON object, got {type(state).__name__}")
+    if state or hasattr(optimizer, "set_state"):
+        try:
+            optimizer.set_state(dict(state))
+        except (AttributeError, TypeError, ValueError) as error:
+            raise _FormatError(f"the optimizer {class_name} cannot take the state {state!r}: {error}") from None
 
     slots_document = optimizer_document["slots"]
     if not isinstance(slots_document, dict):

@@ -8,7 +8,11 @@ can read it on its own.
 - :mod:`tinynet.kernels.pooling`: ``maxpool_forward`` / ``maxpool_backward`` (with int32 ``argmax_index``).
 - :mod:`tinynet.kernels.fused`: max pooling, ReLU and dropout in one pass (the planner's fused stages).
 - :mod:`tinynet.kernels.winograd`: Winograd's F(2x2, 3x3) convolution (the fused convolution block's forward).
-- :mod:`tinynet.kernels.dropout`, :mod:`tinynet.kernels.sgd`: dropout masks from raw words; the one-pass update.
+- :mod:`tinynet.kernels.dropout`: dropout masks from raw words.
+- the optimizers' one-pass updates, one file each: :mod:`~tinynet.kernels.sgd`, :mod:`~tinynet.kernels.rmsprop`,
+  :mod:`~tinynet.kernels.adagrad`, :mod:`~tinynet.kernels.adadelta`, :mod:`~tinynet.kernels.adam` (with AMSGrad and
+  AdamW's decay), :mod:`~tinynet.kernels.adamax`, :mod:`~tinynet.kernels.nadam`; each counts the non-finite values
+  it wrote and has a ``*_reference`` NumPy twin that gives the same bits.
 
 Each im2col and pooling kernel has a ``*_parallel`` twin (``prange`` over the batch; same signature, same result) and a
 ``*_reference`` twin (plain NumPy, for tests).

@@ -100,7 +100,13 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None, epochs: int, verbose
     params = {"epochs": epochs, "samples": training.samples, "steps": steps, "verbose": verbose,
               "batch_size": batch_size, "do_validation": validation is not None, "metrics": shown}
     model.history = History()
-    all_callbacks = [model.history, *(callbacks or [])]
+    # Callbacks that add to an epoch's logs (the 'lr' of ReduceLROnPlateau and LearningRateScheduler) run before
+    # History, as all callbacks do in Keras 2.2.4, so that it records what they add; the others keep running after
+    # it, so that a checkpoint saved at the end of an epoch holds that epoch's history and the rate the next epoch
+    # will use.
+    given = list(callbacks or [])
+    all_callbacks = [callback for callback in given if getattr(callback, "adds_to_epoch_logs", False)]
+    all_callbacks += [model.history, *(callback for callback in given if callback not in all_callbacks)]
     if verbose:
         all_callbacks.append(ProgbarLogger(verbose=verbose))
     hooks = CallbackList(all_callbacks, model, params)

@@ -1,19 +1,36 @@
-"""Optimizers: a base that owns the step counter, decay, slots and the update loop (:mod:`.base`), and the
-update equations of each optimizer in a file of its own (:mod:`.sgd`)."""
+"""Optimizers with Keras 2.2.4's names, arguments, defaults and exact update equations.
+
+A base owns the step counter, decay or schedule, gradient clipping, slots and the update loop (:mod:`.base`); each
+optimizer's equations live in a file of their own (:mod:`.sgd`, :mod:`.rmsprop`, :mod:`.adagrad`,
+:mod:`.adadelta`, :mod:`.adam` (Adam and AdamW), :mod:`.adamax`, :mod:`.nadam`), each over a Numba kernel in
+:mod:`tinynet.kernels`; learning-rate schedules are in :mod:`.schedules`.
+"""
 
 from __future__ import annotations
 
+from tinynet.optimizers import schedules
+from tinynet.optimizers.adadelta import Adadelta
+from tinynet.optimizers.adagrad import Adagrad
+from tinynet.optimizers.adam import Adam, AdamW
+from tinynet.optimizers.adamax import Adamax
 from tinynet.optimizers.base import MAX_ITERATIONS, Optimizer, check_iterations
+from tinynet.optimizers.nadam import Nadam
+from tinynet.optimizers.rmsprop import RMSprop
 from tinynet.optimizers.sgd import SGD
 from tinynet.optimizers.slots import SlotName
 
-__all__ = ["MAX_ITERATIONS", "SGD", "Optimizer", "SlotName", "check_iterations", "get"]
+__all__ = ["MAX_ITERATIONS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Nadam", "Optimizer",
+           "RMSprop", "SlotName", "check_iterations", "get", "schedules"]
 
-_BY_NAME: dict[str, type[Optimizer]] = {"sgd": SGD}
+#: ``compile(optimizer='adam')``: every name builds the optimizer with Keras 2.2.4's defaults (Keras 3's for AdamW).
+_BY_NAME: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "rmsprop": RMSprop, "adagrad": Adagrad, "adadelta": Adadelta, "adam": Adam, "adamw": AdamW,
+    "adamax": Adamax, "nadam": Nadam,
+}
 
 
 def get(identifier: str | Optimizer) -> Optimizer:
-    """An optimizer from its name (``'sgd'``, with Keras's defaults) or an instance."""
+    """An optimizer from its name (``'adam'``, case-insensitive, with Keras 2.2.4's defaults) or an instance."""
     if isinstance(identifier, str):
         if identifier.lower() in _BY_NAME:
             return _BY_NAME[identifier.lower()]()

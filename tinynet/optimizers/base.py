@@ -2,15 +2,20 @@
 
 The base owns
   * the step counter ``iterations`` (Keras's name: updates applied so far, never reset between epochs),
-  * the learning rate and Keras 2's time-based decay ``lr_t = lr / (1 + decay * iterations)``,
+  * the learning rate and Keras 2's time-based decay ``lr_t = lr / (1 + decay * iterations)``, or a schedule
+    (:mod:`tinynet.optimizers.schedules`) evaluated at ``iterations`` in place of the number,
+  * gradient clipping with Keras 2.2.4's ``clipnorm`` (by the global norm of all gradients) and ``clipvalue``,
   * the slots (velocities, moments, ...), one array per parameter, keyed by the parameter array itself so that a
     slot can never be applied to another parameter (:mod:`tinynet.optimizers.slots`), saved and restored by name,
   * the checks that make the update kernels safe (every shape, dtype and layout they index by is checked first),
   * the update loop: every parameter cut into one contiguous slice per engine thread.
 
 A subclass names its slots in ``slot_names``, says which it needs (:meth:`Optimizer.slots_in_use`) and writes
-:meth:`Optimizer.update_step` for one flat slice of one parameter. Every update tinynet has is element-wise, so
-cutting the arrays into slices changes no bit: a run gives the same weights with any thread count.
+:meth:`Optimizer.update_step` for one flat slice of one parameter. Scalars that depend on the step only (Adam's bias
+corrections) are computed once per update in :meth:`Optimizer.prepare_step`; scalar state beyond the slots (Nadam's
+``m_schedule``) is saved through :meth:`Optimizer.get_state` / :meth:`Optimizer.set_state`.
+Every update tinynet has is element-wise, so cutting the arrays into slices changes no bit: a run gives the same
+weights with any thread count.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 
 from tinynet import parallel
 from tinynet.layers.base import Layer
+from tinynet.optimizers import schedules
 from tinynet.optimizers.slots import ParameterSlots, SlotName
 
 # Keras keeps ``iterations`` in an int64 variable; a count beyond it cannot come from training.
@@ -38,6 +44,20 @@ def check_real(owner: str, argument: str, value: Any, upper: float | None = None
     if value < 0:
         raise ValueError(f"{owner}: {argument} must be >= 0, got {value!r}")
     return float(value)
+
+
+def check_rate(owner: str, argument: str, value: Any) -> float:
+    """A decay rate such as ``rho`` or ``beta_1``: a real number in ``[0, 1)`` (at 1 the running average never
+    moves, and Adam's bias correction ``1 - beta ** t`` would divide by zero)."""
+    value = check_real(owner, argument, value, upper=1)
+    if value == 1:
+        raise ValueError(f"{owner}: {argument} must be in [0, 1), got {value!r}")
+    return value
+
+
+def check_epsilon(owner: str, value: Any) -> float:
+    """Keras 2's ``epsilon=None`` means ``K.epsilon()``, 1e-7."""
+    return 1e-7 if value is None else check_real(owner, "epsilon", value)
 
 
 def check_iterations(value: Any, owner: str = "optimizer") -> int:
@@ -64,29 +84,44 @@ class Optimizer:
     #: The per-parameter slots this optimizer keeps: the only slot names a model file may give it.
     slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float, decay: float = 0.0, lr: float | None = None) -> None:
+    def __init__(self, learning_rate: float | schedules.LearningRateSchedule, decay: float = 0.0,
+                 lr: float | schedules.LearningRateSchedule | None = None, clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
+        self._decay = 0.0  # set first: the learning-rate setter compares a schedule with it
         self.learning_rate = learning_rate if lr is None else lr
         self.decay = decay
+        self.clipnorm = clipnorm
+        self.clipvalue = clipvalue
         self.iterations = 0
         self._slots = {kind: ParameterSlots(type(self).__name__, kind) for kind in self.slot_names}
+
+    #: False for an optimizer without Keras 2's ``decay`` argument (Nadam): ``decay`` then stays 0.
+    has_decay = True
 
     # Every setter checks, so ``optimizer.lr = -1`` or ``optimizer.iterations = -1000`` between two fits is refused
     # as the constructor would refuse it.
     @property
-    def learning_rate(self) -> float:
+    def learning_rate(self) -> float | schedules.LearningRateSchedule:
+        """The base rate (a number), or the schedule that gives the rate of each step."""
         return self._learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        self._learning_rate = check_real(type(self).__name__, "learning_rate", value)
+    def learning_rate(self, value: float | schedules.LearningRateSchedule) -> None:
+        if isinstance(value, schedules.LearningRateSchedule):
+            if self._decay:
+                raise ValueError(f"{type(self).__name__}: a learning-rate schedule and decay={self._decay!r} "
+                                 "cannot be combined (both decay the rate); set decay=0 or fold it into the schedule")
+            self._learning_rate = value
+        else:
+            self._learning_rate = check_real(type(self).__name__, "learning_rate", value)
 
     @property
-    def lr(self) -> float:
+    def lr(self) -> float | schedules.LearningRateSchedule:
         """Keras 2.2's name for :attr:`learning_rate`."""
         return self.learning_rate
 
     @lr.setter
-    def lr(self, value: float) -> None:
+    def lr(self, value: float | schedules.LearningRateSchedule) -> None:
         self.learning_rate = value
 
     @property
@@ -95,7 +130,33 @@ class Optimizer:
 
     @decay.setter
     def decay(self, value: float) -> None:
-        self._decay = check_real(type(self).__name__, "decay", value)
+        owner = type(self).__name__
+        value = check_real(owner, "decay", value)
+        if value and not self.has_decay:
+            raise ValueError(f"{owner}: has no decay argument in Keras 2.2.4 (got decay={value!r}); give a "
+                             "learning-rate schedule instead")
+        if value and isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            raise ValueError(f"{owner}: decay={value!r} cannot be combined with the learning-rate schedule "
+                             f"{self._learning_rate!r} (both decay the rate)")
+        self._decay = value
+
+    @property
+    def clipnorm(self) -> float | None:
+        """Scale all gradients together by ``clipnorm / norm`` when their global norm is ``>= clipnorm``."""
+        return self._clipnorm
+
+    @clipnorm.setter
+    def clipnorm(self, value: float | None) -> None:
+        self._clipnorm = None if value is None else check_real(type(self).__name__, "clipnorm", value)
+
+    @property
+    def clipvalue(self) -> float | None:
+        """Clip every gradient element to ``[-clipvalue, clipvalue]``."""
+        return self._clipvalue
+
+    @clipvalue.setter
+    def clipvalue(self, value: float | None) -> None:
+        self._clipvalue = None if value is None else check_real(type(self).__name__, "clipvalue", value)
 
     @property
     def iterations(self) -> int:
@@ -106,7 +167,10 @@ class Optimizer:
         self._iterations = check_iterations(value, type(self).__name__)
 
     def current_learning_rate(self) -> float:
-        """``lr_t`` for the next update (Keras 2's time-based decay)."""
+        """``lr_t`` for the next update: the schedule at ``iterations``, or Keras 2's time-based decay."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            return check_real(type(self).__name__, f"the learning rate {self._learning_rate!r} gives at step "
+                              f"{self.iterations}, which", self._learning_rate(self.iterations))
         if self.decay > 0:
             return self.learning_rate / (1.0 + self.decay * self.iterations)
         return self.learning_rate
@@ -134,6 +198,13 @@ class Optimizer:
         """The slot kinds this update reads and writes, in the order :meth:`update_step` receives them (all of
         ``slot_names`` by default; SGD without momentum needs none)."""
         return self.slot_names
+
+    def prepare_step(self, learning_rate: float) -> None:
+        """Compute, once per update and before any slice is updated, the scalars :meth:`update_step` needs that
+        depend on the step only (``iterations`` is still the count before this update). Nothing by default."""
+
+    def finish_step(self) -> None:
+        """Commit scalar state after every slice was updated (Nadam's ``m_schedule``). Nothing by default."""
 
     def update_step(self, param: np.ndarray, grad: np.ndarray, slots: tuple[np.ndarray, ...],
                     learning_rate: float) -> int:
@@ -171,9 +242,38 @@ class Optimizer:
                     checked_dtypes.add(param.dtype)
                 slots = tuple(self._slots[kind].get_or_create(param, (layer.name, name)) for kind in kinds)
                 updates.append((param, np.ascontiguousarray(grad, dtype=param.dtype), slots))
+        if self.clipnorm or self.clipvalue:
+            updates = self._clipped(updates)
+        self.prepare_step(lr_t)
         non_finite = self._run_sliced(updates, lr_t)
+        self.finish_step()
         self.iterations += 1
         return non_finite == 0
+
+    def _clipped(self, updates: list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]]) \
+            -> list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]]:
+        """The updates with clipped copies of their gradients (``layer.grads`` stay as backward left them).
+
+        Keras 2.2.4 (``Optimizer.get_gradients``), with ``c = clipnorm``, ``v = clipvalue``, both when ``> 0``::
+
+            norm = sqrt(sum over every gradient g of sum(g ** 2))     one norm for all parameters together
+            g    = g * (c / norm)          if norm >= c               (then every g has a joint norm of c)
+            g    = clip(g, -v, v)                                     element-wise, after the norm clipping
+
+        Scaling by one factor keeps the direction of the whole step; only its length is capped. The sum of
+        squares is taken in float64 (Keras sums in the gradients' float type): squares of float32 gradients above
+        ~1.8e19 would overflow to ``inf`` and zero every gradient. A NaN norm fails ``norm >= c``, so, as in Keras,
+        it leaves the gradients as they are (the model's checks report them).
+        """
+        if self.clipnorm:
+            norm = float(np.sqrt(sum(float(np.sum(np.square(grad, dtype=np.float64))) for _, grad, _ in updates)))
+            if norm >= self.clipnorm:
+                updates = [(param, grad * grad.dtype.type(self.clipnorm / norm), slots)
+                           for param, grad, slots in updates]
+        if self.clipvalue:
+            updates = [(param, np.clip(grad, -grad.dtype.type(self.clipvalue), grad.dtype.type(self.clipvalue)),
+                        slots) for param, grad, slots in updates]
+        return updates
 
     def _run_sliced(self, updates: list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]],
                     learning_rate: float) -> int:
@@ -243,10 +343,36 @@ class Optimizer:
         for kind, param, value, slot_name in pending:
             self._slots[kind].set(param, value, slot_name)
 
+    # ------------------------------------------------------------------------------------------- scalar state
+    def get_state(self) -> dict[str, float]:
+        """Scalar state beyond ``iterations`` and the slots, saved in the model file (none by default)."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` gave; raises ``ValueError`` for a name the optimizer does not keep."""
+        if state:
+            raise ValueError(f"{type(self).__name__}: unknown state {', '.join(map(repr, state))}; it keeps none")
+
     # ------------------------------------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "decay": self.decay}
+        """The constructor's arguments; a schedule as ``{"class_name", "config"}`` so that JSON can hold it, and
+        ``clipnorm`` / ``clipvalue`` only when set (as Keras 2.2.4 writes them)."""
+        learning_rate = self.learning_rate
+        if isinstance(learning_rate, schedules.LearningRateSchedule):
+            learning_rate = schedules.serialize(learning_rate)
+        config: dict[str, Any] = {"learning_rate": learning_rate}
+        if self.has_decay:
+            config["decay"] = self.decay
+        if self.clipnorm is not None:
+            config["clipnorm"] = self.clipnorm
+        if self.clipvalue is not None:
+            config["clipvalue"] = self.clipvalue
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        config = dict(config)
+        for key in ("learning_rate", "lr"):
+            if isinstance(config.get(key), dict):
+                config[key] = schedules.deserialize(config[key])
         return cls(**config)

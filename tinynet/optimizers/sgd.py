@@ -37,7 +37,9 @@ class SGD(Optimizer):
     whose layers have the same names. It reads ``layer.grads`` and changes ``layer.params`` in place, and nothing
     else. :meth:`get_slots` and :meth:`set_slots` name the velocities by layer and parameter for saving.
 
-    ``lr=`` is accepted as Keras 2.2 named it; ``optimizer.lr`` and ``optimizer.learning_rate`` are the base rate.
+    ``clipnorm`` / ``clipvalue`` and a schedule in place of ``learning_rate`` work as in every optimizer
+    (:class:`tinynet.optimizers.Optimizer`). ``lr=`` is accepted as Keras 2.2 named it; ``optimizer.lr`` and
+    ``optimizer.learning_rate`` are the base rate.
     A learning rate too large for a parameter's float type (``1e39`` is infinite in float32) is refused at
     ``compile`` (or at the first update of a model built later) rather than left to turn every weight infinite.
     """
@@ -51,11 +53,13 @@ class SGD(Optimizer):
         decay: float = 0.0,
         nesterov: bool = False,
         lr: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:
             raise TypeError(f"SGD: unexpected keyword argument(s) {', '.join(sorted(kwargs))}")
-        super().__init__(learning_rate, decay, lr)
+        super().__init__(learning_rate, decay, lr, clipnorm, clipvalue)
         self.momentum = momentum
         self.nesterov = bool(nesterov)
 
@@ -82,5 +86,4 @@ class SGD(Optimizer):
         return self._slots["velocities"].by_name()
 
     def get_config(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "momentum": self.momentum, "decay": self.decay,
-                "nesterov": self.nesterov}
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
