@@ -197,7 +197,7 @@ def _backward_wrapper(layer: Layer, original: Callable, hook: BackwardHook, fuse
 
 
 def _run_layer_by_layer(model: Any) -> bool | None:
-    """Turn the model's fused stages off (see :mod:`tinynet.fusion`) so that every layer's own forward and
+    """Turn the model's fused stages off (see :mod:`tinynet.engine`) so that every layer's own forward and
     backward run, and the hooks see each of them; return the previous setting. Fused and unfused runs compute
     the same numbers bit for bit, so this changes what can be seen, not what is computed."""
     previous = getattr(model, "fuse", None)
@@ -307,7 +307,7 @@ class TrainingRecorder(Callback):
 
     Recording copies the parameters before each recorded step (to measure the update) and reduces each output
     to a few numbers at once: memory stays small, and ``every=10`` makes the cost negligible. A recorded step
-    runs the layers one by one instead of the model's fused stages (:mod:`tinynet.fusion`), so that every
+    runs the layers one by one instead of the model's fused stages (:mod:`tinynet.engine`), so that every
     layer's output is seen; the numbers, and so the training, are the same bit for bit.
     """
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import backend, fusion, losses, optimizers, parallel
+from tinynet import backend, engine, losses, optimizers
 from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, CallbackList, History, ProgbarLogger
+from tinynet.engine import blas
 from tinynet.layers.base import Layer
 from tinynet.progbar import Progbar
 from tinynet.saving import load_model  # noqa: F401  (Keras's tinynet.models.load_model)
@@ -76,7 +77,7 @@ class Sequential:
         self.stop_training = False
         self.history: History | None = None
         self._shuffle_generator = backend.new_generator()
-        #: Run fusable layer patterns as fused kernels (:mod:`tinynet.fusion`); False runs every layer on its own.
+        #: Run the layers through the engine's stages (:mod:`tinynet.engine`); False runs every layer's own code.
         self.fuse = True
         self._plan: tuple | None = None
         #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
@@ -186,18 +187,25 @@ class Sequential:
                 and hasattr(self.layers[-1], "backward_preactivation"))
 
     # ------------------------------------------------------------------------------------- passes and step
-    def _stages(self) -> list[fusion.Stage]:
-        """What actually runs: the layers, with fusable runs replaced by fused stages (see :mod:`tinynet.fusion`).
+    def _stages(self) -> list[engine.Stage]:
+        """What actually runs: the engine's stages for the layers (see :mod:`tinynet.engine.planner`), or, with
+        ``fuse`` off, the layers themselves.
 
         The plan is cached and made again whenever the layers, their built state or ``self.fuse`` change.
         """
         key = (self.fuse, tuple((id(layer), layer.built) for layer in self.layers))
         if self._plan is None or self._plan[0] != key:
-            self._plan = (key, fusion.plan(self.layers) if self.fuse else list(self.layers))
+            self._plan = (key, engine.plan(self.layers) if self.fuse else list(self.layers))
         return self._plan[1]
 
+    def _compute_scope(self) -> Any:
+        """Held around a step or a prediction: the engine at work (started on first use) with ``fuse`` on; with it
+        off, only OpenBLAS held to one thread, so that the layers' products round as the engine's do and a
+        seeded run gives the same bits on any machine (:func:`tinynet.engine.blas.single_threaded`)."""
+        return engine.engine_scope() if self.fuse else blas.single_threaded()
+
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        with parallel.engine_scope():  # OpenBLAS single-threaded while tinynet's threads work (tinynet.parallel)
+        with self._compute_scope():
             return self._forward_in_scope(x, training)
 
     def _forward_in_scope(self, x: np.ndarray, training: bool) -> np.ndarray:
@@ -218,7 +226,7 @@ class Sequential:
         return outputs
 
     @staticmethod
-    def _first_trainable_index(stages: list[fusion.Stage]) -> int:
+    def _first_trainable_index(stages: list[engine.Stage]) -> int:
         """Stages before the first one with parameters need no backward pass at all."""
         for index, stage in enumerate(stages):
             if any(layer.params and layer.trainable for layer in getattr(stage, "layers", (stage,))):
@@ -232,7 +240,7 @@ class Sequential:
             # Caffe's propagate_down: the first stage with parameters has no one to hand dx to.
             stage.needs_input_gradient = index > stop
         last = len(stages) - 1
-        if self._fused_softmax:  # then the last stage is the softmax layer itself (no pattern ends in one)
+        if self._fused_softmax:  # then the last stage is the softmax layer or the engine's stand-in for it
             gradient = stages[last].backward_preactivation(self.loss.softmax_gradient(targets, outputs))
         else:
             gradient = stages[last].backward(self.loss.gradient(targets, outputs))
@@ -250,7 +258,7 @@ class Sequential:
 
     def _train_step(self, x_batch: np.ndarray, y_batch: np.ndarray,
                     position: tuple[int, int, int, int] | None = None) -> dict[str, float]:
-        with parallel.engine_scope():  # the whole step, so no BLAS call in it leaves OpenBLAS threads spinning
+        with self._compute_scope():  # the whole step, so no BLAS call in it leaves OpenBLAS threads spinning
             return self._train_step_in_scope(x_batch, y_batch, position)
 
     def _train_step_in_scope(self, x_batch: np.ndarray, y_batch: np.ndarray,

@@ -1,42 +1,57 @@
-"""The execution planner: runs runs of adjacent layers as one fused kernel where that is exactly equivalent.
+"""The planner: which implementation runs each layer, or each run of adjacent layers.
 
 A model's layers stay what the user built (``model.layers``, their weights, names, configs and summary do not
-change). Before running, :func:`plan` walks the layer list and replaces recognised patterns by a *stage* that
-does the same arithmetic in one pass; everything else runs layer by layer. Stages follow the layer contract's
-``forward``/``backward``/``needs_input_gradient``, so the model's loops treat both alike.
+change). Before running, :func:`plan` walks the layer list and, as Caffe's ``layer_factory`` picks an engine for
+each layer, maps each layer, or a recognised run of layers, to a *stage*: an object with the layer contract's
+``forward``/``backward``/``needs_input_gradient`` that computes the same thing faster. Layers it does not know
+run as themselves. Stages read the layers only through their public interface and keep their own caches and
+work arrays, so a layer's file holds nothing but the layer.
 
-Recognised today:
+Runs recognised:
 
-``MaxPooling2D -> ReLU [-> Dropout]``  (:class:`PoolReluDropout`)
+``MaxPooling2D -> ReLU [-> Dropout]``  (:class:`tinynet.engine.pool_relu_dropout.PoolReluDropout`)
     The tutorial's block after each convolution. Max pooling, ReLU and dropout each read and write the whole
     feature map; fused, the pooled map is touched once per image while it is in cache (see
-    :mod:`tinynet.kernels.fused`). The dropout mask is drawn from the Dropout layer's own generator with the
-    same call the layer makes, so the fused model is bit-for-bit the unfused one (tests compare them).
+    :mod:`tinynet.kernels.fused`). The dropout mask is drawn with the Dropout layer's own ``draw_mask_words``,
+    so the fused model is bit-for-bit the unfused one (tests compare them).
 
-``Conv2D -> MaxPooling2D -> ReLU [-> Dropout]``  (:class:`tinynet.conv_block.ConvPoolReluDropout`)
+``Conv2D -> MaxPooling2D -> ReLU [-> Dropout]``  (:class:`tinynet.engine.conv_block.ConvPoolReluDropout`)
     A convolution without activation before that block: the whole run is computed a few images at a time so
-    that the im2col matrix and the convolution output stay in cache, and the slices are spread over tinynet's
-    threads. The results equal the layers' up to rounding (the products are cut into other BLAS calls, the
-    weight gradients add their terms in another order); tests compare them.
+    that the im2col matrix and the convolution output stay in cache, and the slices are spread over the
+    engine's threads. The results equal the layers' up to rounding (the products are cut into other BLAS calls,
+    the weight gradients add their terms in another order); tests compare them.
 
-``model.fuse = False`` turns planning off (the layers then run one by one: the reference the fused stages are
-tested against).
+Single layers (:data:`ENGINE_IMPLEMENTATIONS`): ``Dense`` -> :class:`tinynet.engine.dense.ThreadedDense`,
+``Conv2D`` -> :class:`tinynet.engine.conv.ThreadedConv2D`: the layer's equations with the matrix products
+shared by the threads, bit for bit the layer's.
+
+``model.fuse = False`` turns the engine off: the layers then run their own code, one by one (the reference the
+stages are tested against).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
-import numpy as np
-
-from tinynet.conv_block import ConvPoolReluDropout
-from tinynet.kernels.dropout import draw_random_words
-from tinynet.kernels.fused import pool_relu_dropout_backward, pool_relu_dropout_forward
+from tinynet.engine.conv import ThreadedConv2D
+from tinynet.engine.conv_block import ConvPoolReluDropout
+from tinynet.engine.dense import ThreadedDense
+from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.layers.activation import Activation, ReLU
 from tinynet.layers.base import Layer
 from tinynet.layers.conv import Conv2D
+from tinynet.layers.dense import Dense
 from tinynet.layers.dropout import Dropout
-from tinynet.layers.pooling import MaxPooling2D
+from tinynet.layers.max_pooling import MaxPooling2D
+
+Stage = Layer | PoolReluDropout | ConvPoolReluDropout | ThreadedDense | ThreadedConv2D
+
+#: The engine's implementation of a single layer, by the layer's exact class (a subclass may have changed the
+#: math, so it runs as itself).
+ENGINE_IMPLEMENTATIONS: dict[type[Layer], Callable[[Layer], Stage]] = {
+    Dense: ThreadedDense,
+    Conv2D: ThreadedConv2D,
+}
 
 
 def _is_plain_relu(layer: Layer) -> bool:
@@ -46,68 +61,14 @@ def _is_plain_relu(layer: Layer) -> bool:
             and layer.threshold == 0)
 
 
-class PoolReluDropout:
-    """A fused ``MaxPooling2D -> ReLU [-> Dropout]`` stage (math in :mod:`tinynet.kernels.fused`).
-
-    Cache: ``argmax_index`` (int32) and ``pass_mask`` (uint8: kept by dropout and positive after ReLU), both
-    the shape of the output.
-    """
-
-    def __init__(self, pool: MaxPooling2D, relu: Layer, dropout: Dropout | None = None) -> None:
-        self.pool, self.relu, self.dropout = pool, relu, dropout
-        self.layers = tuple(layer for layer in (pool, relu, dropout) if layer is not None)
-        self.name = "+".join(layer.name for layer in self.layers)
-        self._cache: Any = None
-
-    @property
-    def needs_input_gradient(self) -> bool:
-        return self.pool.needs_input_gradient
-
-    @needs_input_gradient.setter
-    def needs_input_gradient(self, value: bool) -> None:
-        self.pool.needs_input_gradient = value
-
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        pool = self.pool
-        x = np.ascontiguousarray(pool._prepare_input(x))
-        output_shape = (x.shape[0], *pool.output_shape)
-        dropout_on = training and self.dropout is not None and self.dropout.rate > 0
-        words = draw_random_words(self.dropout.generator, output_shape) if dropout_on else None
-        (ph, pw), (sh, sw) = pool.pool_size, pool.strides
-        y, argmax_index, pass_mask = pool_relu_dropout_forward(
-            x, ph, pw, sh, sw, pool.pad_top, pool.pad_left, pool.out_h, pool.out_w,
-            words=words, rate=self.dropout.rate if dropout_on else 0.0,
-        )
-        self._cache = (argmax_index, pass_mask, dropout_on)
-        return y
-
-    def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        if self._cache is None:
-            raise RuntimeError(f"{self.name}: backward called without a forward pass before it")
-        argmax_index, pass_mask, dropout_on = self._cache
-        self._cache = None
-        dy = self.pool._check_output_gradient(dy, argmax_index.shape)
-        if not self.needs_input_gradient:
-            return None
-        height, width, _ = self.pool.input_shape
-        pool = self.pool
-        window = (*pool.pool_size, *pool.strides, pool.pad_top, pool.pad_left)
-        return pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width,
-                                          rate=self.dropout.rate if dropout_on else 0.0, dropout=dropout_on,
-                                          window=window)
-
-
-Stage = Layer | PoolReluDropout | ConvPoolReluDropout
-
-
 def _absorbs_convolution(stage: Stage, following: Stage) -> bool:
     """A Conv2D whose output goes, unactivated and unchanged, into a fused pooling stage."""
     return (type(stage) is Conv2D and isinstance(following, PoolReluDropout) and stage.built
             and stage.activation.name == "linear" and stage.dtype == following.pool.dtype)
 
 
-def plan(layers: list[Layer]) -> list[Stage]:
-    """The stages that run ``layers``: fused where a pattern matches, the layers themselves elsewhere."""
+def _pooling_stages(layers: list[Layer]) -> list[Stage]:
+    """The layers, with every ``MaxPooling2D -> ReLU [-> Dropout]`` run replaced by one fused stage."""
     stages: list[Stage] = []
     index = 0
     while index < len(layers):
@@ -123,10 +84,17 @@ def plan(layers: list[Layer]) -> list[Stage]:
             continue
         stages.append(layer)
         index += 1
+    return stages
+
+
+def plan(layers: list[Layer]) -> list[Stage]:
+    """The stages that run ``layers``: fused runs where a pattern matches, the engine's implementation of a
+    single layer where it has one, the layers themselves elsewhere."""
     merged: list[Stage] = []
-    for stage in stages:
+    for stage in _pooling_stages(layers):
         if merged and _absorbs_convolution(merged[-1], stage):
             merged.append(ConvPoolReluDropout(merged.pop(), stage))
         else:
             merged.append(stage)
-    return merged
+    return [ENGINE_IMPLEMENTATIONS[type(stage)](stage) if type(stage) in ENGINE_IMPLEMENTATIONS else stage
+            for stage in merged]

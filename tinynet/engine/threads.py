@@ -1,4 +1,4 @@
-"""tinynet's own worker threads: how one training step uses every core.
+"""The engine's worker threads: how one training step uses every core.
 
 The work of a step is split into independent pieces (image ranges of a convolution block, row or column blocks of a
 matrix product, halves of the update) and each thread takes a contiguous range of them. The pieces are NumPy calls
@@ -8,40 +8,38 @@ Why not the alternatives (all measured on the 2-core machine this engine is tune
 
 - OpenBLAS's own threads speed up each matrix product but leave the rest of the step (im2col, pooling, dropout,
   col2im: about half of it) on one core, and spin after every product, so nothing else can use the second core (see
-  :mod:`tinynet.blas`).
+  :mod:`tinynet.engine.blas`).
 - Numba's ``parallel=True`` regions: the OpenMP layer's threads spun between regions and made a step 5-8x slower;
   the workqueue layer was slower than serial kernels.
 
-So while tinynet computes (:func:`engine_scope`), OpenBLAS is asked for one thread and tinynet's threads split the
-work themselves. How the work is cut never depends on how many threads run it (each piece computes the same numbers
-whoever runs it), so a seeded run gives the same bits with 1 thread or 2.
+So while the engine computes (:func:`tinynet.engine.engine_scope`), OpenBLAS is asked for one thread and the
+engine's threads split the work themselves. How the work is cut never depends on how many threads run it (each
+piece computes the same numbers whoever runs it), so a seeded run gives the same bits with 1 thread or 2.
 
 Threads: what :func:`set_num_threads` last set, else ``TINYNET_NUM_THREADS`` as the environment had it at import,
 else the CPUs this process may use. With a BLAS tinynet cannot control (not OpenBLAS), everything runs on the
 calling thread and the BLAS threads itself.
+
+Nothing starts at import: the workers start when work is first handed to them, and only then is the fork handler
+registered that makes a forked child start its own (:func:`parallel_ranges`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numba
 import numpy as np
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from tinynet import blas
+from tinynet.engine import blas
+from tinynet.kernels.matmul import matmul_blocks, multiply_block, new_product, split_range
 
-__all__ = ["num_threads", "set_num_threads", "engine_scope", "parallel_ranges", "matmul"]
-
-# A matrix product smaller than this (multiply-adds) runs on one thread: handing it to a worker costs more.
-_MIN_SPLIT_MULTIPLY_ADDS = 1 << 20
-# How many blocks a larger product is cut into: one per core of the 2-core machines tinynet is tuned on.
-_MATMUL_BLOCKS = 2
+__all__ = ["num_threads", "set_num_threads", "split_range", "parallel_ranges", "matmul"]
 
 
 def _default_threads() -> int:
@@ -62,9 +60,6 @@ def _default_threads() -> int:
 
 _requested_threads = _default_threads()
 _local = threading.local()  # .busy: this thread is already running a piece of parallel work
-_scope_lock = threading.Lock()
-_scope_depth = 0
-_saved_blas_threads: int | None = None
 
 
 def num_threads() -> int:
@@ -78,33 +73,6 @@ def set_num_threads(threads: int) -> None:
     if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
         raise ValueError(f"set_num_threads: threads must be a positive int, got {threads!r}")
     _requested_threads = int(threads)
-
-
-@contextlib.contextmanager
-def engine_scope() -> Iterator[None]:
-    """While inside, OpenBLAS runs single-threaded (tinynet's threads split the products instead).
-
-    Re-entrant and cheap (two C calls at the outermost level); the BLAS thread count is restored on exit. The
-    model holds it around a whole training step or prediction, so that no multithreaded product inside leaves
-    OpenBLAS workers spinning on the cores tinynet's threads need. It applies with one tinynet thread too:
-    OpenBLAS's results depend on its thread count, and a run must give the same bits with 1 thread or 2.
-    """
-    global _scope_depth, _saved_blas_threads
-    if not blas.controllable():
-        yield
-        return
-    with _scope_lock:
-        if _scope_depth == 0:
-            _saved_blas_threads = blas.get_threads()
-            blas.set_threads(1)
-        _scope_depth += 1
-    try:
-        yield
-    finally:
-        with _scope_lock:
-            _scope_depth -= 1
-            if _scope_depth == 0 and _saved_blas_threads is not None:
-                blas.set_threads(_saved_blas_threads)
 
 
 # Waking a sleeping thread costs tens of microseconds on a virtual machine (a parallel_ranges round trip with
@@ -162,10 +130,16 @@ class _Worker:
 
 _workers: list[_Worker] = []
 _workers_lock = threading.Lock()
+_fork_handler_registered = False
 
 
 def _get_workers(count: int) -> list[_Worker]:
+    """The first ``count`` workers, started on first demand (with the fork handler, registered once)."""
+    global _fork_handler_registered
     with _workers_lock:
+        if not _fork_handler_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_threads_after_fork)
+            _fork_handler_registered = True
         while len(_workers) < count:
             _workers.append(_Worker(len(_workers) + 1))
         return _workers[:count]
@@ -175,26 +149,10 @@ def _forget_threads_after_fork() -> None:
     """In a child made by ``fork`` only the forking thread exists: work handed to the parent's workers would
     wait forever. The child starts its own when it first needs them; locks are made anew (a thread of the
     parent may have held one at the fork)."""
-    global _workers, _workers_lock, _scope_lock, _scope_depth
-    _workers, _workers_lock, _scope_lock = [], threading.Lock(), threading.Lock()
-    _scope_depth = 0
+    global _workers, _workers_lock
+    _workers, _workers_lock = [], threading.Lock()
+    blas.forget_scope_after_fork()
     _local.__dict__.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_threads_after_fork)
-
-
-def split_range(count: int, parts: int) -> list[tuple[int, int]]:
-    """``range(count)`` cut into ``parts`` contiguous, nearly equal ``(start, stop)`` pieces (none empty)."""
-    parts = max(1, min(parts, count))
-    base, extra = divmod(count, parts)
-    bounds, start = [], 0
-    for part in range(parts):
-        stop = start + base + (1 if part < extra else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
 
 
 def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
@@ -222,7 +180,7 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
         finished[slot - 1].put(outcome)
         workers[slot - 1].done[0] = 1
 
-    with engine_scope():
+    with blas.single_threaded():
         for slot, worker in enumerate(workers, start=1):
             start, stop = ranges[slot]
             worker.tasks.put(lambda slot=slot, start=start, stop=stop: run(slot, start, stop))
@@ -247,33 +205,24 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``a @ b`` for 2-D arrays, computed as two blocks that tinynet's threads share.
+    """``a @ b`` for 2-D arrays: the blocks of :func:`tinynet.kernels.matmul.blocked_matmul`, shared by the threads.
 
     The blocks are halves of the result's rows, or of its columns when it is wider than tall (a dense layer's
     batch of 32 rows against 512 units: each thread then multiplies all 32 rows by half the weights, 10 %
-    faster than half the rows by all of them). Each block is one single-threaded BLAS call into its part of
-    ``out``. The cut depends only on the shapes, never on the thread count: OpenBLAS rounds an entry
-    differently depending on the shape of the call it is in, so a cut that followed the threads would make a
-    run's bits depend on the machine. Small products run as one call. ``out``, when given, must be C-contiguous
-    of the result's shape and dtype.
+    faster than half the rows by all of them), each one single-threaded BLAS call into its part of ``out``. The
+    cut depends only on the shapes, never on the thread count, and it is the cut the layers make on one thread:
+    the result is bit for bit the layers' own. Small products run as one call. ``out``, when given, must be
+    C-contiguous of the result's shape and dtype.
     """
-    rows, inner = a.shape
-    columns = b.shape[1]
-    if out is None:
-        out = np.empty((rows, columns), dtype=np.result_type(a, b))
-    with engine_scope():
-        by_columns = columns > rows
-        if min(rows, columns) < 1 or max(rows, columns) < _MATMUL_BLOCKS or \
-                rows * inner * columns < _MIN_SPLIT_MULTIPLY_ADDS:
+    out = new_product(a, b, out)
+    by_columns, blocks = matmul_blocks(a.shape[0], a.shape[1], b.shape[1])
+    with blas.single_threaded():
+        if len(blocks) == 1:
             return np.matmul(a, b, out=out)
-        blocks = split_range(columns if by_columns else rows, _MATMUL_BLOCKS)
 
         def run(slot: int, first: int, stop: int) -> None:
             for start, end in blocks[first:stop]:
-                if by_columns:
-                    np.matmul(a, b[:, start:end], out=out[:, start:end])
-                else:
-                    np.matmul(a[start:end], b, out=out[start:end])
+                multiply_block(a, b, out, by_columns, start, end)
 
         parallel_ranges(len(blocks), run)
     return out
