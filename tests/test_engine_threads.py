@@ -1,4 +1,4 @@
-"""tinynet's worker threads and the OpenBLAS control under them."""
+"""The engine's worker threads and the OpenBLAS control under them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinynet import blas, parallel
+from tinynet.engine import blas, startup
+from tinynet.engine import threads as parallel
 
 
 @pytest.fixture
@@ -74,9 +75,9 @@ def test_engine_scope_makes_openblas_single_threaded_and_restores_it(two_threads
     before = blas.get_threads()
     blas.set_threads(2)
     try:
-        with parallel.engine_scope():
+        with startup.engine_scope():
             assert blas.get_threads() == 1
-            with parallel.engine_scope():
+            with startup.engine_scope():
                 assert blas.get_threads() == 1
             assert blas.get_threads() == 1
         assert blas.get_threads() == 2
