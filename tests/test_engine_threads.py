@@ -155,3 +155,20 @@ def test_thread_count_from_the_environment(monkeypatch):
             parallel._default_threads()
     monkeypatch.delenv("TINYNET_NUM_THREADS")
     assert parallel._default_threads() >= 1
+
+
+@pytest.mark.parametrize("sizes", [[1], [7, 1, 1000], [2, 3]])
+def test_parallel_elementwise_gives_each_element_to_one_call_and_sums_their_results(sizes, two_threads):
+    arrays = [np.zeros(size) for size in sizes]
+    seen = [np.zeros(size, dtype=int) for size in sizes]
+    groups = [(array, None, counter) for array, counter in zip(arrays, seen, strict=True)]
+
+    def task(piece, missing, counter):
+        assert missing is None
+        counter += 1
+        piece += 2.0
+        return piece.size
+
+    assert parallel.parallel_elementwise(groups, task) == sum(sizes)
+    for array, counter in zip(arrays, seen, strict=True):
+        assert (counter == 1).all() and (array == 2.0).all()

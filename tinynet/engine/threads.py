@@ -39,7 +39,11 @@ from numba.extending import intrinsic
 from tinynet.engine import blas
 from tinynet.kernels.matmul import matmul_blocks, multiply_block, new_product, split_range
 
-__all__ = ["num_threads", "set_num_threads", "split_range", "parallel_ranges", "matmul"]
+__all__ = ["num_threads", "set_num_threads", "split_range", "parallel_ranges", "parallel_elementwise", "matmul"]
+
+# An element-wise pass (the optimizer's update) is cut into this many parts, whatever the thread count: one per
+# core of the 2-core machines tinynet is tuned on.
+_ELEMENTWISE_LANES = 2
 
 
 def _default_threads() -> int:
@@ -202,6 +206,33 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
             _local.busy = False
     if first_error is not None:
         raise first_error
+
+
+def parallel_elementwise(groups: list[tuple[np.ndarray | None, ...]],
+                         task: Callable[..., int]) -> int:
+    """Run ``task(*pieces)`` on the same contiguous piece of every array of each group, the pieces spread over
+    the threads; return the sum of what the calls return.
+
+    Each group holds arrays of one size (``None`` for an array a group lacks, passed on as ``None``); each is
+    flattened (it must be C-contiguous) and cut into the same :data:`_ELEMENTWISE_LANES` pieces, and one lane
+    takes the same piece of every group. For work where every element is independent, such as an optimizer's
+    update: ``parallel_elementwise([(param, velocity, grad), ...], update)``. The cut depends only on the
+    sizes, so the results are the same with any thread count.
+    """
+    lanes: list[list[tuple[np.ndarray | None, ...]]] = [[] for _ in range(_ELEMENTWISE_LANES)]
+    for arrays in groups:
+        size = next(array.size for array in arrays if array is not None)
+        for lane, (start, stop) in enumerate(split_range(size, _ELEMENTWISE_LANES)):
+            lanes[lane].append(tuple(None if array is None else array.reshape(-1)[start:stop] for array in arrays))
+    totals = [0] * _ELEMENTWISE_LANES
+
+    def run(slot: int, first: int, stop: int) -> None:
+        for lane in range(first, stop):
+            for pieces in lanes[lane]:
+                totals[lane] += task(*pieces)
+
+    parallel_ranges(_ELEMENTWISE_LANES, run)
+    return sum(totals)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
