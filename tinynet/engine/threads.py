@@ -41,10 +41,6 @@ from tinynet.kernels.matmul import matmul_blocks, multiply_block, new_product, s
 
 __all__ = ["num_threads", "set_num_threads", "split_range", "parallel_ranges", "parallel_elementwise", "matmul"]
 
-# An element-wise pass (the optimizer's update) is cut into this many parts, whatever the thread count: one per
-# core of the 2-core machines tinynet is tuned on.
-_ELEMENTWISE_LANES = 2
-
 
 def _default_threads() -> int:
     value = os.environ.get("TINYNET_NUM_THREADS")
@@ -214,24 +210,28 @@ def parallel_elementwise(groups: list[tuple[np.ndarray | None, ...]],
     the threads; return the sum of what the calls return.
 
     Each group holds arrays of one size (``None`` for an array a group lacks, passed on as ``None``); each is
-    flattened (it must be C-contiguous) and cut into the same :data:`_ELEMENTWISE_LANES` pieces, and one lane
-    takes the same piece of every group. For work where every element is independent, such as an optimizer's
-    update: ``parallel_elementwise([(param, velocity, grad), ...], update)``. The cut depends only on the
-    sizes, so the results are the same with any thread count.
+    flattened (it must be C-contiguous) and cut into one contiguous piece per thread, and thread ``k`` takes
+    piece ``k`` of every group: the work is balanced whatever the sizes. Only for work where every element is
+    independent, such as an optimizer's update (``parallel_elementwise([(param, grad, velocity), ...],
+    update)``): its results are then the same however the arrays are cut.
     """
-    lanes: list[list[tuple[np.ndarray | None, ...]]] = [[] for _ in range(_ELEMENTWISE_LANES)]
+    lane_count = max(1, num_threads())
+    lanes: list[list[tuple[np.ndarray | None, ...]]] = [[] for _ in range(lane_count)]
     for arrays in groups:
         size = next(array.size for array in arrays if array is not None)
-        for lane, (start, stop) in enumerate(split_range(size, _ELEMENTWISE_LANES)):
+        for lane, (start, stop) in enumerate(split_range(size, lane_count)):
             lanes[lane].append(tuple(None if array is None else array.reshape(-1)[start:stop] for array in arrays))
-    totals = [0] * _ELEMENTWISE_LANES
+    totals = [0] * lane_count
 
     def run(slot: int, first: int, stop: int) -> None:
         for lane in range(first, stop):
             for pieces in lanes[lane]:
                 totals[lane] += task(*pieces)
 
-    parallel_ranges(_ELEMENTWISE_LANES, run)
+    parallel_ranges(lane_count, run)
+    # A worker keeps its last task, and so this closure, until it is handed the next one: drop the views it holds,
+    # so that the arrays of a model no longer used can be freed.
+    lanes.clear()
     return sum(totals)
 
 
