@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tinynet.engine import blas, startup
 from tinynet.engine import threads as parallel
+from tinynet.kernels import blocked_matmul
 
 
 @pytest.fixture
@@ -105,6 +106,8 @@ def test_matmul_matches_numpy(rows, inner, columns, transposed, dtype):
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance * inner)
     np.testing.assert_array_equal(out, result)
+    with blas.single_threaded():  # the layers' product, block after block on one thread: the same bits
+        np.testing.assert_array_equal(blocked_matmul(a, b), result)
 
 
 def test_set_num_threads_rejects_bad_counts():
