@@ -2,7 +2,7 @@
 
 Four thread pools can share this machine's cores during a benchmark:
 
-* tinynet's own workers (:mod:`tinynet.parallel`), which split its steps; while they compute, tinynet keeps
+* tinynet's own workers (:mod:`tinynet.engine.threads`), which split its steps; while they compute, tinynet keeps
   OpenBLAS at one thread;
 * OpenBLAS, under every NumPy matrix product (the ``peak`` suite's, and tinynet's outside a step);
 * Numba's pool, which exists only once a ``parallel=True`` kernel has run (or ``numba.set_num_threads`` was called);
@@ -12,8 +12,8 @@ Environment variables (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``NUMBA_NU
 each library loads, so :func:`set_thread_environment` must run before NumPy is imported to take effect in this
 process; subprocesses (``coldstart``, ``memory``) always inherit it. For a process where NumPy is already loaded
 (``tinynet bench`` calls :func:`benchmarks.main` after importing tinynet), :func:`set_runtime_threads` changes the
-running pools: tinynet's through ``tinynet.parallel.set_num_threads``, OpenBLAS through its C API
-(:mod:`tinynet.blas`, which finds it among the libraries mapped into this process, as threadpoolctl does),
+running pools: tinynet's through ``tinynet.engine.set_num_threads``, OpenBLAS through its C API
+(:mod:`tinynet.engine.blas`, which finds it among the libraries mapped into this process, as threadpoolctl does),
 Numba through ``numba.set_num_threads``, PyTorch through ``torch.set_num_threads``.
 
 This module imports neither NumPy nor Numba at import time, so the command line can set the environment first.
@@ -56,23 +56,23 @@ def set_thread_environment(threads: int) -> None:
 def openblas_info() -> list[dict[str, Any]]:
     """Each OpenBLAS loaded in this process: path, version/config string, CPU kernel set and thread count.
 
-    Empty when NumPy is not loaded yet or uses another BLAS (the lookup itself is :mod:`tinynet.blas`'s).
+    Empty when NumPy is not loaded yet or uses another BLAS (the lookup itself is :mod:`tinynet.engine.blas`'s).
     """
-    from tinynet import blas
+    from tinynet.engine import blas
 
     return blas.openblas_info()
 
 
 def blas_threads() -> int | None:
     """The thread count of the (first) OpenBLAS in this process, or ``None`` when none is found."""
-    from tinynet import blas
+    from tinynet.engine import blas
 
     return blas.get_threads()
 
 
 def set_blas_threads(threads: int) -> bool:
     """Set every loaded OpenBLAS to ``threads`` threads; ``False`` if no OpenBLAS was found."""
-    from tinynet import blas
+    from tinynet.engine import blas
 
     return blas.set_threads(threads)
 
@@ -110,9 +110,9 @@ def set_runtime_threads(threads: int) -> dict[str, Any]:
     Numba's pool is resized only when it is running or Numba was imported before the environment was set,
     because ``numba.set_num_threads`` starts the pool, and a pool that was never needed is better left unstarted.
     """
-    from tinynet import parallel
+    from tinynet import engine
 
-    parallel.set_num_threads(threads)  # tinynet's own threads (it keeps OpenBLAS at 1 while it computes)
+    engine.set_num_threads(threads)  # tinynet's own threads (it keeps OpenBLAS at 1 while it computes)
     changed: dict[str, Any] = {"openblas": set_blas_threads(threads), "tinynet": True}
     numba = sys.modules.get("numba")
     if numba is not None:
@@ -143,7 +143,7 @@ def thread_settings() -> dict[str, Any]:
 
 
 def tinynet_threads() -> int:
-    """How many threads tinynet computes with (``tinynet.parallel.num_threads``)."""
-    from tinynet import parallel
+    """How many threads tinynet computes with (``tinynet.engine.num_threads``)."""
+    from tinynet import engine
 
-    return parallel.num_threads()
+    return engine.num_threads()

@@ -3,7 +3,7 @@
 Hypothesis draws batch sizes, image sizes, channels, window sizes, strides and paddings ('valid', Keras
 'same', and arbitrary explicit pads), in float32 and float64. Fast == reference exactly where the kernel only
 copies or compares values (im2col, maxpool forward), and to rounding where it adds them in another order
-(col2im, maxpool backward). Every fast kernel is tested in its serial and its parallel form.
+(col2im, maxpool backward).
 """
 
 from __future__ import annotations
@@ -17,31 +17,25 @@ from hypothesis import strategies as st
 
 from tinynet.kernels import (
     col2im,
-    col2im_parallel,
     col2im_reference,
     im2col,
-    im2col_parallel,
     im2col_reference,
     maxpool_backward,
-    maxpool_backward_parallel,
     maxpool_backward_reference,
     maxpool_forward,
-    maxpool_forward_parallel,
     maxpool_forward_reference,
 )
 
 # Numba compiles on the first call of each dtype, so no per-example deadline.
 KERNEL_SETTINGS = settings(deadline=None, max_examples=40)
 
-IM2COL_FAST = [pytest.param(im2col, id="serial"), pytest.param(im2col_parallel, id="parallel")]
-COL2IM_FAST = [pytest.param(col2im, id="serial"), pytest.param(col2im_parallel, id="parallel")]
+IM2COL_FAST = [pytest.param(im2col, id="serial")]
+COL2IM_FAST = [pytest.param(col2im, id="serial")]
 MAXPOOL_FORWARD_FAST = [
     pytest.param(maxpool_forward, id="serial"),
-    pytest.param(maxpool_forward_parallel, id="parallel"),
 ]
 MAXPOOL_BACKWARD_FAST = [
     pytest.param(maxpool_backward, id="serial"),
-    pytest.param(maxpool_backward_parallel, id="parallel"),
 ]
 MAXPOOL_FORWARD_ALL = [*MAXPOOL_FORWARD_FAST, pytest.param(maxpool_forward_reference, id="reference")]
 
@@ -171,7 +165,6 @@ def test_col2im_matches_reference(fast_col2im, problem, seed):
     ("im2col_function", "col2im_function"),
     [
         pytest.param(im2col, col2im, id="serial"),
-        pytest.param(im2col_parallel, col2im_parallel, id="parallel"),
         pytest.param(im2col_reference, col2im_reference, id="reference"),
     ],
 )
@@ -243,7 +236,7 @@ def test_im2col_reads_zero_in_the_padding():
 
 @pytest.mark.parametrize(
     ("im2col_function", "col2im_function"),
-    [pytest.param(im2col, col2im, id="serial"), pytest.param(im2col_parallel, col2im_parallel, id="parallel")],
+    [pytest.param(im2col, col2im, id="serial")],
 )
 def test_windows_past_the_image_edge_read_zero_and_give_back_nothing(im2col_function, col2im_function):
     # More outputs than the image holds (and a pad as large as the kernel): whole windows in the padding.

@@ -350,14 +350,14 @@ def test_relu_backward_is_the_slope_of_the_piece_the_forward_chose(options):
 
 def test_only_the_default_relu_is_fused():
     # the fused pooling kernels implement max(x, 0) only: every other option must run the layer's own code
-    from tinynet import fusion
+    from tinynet.engine import planner
     from tinynet.layers import MaxPooling2D
 
     def planned(relu):
         pool = MaxPooling2D()
         pool.build((4, 4, 1))
         relu.build(pool.output_shape)
-        return [type(stage).__name__ for stage in fusion.plan([pool, relu])]
+        return [type(stage).__name__ for stage in planner.plan([pool, relu])]
 
     assert planned(ReLU()) == ["PoolReluDropout"]
     for options in [options for options in RELU_OPTIONS if options]:

@@ -81,15 +81,3 @@ def test_epsilon_and_names():
     backend.clear_session()
     assert Dense(1).name == "dense_1"
     assert backend.unique_name("sequential") == "sequential_1"
-
-
-def test_allocator_tuning_is_applied_on_linux_and_can_be_refused(monkeypatch):
-    import sys
-
-    from tinynet import backend
-
-    monkeypatch.setenv("TINYNET_KEEP_MALLOC", "1")
-    assert backend.tune_allocator() is False
-    monkeypatch.delenv("TINYNET_KEEP_MALLOC")
-    if sys.platform.startswith("linux"):
-        assert backend.tune_allocator() is True

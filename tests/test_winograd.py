@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinynet import backend, conv_block, fusion
+from tinynet import backend, engine
+from tinynet.engine import conv_block
 from tinynet.gradcheck import check_model
 from tinynet.kernels import im2col_reference
 from tinynet.kernels.winograd import kernel_transform, tile_counts, winograd_reference
@@ -54,7 +55,7 @@ def test_the_block_uses_winograd_for_deep_3x3_convolutions_and_matches_the_layer
     set_random_seed(4)
     model = Sequential([Conv2D(8, 3, padding=padding, use_bias=use_bias, input_shape=(9, 9, 16)), MaxPooling2D(),
                         Activation("relu"), Dropout(0.3)])
-    stage = fusion.plan(list(model.layers))[0]
+    stage = engine.plan(list(model.layers))[0]
     assert stage._uses_winograd()
     set_random_seed(4)
     twin = Sequential([Conv2D(8, 3, padding=padding, use_bias=use_bias, input_shape=(9, 9, 16)), MaxPooling2D(),

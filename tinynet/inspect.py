@@ -128,7 +128,7 @@ def _backward_wrapper(layer: Layer, original: Callable, hook: BackwardHook, fuse
 
 
 def _run_layer_by_layer(model: Any) -> bool | None:
-    """Turn the model's fused stages off (see :mod:`tinynet.fusion`) so that every layer's own forward and
+    """Turn the model's fused stages off (see :mod:`tinynet.engine`) so that every layer's own forward and
     backward run, and the hooks see each of them; return the previous setting. Fused and unfused runs compute
     the same numbers bit for bit, so this changes what can be seen, not what is computed."""
     previous = getattr(model, "fuse", None)
@@ -237,7 +237,7 @@ class TrainingRecorder(Callback):
     Recording copies the parameters before each recorded step (to measure the update) and reduces each output
     to a few numbers at once: memory stays small, and ``every=10`` makes the cost negligible. The step itself is
     never changed: before a recorded step, a shadow forward pass runs the same batch through the layers one by
-    one (the fused stages of :mod:`tinynet.fusion` show no inner outputs) with the random generators and moving
+    one (the fused stages of :mod:`tinynet.engine` show no inner outputs) with the random generators and moving
     statistics put back afterwards, so the step draws the same dropout mask and training gives the same bits as
     without the recorder. The activation figures come from that pass (equal to the fused step's up to float
     rounding); the gradients and updates are the step's own.

@@ -1,5 +1,5 @@
 """Max pooling, ReLU and dropout in one pass over each image: the fused kernel behind the planner's
-``MaxPooling2D -> ReLU -> Dropout`` stage (:mod:`tinynet.fusion`).
+``MaxPooling2D -> ReLU -> Dropout`` stage (:mod:`tinynet.engine.planner`).
 
 Forward, per image, per output pixel and channel (same window rules and tie-breaking as
 :func:`tinynet.kernels.maxpool_forward`)::

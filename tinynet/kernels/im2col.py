@@ -22,10 +22,11 @@ Backward. ``im2col`` is a linear map ``A`` from images to matrices; with ``dY2 =
 several patches collects several contributions; entries read from the zero padding are dropped), which is
 exactly the transpose: ``<im2col(x), g> == <x, col2im(g)>`` for every ``x`` and ``g``.
 
-Each fast kernel is a Numba loop over one image at a time (``_im2col_one_image``, ``_col2im_one_image``);
-the serial and parallel drivers differ only in ``range`` versus ``prange`` over the batch. The parallel split
-is over images on purpose: two kernel offsets of one image can write the same pixel of ``dx`` in ``col2im``,
-and such overlapping ``prange`` writes race silently, whereas two images never share a pixel.
+Each fast kernel is a Numba loop over one image at a time (``_im2col_one_image``, ``_col2im_one_image``),
+compiled ``nogil``, so a caller may hand different images to different threads (the engine,
+:mod:`tinynet.engine`, runs slices of a batch side by side). Work is split over images on purpose: two kernel
+offsets of one image can write the same pixel of ``dx`` in ``col2im``, and such overlapping writes would race,
+whereas two images never share a pixel.
 
 ``im2col_reference`` and ``col2im_reference`` are the plain NumPy versions the tests compare against: they
 loop only over the ``kh * kw`` kernel offsets, each one a strided slice of the whole zero-padded batch.
@@ -38,8 +39,7 @@ import operator
 import numba
 import numpy as np
 
-__all__ = ["im2col", "col2im", "im2col_unchecked", "col2im_unchecked", "im2col_parallel", "col2im_parallel",
-           "im2col_reference", "col2im_reference"]
+__all__ = ["im2col", "col2im", "im2col_unchecked", "col2im_unchecked", "im2col_reference", "col2im_reference"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -160,7 +160,7 @@ def _check_col2im_args(
 
 
 # ----------------------------------------------------------------------------------------------------
-# Fast kernels: one image per call, so that a driver may run images serially or in parallel.
+# Fast kernels: one image per call, so that a caller may hand different images to different threads.
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -228,12 +228,6 @@ def _im2col_serial(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad
         _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
 
 
-@numba.njit(cache=True, parallel=True)
-def _im2col_parallel(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
-    # Each image writes only its own block of rows, so iterations never touch the same memory.
-    for n in numba.prange(x.shape[0]):
-        _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
-
 
 @numba.njit(cache=True)
 def _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
@@ -271,13 +265,6 @@ def _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pa
         _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
 
 
-@numba.njit(cache=True, parallel=True)
-def _col2im_parallel(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
-    # Parallel over images only: within one image, overlapping patches add onto the same pixel, and concurrent
-    # += on one address would race. Different images never share a pixel.
-    for n in numba.prange(dx.shape[0]):
-        _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
-
 
 # ----------------------------------------------------------------------------------------------------
 # Public fast API
@@ -309,14 +296,6 @@ def im2col(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, 
     return cols
 
 
-def im2col_parallel(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None):
-    """:func:`im2col` with images spread over Numba's threads (``prange`` over the batch). Same result."""
-    x, geometry, cols = _check_im2col_args(
-        "im2col_parallel", x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out
-    )
-    _im2col_parallel(x, cols, *geometry)
-    return cols
-
 
 def col2im(
     cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
@@ -339,18 +318,6 @@ def col2im(
     _col2im_serial(cols, dx, *geometry)
     return dx
 
-
-def col2im_parallel(
-    cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
-    out_h, out_w, out=None,
-) -> np.ndarray:
-    """:func:`col2im` spread over Numba's threads: ``prange`` over the batch, never over kernel offsets."""
-    cols, geometry, dx = _check_col2im_args(
-        "col2im_parallel", cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w,
-        pad_top, pad_left, out_h, out_w, out,
-    )
-    _col2im_parallel(cols, dx, *geometry)
-    return dx
 
 
 def im2col_unchecked(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w) -> None:

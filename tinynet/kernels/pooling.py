@@ -22,9 +22,9 @@ gives every other pixel nothing::
 The ``+=`` matters: when the stride is smaller than the window, one pixel can win several windows and then
 collects all their gradients.
 
-Each fast kernel is a Numba loop over one image at a time; the serial and parallel drivers differ only in
-``range`` versus ``prange`` over the batch. The backward pass must not be split over windows: two windows can
-scatter into the same pixel, and such concurrent ``+=`` races silently. Two images never share a pixel.
+Each fast kernel is a Numba loop over one image at a time, so a caller may hand different images to
+different threads. The backward pass must never be split over windows: two windows can scatter into the same
+pixel, and concurrent ``+=`` on it would race silently. Two images never share a pixel.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ from .im2col import _prepare_out, _require_float_array, _require_int, _window_ge
 __all__ = [
     "maxpool_forward",
     "maxpool_backward",
-    "maxpool_forward_parallel",
-    "maxpool_backward_parallel",
     "maxpool_forward_reference",
     "maxpool_backward_reference",
 ]
@@ -111,7 +109,7 @@ def _out_of_range_error(function, height, width):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Fast kernels: one image per call, so that a driver may run images serially or in parallel.
+# Fast kernels: one image per call, so that a caller may hand different images to different threads.
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -157,11 +155,6 @@ def _maxpool_forward_serial(x, y, argmax_index, pool_h, pool_w, stride_h, stride
         _maxpool_forward_one_image(x, n, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
 
 
-@numba.njit(cache=True, parallel=True)
-def _maxpool_forward_parallel(x, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    for n in numba.prange(x.shape[0]):
-        _maxpool_forward_one_image(x, n, y, argmax_index, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-
 
 @numba.njit(cache=True)
 def _maxpool_backward_one_image(dy, argmax_index, n, dx_planes):
@@ -169,8 +162,8 @@ def _maxpool_backward_one_image(dy, argmax_index, n, dx_planes):
 
     ``dx_planes`` is dx viewed as ``(N, H*W, C)``, so the flat index addresses a pixel directly: no integer
     division by W in the hot loop. An index outside the plane is skipped and counted instead of written:
-    Numba does not check bounds, and a raise inside a ``prange`` body is not reliable, so the Python caller
-    raises when the count is non-zero.
+    Numba does not check bounds, and a raise inside a compiled loop would leave ``dx`` half written, so the
+    Python caller raises when the count is non-zero.
     """
     plane_size = dx_planes.shape[1]
     out_h, out_w, channels = dy.shape[1], dy.shape[2], dy.shape[3]
@@ -194,14 +187,6 @@ def _maxpool_backward_serial(dy, argmax_index, dx_planes):
         invalid += _maxpool_backward_one_image(dy, argmax_index, n, dx_planes)
     return invalid
 
-
-@numba.njit(cache=True, parallel=True)
-def _maxpool_backward_parallel(dy, argmax_index, dx_planes):
-    # Parallel over images only: within one image, overlapping windows may scatter onto the same pixel.
-    invalid = 0
-    for n in numba.prange(dy.shape[0]):
-        invalid += _maxpool_backward_one_image(dy, argmax_index, n, dx_planes)  # a prange sum reduction
-    return invalid
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -236,17 +221,6 @@ def maxpool_forward(
     return y, argmax_index
 
 
-def maxpool_forward_parallel(
-    x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None, argmax_out=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`maxpool_forward` with images spread over Numba's threads (``prange`` over the batch)."""
-    x, geometry, y, argmax_index = _check_forward_args(
-        "maxpool_forward_parallel", x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out,
-        argmax_out,
-    )
-    _maxpool_forward_parallel(x, y, argmax_index, *geometry[:6])
-    return y, argmax_index
-
 
 def maxpool_backward(dy, argmax_index, height, width, out=None) -> np.ndarray:
     """Route each upstream gradient to the pixel that won its window (serial Numba kernel).
@@ -265,13 +239,6 @@ def maxpool_backward(dy, argmax_index, height, width, out=None) -> np.ndarray:
         raise _out_of_range_error("maxpool_backward", dx.shape[1], dx.shape[2])
     return dx
 
-
-def maxpool_backward_parallel(dy, argmax_index, height, width, out=None) -> np.ndarray:
-    """:func:`maxpool_backward` with images spread over Numba's threads (``prange`` over the batch only)."""
-    dy, argmax_index, dx = _check_backward_args("maxpool_backward_parallel", dy, argmax_index, height, width, out)
-    if _maxpool_backward_parallel(dy, argmax_index, _as_planes(dx)):
-        raise _out_of_range_error("maxpool_backward_parallel", dx.shape[1], dx.shape[2])
-    return dx
 
 
 # ----------------------------------------------------------------------------------------------------

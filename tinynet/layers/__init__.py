@@ -8,8 +8,8 @@ from tinynet.layers.dense import Dense
 from tinynet.layers.dropout import Dropout
 from tinynet.layers.global_pooling import GlobalAveragePooling2D
 from tinynet.layers.leaky_relu import LeakyReLU
+from tinynet.layers.max_pooling import MaxPooling2D
 from tinynet.layers.normalization import BatchNormalization
-from tinynet.layers.pooling import MaxPooling2D
 from tinynet.layers.reshape import Flatten
 
 # Keras 2 aliases

@@ -39,6 +39,12 @@ class Pooling2D(Layer):
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_h, self.out_w, input_shape[-1])
 
+    @property
+    def window(self) -> tuple[int, int, int, int, int, int, int, int]:
+        """``(ph, pw, sh, sw, pad_top, pad_left, out_h, out_w)``: the window arguments of the pooling kernels."""
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        return (ph, pw, sh, sw, self.pad_top, self.pad_left, self.out_h, self.out_w)
+
     def get_config(self) -> dict[str, Any]:
         return super().get_config() | {
             "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding,

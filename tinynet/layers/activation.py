@@ -70,7 +70,7 @@ class ReLU(Layer):
     The default ``ReLU()`` is ``Activation('relu')``: slope 0 at ``x == 0``. Cache: the input ``x``.
 
     The planner fuses only the default ``ReLU()`` (no ``max_value``, ``negative_slope`` or ``threshold``) into its
-    pooling kernels (:func:`tinynet.fusion._is_plain_relu`); every other ReLU runs this layer's own code.
+    pooling kernels (:func:`tinynet.engine.planner`); every other ReLU runs this layer's own code.
     """
 
     def __init__(

@@ -257,6 +257,16 @@ class Layer:
             raise ValueError(f"{self.name}: got an empty batch (shape {x.shape})")
         return x if x.dtype == self.dtype else x.astype(self.dtype)
 
+    def check_input(self, x: Any) -> np.ndarray:
+        """What :meth:`forward` does to its input first: build on first use, check the shape, cast the dtype.
+
+        Public so that code standing in for this layer (the engine's stages) applies the very same checks."""
+        return self._prepare_input(x)
+
+    def check_output_gradient(self, dy: Any, expected_shape: tuple[int, ...]) -> np.ndarray:
+        """What :meth:`backward` does to ``dy`` first: check it against the output shape, cast the dtype."""
+        return self._check_output_gradient(dy, expected_shape)
+
     def _scratch(self, name: str, shape: tuple[int, ...], fill: float | None = None) -> np.ndarray:
         """A work array of the layer's dtype, reused from call to call while the shape stays the same.
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import activations, parallel
+from tinynet import activations
 from tinynet import initializers as initializers_module
-from tinynet.kernels import col2im, im2col
+from tinynet.kernels import blocked_matmul, col2im, im2col
 from tinynet.layers._geometry import check_padding, window_geometry
 from tinynet.layers.base import Layer, normalize_tuple
 
@@ -39,6 +39,10 @@ class Conv2D(Layer):
         dx     = col2im(dX_col)      a pixel inside several receptive fields sums their gradients
 
     Cache: ``X_col`` (the im2col matrix) and the activation output ``y``.
+
+    Kernels: :func:`tinynet.kernels.im2col`, :func:`tinynet.kernels.col2im` and
+    :func:`tinynet.kernels.blocked_matmul` (``@`` cut into the blocks the engine's threads share, so that this
+    layer and the engine's stand-in for it give the same bits). :attr:`window` is the geometry they take.
     """
 
     def __init__(
@@ -86,7 +90,9 @@ class Conv2D(Layer):
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_h, self.out_w, self.filters)
 
-    def _window_args(self) -> tuple[int, ...]:
+    @property
+    def window(self) -> tuple[int, int, int, int, int, int, int, int]:
+        """``(kh, kw, sh, sw, pad_top, pad_left, out_h, out_w)``: the window arguments of im2col and col2im."""
         kh, kw = self.kernel_size
         sh, sw = self.strides
         return (kh, kw, sh, sw, self.pad_top, self.pad_left, self.out_h, self.out_w)
@@ -97,8 +103,8 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         rows, depth = batch * self.out_h * self.out_w, kh * kw * self.input_shape[-1]
         # The im2col matrix is rebuilt every step into the same buffer (it is also what backward needs for dW).
-        cols = im2col(x, *self._window_args(), out=self._scratch("cols", (rows, depth)))
-        z = parallel.matmul(cols, self.params["kernel"].reshape(depth, self.filters))
+        cols = im2col(x, *self.window, out=self._scratch("cols", (rows, depth)))
+        z = blocked_matmul(cols, self.params["kernel"].reshape(depth, self.filters))
         if self.use_bias:
             z += self.params["bias"]
         y = self.activation.forward(z.reshape(batch, self.out_h, self.out_w, self.filters))
@@ -119,15 +125,15 @@ class Conv2D(Layer):
         dz_rows = dz.reshape(-1, self.filters)
         kernel = self.params["kernel"].reshape(-1, self.filters)
         # Written into the existing gradient arrays: each backward overwrites layer.grads, allocating nothing.
-        parallel.matmul(cols.T, dz_rows, out=self.grads["kernel"].reshape(kernel.shape))
+        blocked_matmul(cols.T, dz_rows, out=self.grads["kernel"].reshape(kernel.shape))
         if self.use_bias:
             # db = 1^T dZ as a BLAS matrix-vector product: about 3x faster than a column sum over dZ's rows.
             np.matmul(self._scratch("ones", (len(dz_rows),), fill=1.0), dz_rows, out=self.grads["bias"])
         if not self.needs_input_gradient:
             return None
-        dcols = parallel.matmul(dz_rows, kernel.T, out=self._scratch("dcols", cols.shape))
+        dcols = blocked_matmul(dz_rows, kernel.T, out=self._scratch("dcols", cols.shape))
         height, width, channels = self.input_shape
-        return col2im(dcols, batch, height, width, channels, *self._window_args())
+        return col2im(dcols, batch, height, width, channels, *self.window)
 
     def get_config(self) -> dict[str, Any]:
         return super().get_config() | {

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import activations, parallel
+from tinynet import activations
 from tinynet import initializers as initializers_module
+from tinynet.kernels import blocked_matmul
 from tinynet.layers.base import Layer
 
 
@@ -29,6 +30,9 @@ class Dense(Layer):
         dx = dz @ W^T        dL/dx[n,i] = sum_u dz[n,u] W[i,u]
 
     Cache: the input ``x`` and the output ``y``.
+
+    The products are :func:`tinynet.kernels.blocked_matmul`: ``@`` cut into the blocks the engine's threads
+    share, so that this layer and the engine's stand-in for it give the same bits.
     """
 
     def __init__(
@@ -67,7 +71,7 @@ class Dense(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
         kernel = self.params["kernel"]
-        z = parallel.matmul(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], self.units)
+        z = blocked_matmul(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], self.units)
         if self.use_bias:
             z += self.params["bias"]
         y = self.activation.forward(z)
@@ -88,12 +92,12 @@ class Dense(Layer):
         x_rows = x.reshape(-1, x.shape[-1])
         dz_rows = dz.reshape(-1, self.units)
         # Written into the existing gradient arrays: each backward overwrites layer.grads, allocating nothing.
-        parallel.matmul(x_rows.T, dz_rows, out=self.grads["kernel"])
+        blocked_matmul(x_rows.T, dz_rows, out=self.grads["kernel"])
         if self.use_bias:
             np.sum(dz_rows, axis=0, out=self.grads["bias"])
         if not self.needs_input_gradient:
             return None
-        dx_rows = parallel.matmul(dz_rows, self.params["kernel"].T)
+        dx_rows = blocked_matmul(dz_rows, self.params["kernel"].T)
         return dx_rows.reshape(*dz.shape[:-1], x.shape[-1])
 
     def get_config(self) -> dict[str, Any]:

@@ -25,9 +25,10 @@ class Dropout(Layer):
     Backward: ``y`` is linear in ``x`` with the mask fixed, so ``dx = dy * m / (1 - rate)``. Cache: the keep
     mask ``m`` as uint8 (``None`` after an inference forward, where ``dx = dy``).
 
-    The mask comes from raw 16-bit words of the generator compared with ``rate * 2**16``
-    (:mod:`tinynet.kernels.dropout`), the same draw the fused pooling path uses, so fused and unfused models see
-    identical masks.
+    The mask is drawn from 16-bit words so one draw serves the layer and the engine alike: :meth:`draw_mask_words`
+    takes raw 16-bit words from the generator, and an element is kept when its word is at least
+    ``rate * 2**16`` (:mod:`tinynet.kernels.dropout`). The engine's fused stages call the same method, so a
+    model draws identical masks with the engine on or off.
 
     ``seed`` gives the layer its own stream; otherwise it spawns one from :func:`tinynet.utils.set_random_seed`'s
     root, so masks repeat run to run. ``noise_shape`` (Keras) shares one mask value along axes of size 1.
@@ -59,13 +60,19 @@ class Dropout(Layer):
                              f"on each axis of an input of shape {shape}")
         return tuple(s if n is None else n for n, s in zip(self.noise_shape, shape, strict=True))
 
+    def draw_mask_words(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The next mask's random words (uint16, ``shape``) from this layer's generator: element kept where
+        ``words >= keep_threshold(rate)``. The one way a mask is drawn, by this layer and by the engine's stages,
+        so the two advance the generator identically."""
+        return draw_random_words(self.generator, shape)
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
         if not training or self.rate == 0:
             self._cache = (None, x.shape)
             return x
         mask_shape = self._mask_shape(x.shape)
-        words = draw_random_words(self.generator, mask_shape)
+        words = self.draw_mask_words(mask_shape)
         if mask_shape == x.shape:
             y, keep = dropout_forward(x, words, self.rate)
         else:  # a mask shared along noise_shape's size-1 axes: broadcast it

@@ -1,5 +1,5 @@
 """The forward and backward passes of a model through what actually runs: its layers, or, with ``model.fuse``
-on, the engine's fused stages standing in for runs of them (:mod:`tinynet.fusion`).
+on, the engine's stages standing in for them (:mod:`tinynet.engine`).
 
 With ``model.fuse = False`` the stages are the layers themselves, and a pass is exactly the loop a learner reads
 in :mod:`tinynet.models.sequential`'s docstring.
@@ -11,18 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import fusion, parallel
+from tinynet import engine
+from tinynet.engine import blas
 
 # Largest slice of a batch that inference runs in one pass (see forward_in_scope).
 INFERENCE_CHUNK = 128
 
 
-def stages(model: Any) -> list[fusion.Stage]:
+def stages(model: Any) -> list[engine.Stage]:
     """The layers, with fusable runs replaced by fused stages. The plan is cached on the model and made again
     whenever the layers, their built state or ``model.fuse`` change."""
     key = (model.fuse, tuple((id(layer), layer.built) for layer in model.layers))
     if model._stage_plan is None or model._stage_plan[0] != key:
-        model._stage_plan = (key, fusion.plan(model.layers) if model.fuse else list(model.layers))
+        model._stage_plan = (key, engine.plan(model.layers) if model.fuse else list(model.layers))
     return model._stage_plan[1]
 
 
@@ -35,8 +36,15 @@ def uses_fused_softmax(model: Any) -> bool:
             and hasattr(model.layers[-1], "backward_preactivation"))
 
 
+def compute_scope(model: Any) -> Any:
+    """Held around a step or a prediction: the engine at work (started on first use) with ``fuse`` on; with it
+    off, only OpenBLAS held to one thread, so that the layers' products round as the engine's do and a seeded run
+    gives the same bits on any machine (:func:`tinynet.engine.blas.single_threaded`)."""
+    return engine.engine_scope() if model.fuse else blas.single_threaded()
+
+
 def forward(model: Any, x: np.ndarray, training: bool) -> np.ndarray:
-    with parallel.engine_scope():  # OpenBLAS single-threaded while tinynet's threads work (tinynet.parallel)
+    with compute_scope(model):
         return forward_in_scope(model, x, training)
 
 

@@ -11,7 +11,7 @@ One training step reads straight down the stack and back (:meth:`Sequential.trai
 
 The first four lines are :meth:`Sequential.compute_gradients`, the public seam where data-parallel training
 averages the gradients before the optimizer applies them. With ``model.fuse`` on (the default), the engine's
-planner (:mod:`tinynet.fusion`) stands in for runs of layers with fused stages that compute the same thing; the
+planner (:mod:`tinynet.engine`) stands in for runs of layers with fused stages that compute the same thing; the
 passes through either are in :mod:`tinynet.models.passes`.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import backend, losses, optimizers, parallel
+from tinynet import backend, losses, optimizers
 from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, History
 from tinynet.layers.base import Layer
@@ -55,7 +55,7 @@ class Sequential(Keras2Aliases):
         self.stop_training = False
         self.history: History | None = None
         self._shuffle_generator = backend.new_generator()
-        #: Run fusable layer patterns as fused kernels (:mod:`tinynet.fusion`); False runs every layer on its own.
+        #: Run fusable layer patterns as the engine's stages (:mod:`tinynet.engine`); False runs every layer on its own.
         self.fuse = True
         self._stage_plan: tuple | None = None
         #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
@@ -167,7 +167,7 @@ class Sequential(Keras2Aliases):
         """
         self._require_compiled("compute_gradients")
         x, y = self._as_model_batch(x, y)
-        with parallel.engine_scope():  # the whole pass, so no BLAS call in it leaves OpenBLAS threads spinning
+        with passes.compute_scope(self):  # the whole pass, so no BLAS call in it leaves OpenBLAS threads spinning
             outputs = passes.forward_in_scope(self, x, training=training)
             figures = self._batch_figures(y, outputs, sample_weight)  # before backward, which may reuse outputs
             passes.backward(self, y, outputs, sample_weight)
@@ -180,7 +180,7 @@ class Sequential(Keras2Aliases):
         update made a weight NaN/Inf. Returns the batch's figures from the forward pass before the update.
         """
         x, y = self._as_model_batch(x, y)
-        with parallel.engine_scope():
+        with passes.compute_scope(self):
             figures = self.compute_gradients(x, y) if sample_weight is None else \
                 self.compute_gradients(x, y, sample_weight=sample_weight)
             if not math.isfinite(figures["loss"]):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import parallel
+from tinynet.engine import threads
 from tinynet.layers.base import Layer
 from tinynet.optimizers import schedules
 from tinynet.optimizers.slots import ParameterSlots, SlotName
@@ -279,26 +279,9 @@ class Optimizer:
                     learning_rate: float) -> int:
         # Each array is cut into one contiguous slice per engine thread and thread k updates slice k of every
         # array: the work is balanced whatever the sizes, and element-wise updates give the same bits either way.
-        lanes_count = max(1, parallel.num_threads())
-        lanes: list[list[_Slice]] = [[] for _ in range(lanes_count)]
-        for param, grad, slots in updates:
-            flat_param, flat_grad = param.reshape(-1), grad.reshape(-1)
-            flat_slots = tuple(slot.reshape(-1) for slot in slots)
-            for lane, (start, end) in enumerate(parallel.split_range(param.size, lanes_count)):
-                lanes[lane].append((flat_param[start:end], flat_grad[start:end],
-                                    tuple(slot[start:end] for slot in flat_slots)))
-        non_finite = [0] * lanes_count
-
-        def run(slot: int, first: int, stop: int) -> None:
-            for lane in range(first, stop):
-                for param, grad, slots in lanes[lane]:
-                    non_finite[lane] += self.update_step(param, grad, slots, learning_rate)
-
-        parallel.parallel_ranges(lanes_count, run)
-        # A worker thread keeps its last task, this closure, until it is handed the next one; drop the views it
-        # holds, so that the parameters of a model no longer used can be freed (and their slots with them).
-        lanes.clear()
-        return sum(non_finite)
+        return threads.parallel_elementwise(
+            [(param, grad, *slots) for param, grad, slots in updates],
+            lambda param, grad, *slots: self.update_step(param, grad, slots, learning_rate))
 
     # ------------------------------------------------------------------------------------------ slots by name
     def get_slots(self, layers: Iterable[Layer]) -> dict[str, dict[SlotName, np.ndarray]]:

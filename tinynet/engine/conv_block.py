@@ -27,7 +27,7 @@ Backward, per slice, with ``dy`` the gradient of the block's output::
 
     dW = sum over s of dW_part[s], in slice order;  db likewise
 
-The slices are spread over tinynet's threads (:mod:`tinynet.parallel`), each slice with its own single-threaded
+The slices are spread over the engine's threads (:mod:`tinynet.engine.threads`), each slice with its own single-threaded
 BLAS calls. Slice sizes depend only on the layer shapes, never on the thread count, and the partial weight
 gradients are added in slice order, so a run is bit-for-bit the same with 1 thread or 2. The results equal the
 unfused layers' up to rounding: the same products, cut into other BLAS calls, and the weight gradients' terms
@@ -43,8 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from tinynet import parallel
-from tinynet.kernels.dropout import draw_random_words
+from tinynet.engine import threads
+from tinynet.engine.pool_relu_dropout import PoolReluDropout
+from tinynet.engine.scratch import Scratch
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
 from tinynet.kernels.winograd import input_transform, kernel_transform, output_transform, tile_counts
@@ -84,12 +85,14 @@ class ConvPoolReluDropout:
     batch's fits in 1 MB, kept from the forward pass), ``argmax_index`` and ``pass_mask``.
     """
 
-    def __init__(self, conv: Conv2D, pool_stage: Any) -> None:
+    def __init__(self, conv: Conv2D, pool_stage: PoolReluDropout) -> None:
         self.conv = conv
         self.pool, self.dropout = pool_stage.pool, pool_stage.dropout
         self.layers: tuple[Layer, ...] = (conv, *pool_stage.layers)
         self.name = "+".join(layer.name for layer in self.layers)
         self._cache: Any = None
+        # Work arrays (per-thread slices, the kernel with its bias row, Winograd's transforms): the stage's own.
+        self._scratch = Scratch(conv.dtype)
 
     @property
     def needs_input_gradient(self) -> bool:
@@ -103,12 +106,11 @@ class ConvPoolReluDropout:
     # Read from the layers at each call (cheap), so the stage always follows their current geometry.
     @property
     def _window(self) -> tuple[int, ...]:
-        return self.conv._window_args()
+        return self.conv.window
 
     @property
     def _pool_window(self) -> tuple[int, ...]:
-        pool = self.pool
-        return (*pool.pool_size, *pool.strides, pool.pad_top, pool.pad_left)
+        return self.pool.window[:6]
 
     @property
     def _conv_map(self) -> tuple[int, int, int]:
@@ -129,9 +131,9 @@ class ConvPoolReluDropout:
         depth = kh * kw * conv.input_shape[-1]
         width = depth + 1 if self._bias_in_product(depth) else depth
         kernel = conv.params["kernel"].reshape(depth, conv.filters)
-        halves = parallel.split_range(batch, 2 if count > 1 else 1)
+        halves = threads.split_range(batch, 2 if count > 1 else 1)
         slices = [(first + start, first + stop) for first, last in halves
-                  for start, stop in parallel.split_range(last - first, count // len(halves))]
+                  for start, stop in threads.split_range(last - first, count // len(halves))]
         return slices, size * conv.out_h * conv.out_w, depth, width, kernel
 
     def _winograd(self, slot: int, source: np.ndarray, transformed_kernel: np.ndarray, out: np.ndarray,
@@ -145,9 +147,10 @@ class ConvPoolReluDropout:
         images, out_h, out_w, filters = out.shape
         tiles_h, tiles_w = tile_counts(out_h, out_w)
         tiles = images * tiles_h * tiles_w
-        inputs = conv._scratch(f"winograd_inputs_{slot}_{tiles}", (16, tiles, source.shape[-1]))
-        products = conv._scratch(f"winograd_products_{slot}_{tiles}", (16, tiles, filters))
-        input_transform(source, inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
+        inputs = self._scratch.get(f"winograd_inputs_{slot}_{tiles}", (16, tiles, source.shape[-1]))
+        products = self._scratch.get(f"winograd_products_{slot}_{tiles}", (16, tiles, filters))
+        _, _, _, _, pad_top, pad_left, _, _ = conv.window
+        input_transform(source, inputs, pad_top, pad_left, tiles_h, tiles_w)
         np.matmul(inputs, transformed_kernel, out=products)
         output_transform(products, bias, conv.use_bias, out, tiles_h, tiles_w)
 
@@ -165,7 +168,7 @@ class ConvPoolReluDropout:
         if not keep:
             return None
         conv = self.conv
-        return conv._scratch("cols_batch", (batch * conv.out_h * conv.out_w, width), fill=1.0)
+        return self._scratch.get("cols_batch", (batch * conv.out_h * conv.out_w, width), fill=1.0)
 
     def _columns(self, slot: int, start: int, end: int, rows: int, full_rows: int, width: int,
                  batch_columns: np.ndarray | None) -> np.ndarray:
@@ -176,7 +179,7 @@ class ConvPoolReluDropout:
         if batch_columns is not None:
             per_image = conv.out_h * conv.out_w
             return batch_columns[start * per_image:end * per_image]
-        return conv._scratch(f"cols_{slot}", (full_rows, width), fill=1.0)[:rows]
+        return self._scratch.get(f"cols_{slot}", (full_rows, width), fill=1.0)[:rows]
 
     def _keeps_columns(self, batch: int, width: int) -> bool:
         conv = self.conv
@@ -188,17 +191,17 @@ class ConvPoolReluDropout:
 
     def _slice_buffer(self, name: str, slot: int, shape: tuple[int, ...], rows: int) -> np.ndarray:
         """The first ``rows`` rows of a per-thread work array sized for a full slice."""
-        return self.conv._scratch(f"{name}_{slot}", shape)[:rows]
+        return self._scratch.get(f"{name}_{slot}", shape)[:rows]
 
     # -------------------------------------------------------------------------------------------- forward
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         conv, pool = self.conv, self.pool
-        x = np.ascontiguousarray(conv._prepare_input(x))
+        x = np.ascontiguousarray(conv.check_input(x))
         batch = x.shape[0]
         output_shape = (batch, *pool.output_shape)
         dropout_on = training and self.dropout is not None and self.dropout.rate > 0
         # Drawn for the whole batch in one call, exactly as the Dropout layer does: the same mask as unfused.
-        words = draw_random_words(self.dropout.generator, output_shape) if dropout_on else None
+        words = self.dropout.draw_mask_words(output_shape) if dropout_on else None
         rate = self.dropout.rate if dropout_on else 0.0
         y = np.empty(output_shape, dtype=conv.dtype)
         argmax_index = np.empty(output_shape, dtype=np.int32)
@@ -211,14 +214,14 @@ class ConvPoolReluDropout:
         bias = conv.params["bias"] if conv.use_bias else None
         weights = kernel
         if width > depth:  # Z = [X_col 1] @ [W; b]: the bias rides in the product instead of a pass over Z
-            weights = conv._scratch("kernel_and_bias", (width, conv.filters))
+            weights = self._scratch.get("kernel_and_bias", (width, conv.filters))
             weights[:depth] = kernel
             weights[depth] = bias
 
         if winograd:  # the kernel's transform, once for all slices (and on this thread, like every shared buffer)
-            transformed_kernel = kernel_transform(conv.params["kernel"], out=conv._scratch(
+            transformed_kernel = kernel_transform(conv.params["kernel"], out=self._scratch.get(
                 "winograd_kernel", (16, conv.input_shape[-1], conv.filters)))
-            winograd_bias = bias if bias is not None else conv._scratch("zero_bias", (conv.filters,), fill=0.0)
+            winograd_bias = bias if bias is not None else self._scratch.get("zero_bias", (conv.filters,), fill=0.0)
 
         def convolve(slot: int, start: int, end: int, rows: int) -> np.ndarray:
             """The slice's convolution output Z, bias included, as (rows, filters)."""
@@ -244,7 +247,7 @@ class ConvPoolReluDropout:
                     pass_mask[start:end], words[start:end] if dropout_on else None, rate, self._pool_window,
                     record=training)  # inference needs no argmax_index or pass_mask
 
-        parallel.parallel_ranges(count, run)
+        threads.parallel_ranges(count, run)
         self._cache = (x, argmax_index, pass_mask, dropout_on, rate, keep) if training else None
         return y
 
@@ -255,16 +258,16 @@ class ConvPoolReluDropout:
         x, argmax_index, pass_mask, dropout_on, rate, kept = self._cache
         self._cache = None
         conv = self.conv
-        dy = np.ascontiguousarray(self.pool._check_output_gradient(dy, argmax_index.shape))
+        dy = np.ascontiguousarray(self.pool.check_output_gradient(dy, argmax_index.shape))
         batch = x.shape[0]
         slices, full_rows, depth, width, kernel = self._plan(batch)
         count = len(slices)
         filters = conv.filters
         # Per slice: X_col^T @ dZ, whose last row is db = 1^T dZ when the im2col matrix has the bias column.
         batch_columns = self._batch_columns(batch, width, kept)
-        parts = conv._scratch("gradient_parts", (count, width, filters))
-        bias_parts = conv._scratch("bias_parts", (count, filters)) if conv.use_bias and width == depth else None
-        ones = conv._scratch("ones_slice", (full_rows,), fill=1.0) if bias_parts is not None else None
+        parts = self._scratch.get("gradient_parts", (count, width, filters))
+        bias_parts = self._scratch.get("bias_parts", (count, filters)) if conv.use_bias and width == depth else None
+        ones = self._scratch.get("ones_slice", (full_rows,), fill=1.0) if bias_parts is not None else None
         dx = np.empty(x.shape, dtype=conv.dtype) if self.needs_input_gradient else None
 
         def run(slot: int, first: int, stop: int) -> None:
@@ -286,7 +289,7 @@ class ConvPoolReluDropout:
                     dcols = np.matmul(dz, kernel.T, out=self._slice_buffer("dcols", slot, (full_rows, depth), rows))
                     col2im_unchecked(dcols, dx[start:end], *self._window)
 
-        parallel.parallel_ranges(count, run)
+        threads.parallel_ranges(count, run)
         # Summed in slice order, whichever thread made each part: the same bits with any number of threads.
         np.sum(parts[:, :depth], axis=0, out=conv.grads["kernel"].reshape(depth, filters))
         if width > depth:

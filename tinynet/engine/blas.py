@@ -1,11 +1,13 @@
 """The BLAS under NumPy's matrix products: find the OpenBLAS loaded in this process, read and set its threads.
 
 Why tinynet touches it: OpenBLAS runs its own worker threads, and after each multithreaded call they keep
-spinning for a while in case another call follows. tinynet spreads its own work over threads
-(:mod:`tinynet.parallel`); a spinning OpenBLAS worker then takes the core one of them needs, and on a 2-core
+spinning for a while in case another call follows. The engine spreads its own work over threads
+(:mod:`tinynet.engine.threads`); a spinning OpenBLAS worker then takes the core one of them needs, and on a 2-core
 machine that doubles the time of everything running beside it (measured: a pair of single-threaded products
-ran in 6.9 ms after idle and in 14.2 ms right after one 2-thread product). So while tinynet computes, it
-asks OpenBLAS for one thread and splits the products itself.
+ran in 6.9 ms after idle and in 14.2 ms right after one 2-thread product). So while tinynet computes
+(:func:`single_threaded`), it asks OpenBLAS for one thread and splits the products itself. That also fixes the
+bits: OpenBLAS rounds a product differently with another thread count, and a seeded run must give the same
+numbers on any machine, with the engine on or off.
 
 OpenBLAS builds export their C API under different names (the plain ``openblas_*``, the 64-bit-integer ``*64_``,
 NumPy's wheels' ``scipy_openblas*``); the library is found among the shared objects mapped into this process, as
@@ -15,8 +17,11 @@ threadpoolctl does, so nothing beyond the standard library is needed. With anoth
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +111,41 @@ def set_threads(threads: int) -> bool:
     for _, set_function in _thread_functions():
         set_function(threads)
     return controllable()
+
+
+_scope_lock = threading.Lock()
+_scope_depth = 0
+_saved_threads: int | None = None
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """While inside, OpenBLAS runs single-threaded; its thread count is restored on exit.
+
+    Re-entrant and cheap (two C calls at the outermost level). A model holds it around a whole training step
+    or prediction, with the engine on or off: so that no multithreaded product leaves OpenBLAS workers spinning
+    on the cores the engine's threads need, and so that every product rounds the same way whatever the
+    machine's core count. Without a controllable OpenBLAS it does nothing.
+    """
+    global _scope_depth, _saved_threads
+    if not controllable():
+        yield
+        return
+    with _scope_lock:
+        if _scope_depth == 0:
+            _saved_threads = get_threads()
+            set_threads(1)
+        _scope_depth += 1
+    try:
+        yield
+    finally:
+        with _scope_lock:
+            _scope_depth -= 1
+            if _scope_depth == 0 and _saved_threads is not None:
+                set_threads(_saved_threads)
+
+
+def forget_scope_after_fork() -> None:
+    """In a child made by ``fork``: a new lock (a parent's thread may have held the old one), no open scope."""
+    global _scope_lock, _scope_depth
+    _scope_lock, _scope_depth = threading.Lock(), 0

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinynet import applications, fusion
+from tinynet import applications, engine
 from tinynet.kernels import maxpool_backward_reference, maxpool_forward_reference
 from tinynet.kernels.dropout import draw_random_words, keep_threshold
 from tinynet.kernels.fused import pool_relu_dropout_backward, pool_relu_dropout_forward
@@ -44,14 +44,15 @@ def test_tutorial_cnn_fused_matches_unfused():
     np.testing.assert_allclose(fused_predictions, plain_predictions, rtol=1e-4, atol=1e-5)
 
 
-def test_pool_stages_alone_are_bit_identical_to_the_layers():
+def test_stages_other_than_the_conv_block_are_bit_identical_to_the_layers():
     def relu_conv_model():  # activation on the convolution: nothing for a ConvPoolReluDropout stage to absorb
         return Sequential([Conv2D(4, 3, activation="relu", input_shape=(28, 28, 1)), MaxPooling2D(), ReLU(),
                            Dropout(0.25), Flatten(), Dense(10, activation="softmax")])
 
     fused, fused_history, fused_predictions = _train(True, relu_conv_model)
     plain, plain_history, plain_predictions = _train(False, relu_conv_model)
-    assert [type(stage).__name__ for stage in passes.stages(fused)][:2] == ["Conv2D", "PoolReluDropout"]
+    assert [type(stage).__name__ for stage in passes.stages(fused)] == [
+        "ThreadedConv2D", "PoolReluDropout", "Flatten", "ThreadedDense"]
     for a, b in zip(fused.get_weights(), plain.get_weights(), strict=True):
         assert np.array_equal(a, b)
     assert fused_history == plain_history
@@ -63,13 +64,13 @@ def test_plan_recognises_relu_layer_and_pool_without_dropout_and_leaves_others()
         Conv2D(4, 3, input_shape=(9, 9, 2)), MaxPooling2D(), ReLU(), Conv2D(3, 2), MaxPooling2D(),
         Activation("relu"), Dropout(0.5, noise_shape=(None, 1, 1, 3)), Flatten(), Dense(3, activation="softmax"),
     ])
-    stages = fusion.plan(model.layers)
+    stages = engine.plan(model.layers)
     kinds = [type(stage).__name__ for stage in stages]
-    assert kinds == ["ConvPoolReluDropout", "ConvPoolReluDropout", "Dropout", "Flatten", "Dense"]
+    assert kinds == ["ConvPoolReluDropout", "ConvPoolReluDropout", "Dropout", "Flatten", "ThreadedDense"]
     assert stages[0].dropout is None and stages[1].dropout is None  # a noise_shape dropout is not fused
     assert [layer.name for layer in stages[0].layers] == [layer.name for layer in model.layers[:3]]
     leaky = Sequential([MaxPooling2D(input_shape=(4, 4, 1)), ReLU(negative_slope=0.1)])
-    assert [type(stage).__name__ for stage in fusion.plan(leaky.layers)] == ["MaxPooling2D", "ReLU"]
+    assert [type(stage).__name__ for stage in engine.plan(leaky.layers)] == ["MaxPooling2D", "ReLU"]
 
 
 def test_fused_model_with_relu_variants_matches_unfused():

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinynet import applications, backend, conv_block, fusion, parallel
+from tinynet import applications, backend, engine
+from tinynet.engine import conv_block
+from tinynet.engine import threads as parallel
 from tinynet.gradcheck import check_model
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tinynet.models import Sequential, passes
@@ -62,7 +64,7 @@ def test_stage_matches_the_layers_forward_and_backward(kernel, stride, padding, 
     twins = _block_layers(*geometry)
     for layer, twin in zip(layers, twins, strict=True):
         twin.set_weights(layer.get_weights())
-    stages = fusion.plan(list(layers))
+    stages = engine.plan(list(layers))
     assert [type(stage).__name__ for stage in stages] == ["ConvPoolReluDropout"]
     stage = stages[0]
     rng = np.random.default_rng(seed)
@@ -92,7 +94,7 @@ def test_stage_matches_the_layers_forward_and_backward(kernel, stride, padding, 
 
 def test_backward_without_input_gradient_and_without_forward(one_image_slices):
     layers = _block_layers(3, 1, "valid", 2, 2, 2, 3, 8, 8, 0.5, "float32")
-    stage = fusion.plan(list(layers))[0]
+    stage = engine.plan(list(layers))[0]
     with pytest.raises(RuntimeError, match="backward called without a forward pass"):
         stage.backward(np.zeros((2, 3, 3, 3), np.float32))
     y = stage.forward(np.ones((2, 8, 8, 2), np.float32), training=True)
@@ -159,7 +161,7 @@ def test_batch_size_changes_on_two_threads_keep_the_gradients_right(one_image_sl
     set_random_seed(2)
     twins = _block_layers(3, 1, "valid", 2, 2, 1, 8, 28, 28, 0.25, "float32")
     twins[0].set_weights(layers[0].get_weights())
-    stage = fusion.plan(list(layers))[0]
+    stage = engine.plan(list(layers))[0]
     rng = np.random.default_rng(2)
     before = parallel._requested_threads
     parallel.set_num_threads(2)

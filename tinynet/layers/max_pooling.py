@@ -31,8 +31,7 @@ class MaxPooling2D(Pooling2D):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
-        y, argmax_index = maxpool_forward(x, ph, pw, sh, sw, self.pad_top, self.pad_left, self.out_h, self.out_w)
+        y, argmax_index = maxpool_forward(x, *self.window)
         self._cache = argmax_index
         return y
 

@@ -1,4 +1,4 @@
-"""tinynet's worker threads and the OpenBLAS control under them."""
+"""The engine's worker threads and the OpenBLAS control under them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinynet import blas, parallel
+from tinynet.engine import blas, startup
+from tinynet.engine import threads as parallel
+from tinynet.kernels import blocked_matmul
 
 
 @pytest.fixture
@@ -74,9 +76,9 @@ def test_engine_scope_makes_openblas_single_threaded_and_restores_it(two_threads
     before = blas.get_threads()
     blas.set_threads(2)
     try:
-        with parallel.engine_scope():
+        with startup.engine_scope():
             assert blas.get_threads() == 1
-            with parallel.engine_scope():
+            with startup.engine_scope():
                 assert blas.get_threads() == 1
             assert blas.get_threads() == 1
         assert blas.get_threads() == 2
@@ -104,6 +106,8 @@ def test_matmul_matches_numpy(rows, inner, columns, transposed, dtype):
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance * inner)
     np.testing.assert_array_equal(out, result)
+    with blas.single_threaded():  # the layers' product, block after block on one thread: the same bits
+        np.testing.assert_array_equal(blocked_matmul(a, b), result)
 
 
 def test_set_num_threads_rejects_bad_counts():
@@ -154,3 +158,20 @@ def test_thread_count_from_the_environment(monkeypatch):
             parallel._default_threads()
     monkeypatch.delenv("TINYNET_NUM_THREADS")
     assert parallel._default_threads() >= 1
+
+
+@pytest.mark.parametrize("sizes", [[1], [7, 1, 1000], [2, 3]])
+def test_parallel_elementwise_gives_each_element_to_one_call_and_sums_their_results(sizes, two_threads):
+    arrays = [np.zeros(size) for size in sizes]
+    seen = [np.zeros(size, dtype=int) for size in sizes]
+    groups = [(array, None, counter) for array, counter in zip(arrays, seen, strict=True)]
+
+    def task(piece, missing, counter):
+        assert missing is None
+        counter += 1
+        piece += 2.0
+        return piece.size
+
+    assert parallel.parallel_elementwise(groups, task) == sum(sizes)
+    for array, counter in zip(arrays, seen, strict=True):
+        assert (counter == 1).all() and (array == 2.0).all()

@@ -1,0 +1,31 @@
+"""The engine: the speed wing that runs a model's layers (or runs of them) as faster stages.
+
+The layers (:mod:`tinynet.layers`) are the reference: plain NumPy and the kernels their docstrings name, no
+threads, no knowledge of this package. The engine stands in for them when a model runs with ``model.fuse``
+on (the default):
+
+- :mod:`tinynet.engine.planner`: maps each layer, or a run of layers, to the stage that computes it
+  (:func:`plan`), as Caffe's layer factory picks an engine;
+- the stages: :mod:`~tinynet.engine.pool_relu_dropout`, :mod:`~tinynet.engine.conv_block` (fused runs),
+  :mod:`~tinynet.engine.dense`, :mod:`~tinynet.engine.conv` (single layers with threaded products); each keeps
+  its own cache and work arrays (:mod:`~tinynet.engine.scratch`);
+- :mod:`tinynet.engine.threads`: the worker threads (:func:`set_num_threads`, ``TINYNET_NUM_THREADS``);
+- :mod:`tinynet.engine.blas`: OpenBLAS's thread count; :mod:`tinynet.engine.allocator`: glibc's allocator;
+- :mod:`tinynet.engine.startup`: :func:`start` and :func:`engine_scope`. Importing the engine changes nothing in
+  the process; the allocator setting, the threads and their fork handler come when it first runs.
+"""
+
+from tinynet.engine.planner import ENGINE_IMPLEMENTATIONS, Stage, plan
+from tinynet.engine.startup import engine_scope, start, started
+from tinynet.engine.threads import num_threads, set_num_threads
+
+__all__ = [
+    "ENGINE_IMPLEMENTATIONS",
+    "Stage",
+    "engine_scope",
+    "num_threads",
+    "plan",
+    "set_num_threads",
+    "start",
+    "started",
+]

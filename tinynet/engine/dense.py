@@ -1,0 +1,73 @@
+"""The engine's Dense: the layer's equations with its matrix products shared by the engine's threads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinynet.engine import threads
+from tinynet.layers.dense import Dense
+
+
+class ThreadedDense:
+    """Stands in for a :class:`tinynet.layers.Dense` (any activation): the same forward and backward, with
+    ``x @ W``, ``x^T @ dz`` and ``dz @ W^T`` computed by :func:`tinynet.engine.threads.matmul`.
+
+    That product cuts each matrix into the blocks the layer's own :func:`tinynet.kernels.blocked_matmul` cuts
+    and hands them to two threads, so the results are the layer's bit for bit (a test compares them). The
+    weights, gradients and activation are the layer's; the stage keeps only its cache: the input ``x`` and the
+    output ``y``.
+    """
+
+    def __init__(self, dense: Dense) -> None:
+        self.dense = dense
+        self.layers = (dense,)
+        self.name = dense.name
+        self._cache: Any = None
+
+    @property
+    def needs_input_gradient(self) -> bool:
+        return self.dense.needs_input_gradient
+
+    @needs_input_gradient.setter
+    def needs_input_gradient(self, value: bool) -> None:
+        self.dense.needs_input_gradient = value
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        dense = self.dense
+        x = dense.check_input(x)
+        z = threads.matmul(x.reshape(-1, x.shape[-1]), dense.params["kernel"]).reshape(*x.shape[:-1], dense.units)
+        if dense.use_bias:
+            z += dense.params["bias"]
+        y = dense.activation.forward(z)
+        self._cache = (x, y)
+        return y
+
+    def _take_cache(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward called without a forward pass before it")
+        cache, self._cache = self._cache, None
+        return cache
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        x, y = self._take_cache()
+        dy = self.dense.check_output_gradient(dy, y.shape)
+        return self._backward_from_z(self.dense.activation.backward(dy, y), x)
+
+    def backward_preactivation(self, dz: np.ndarray) -> np.ndarray | None:
+        """Backward from ``dL/dz`` (the gradient before the activation), used by the fused softmax loss."""
+        x, y = self._take_cache()
+        return self._backward_from_z(self.dense.check_output_gradient(dz, y.shape), x)
+
+    def _backward_from_z(self, dz: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+        dense = self.dense
+        x_rows = x.reshape(-1, x.shape[-1])
+        dz_rows = dz.reshape(-1, dense.units)
+        threads.matmul(x_rows.T, dz_rows, out=dense.grads["kernel"])
+        if dense.use_bias:
+            np.sum(dz_rows, axis=0, out=dense.grads["bias"])
+        if not self.needs_input_gradient:
+            return None
+        dx_rows = threads.matmul(dz_rows, dense.params["kernel"].T)
+        return dx_rows.reshape(*dz.shape[:-1], x.shape[-1])

@@ -1,0 +1,100 @@
+"""The planner: which implementation runs each layer, or each run of adjacent layers.
+
+A model's layers stay what the user built (``model.layers``, their weights, names, configs and summary do not
+change). Before running, :func:`plan` walks the layer list and, as Caffe's ``layer_factory`` picks an engine for
+each layer, maps each layer, or a recognised run of layers, to a *stage*: an object with the layer contract's
+``forward``/``backward``/``needs_input_gradient`` that computes the same thing faster. Layers it does not know
+run as themselves. Stages read the layers only through their public interface and keep their own caches and
+work arrays, so a layer's file holds nothing but the layer.
+
+Runs recognised:
+
+``MaxPooling2D -> ReLU [-> Dropout]``  (:class:`tinynet.engine.pool_relu_dropout.PoolReluDropout`)
+    The tutorial's block after each convolution. Max pooling, ReLU and dropout each read and write the whole
+    feature map; fused, the pooled map is touched once per image while it is in cache (see
+    :mod:`tinynet.kernels.fused`). The dropout mask is drawn with the Dropout layer's own ``draw_mask_words``,
+    so the fused model is bit-for-bit the unfused one (tests compare them).
+
+``Conv2D -> MaxPooling2D -> ReLU [-> Dropout]``  (:class:`tinynet.engine.conv_block.ConvPoolReluDropout`)
+    A convolution without activation before that block: the whole run is computed a few images at a time so
+    that the im2col matrix and the convolution output stay in cache, and the slices are spread over the
+    engine's threads. The results equal the layers' up to rounding (the products are cut into other BLAS calls,
+    the weight gradients add their terms in another order); tests compare them.
+
+Single layers (:data:`ENGINE_IMPLEMENTATIONS`): ``Dense`` -> :class:`tinynet.engine.dense.ThreadedDense`,
+``Conv2D`` -> :class:`tinynet.engine.conv.ThreadedConv2D`: the layer's equations with the matrix products
+shared by the threads, bit for bit the layer's.
+
+``model.fuse = False`` turns the engine off: the layers then run their own code, one by one (the reference the
+stages are tested against).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tinynet.engine.conv import ThreadedConv2D
+from tinynet.engine.conv_block import ConvPoolReluDropout
+from tinynet.engine.dense import ThreadedDense
+from tinynet.engine.pool_relu_dropout import PoolReluDropout
+from tinynet.layers.activation import Activation, ReLU
+from tinynet.layers.base import Layer
+from tinynet.layers.conv import Conv2D
+from tinynet.layers.dense import Dense
+from tinynet.layers.dropout import Dropout
+from tinynet.layers.max_pooling import MaxPooling2D
+
+Stage = Layer | PoolReluDropout | ConvPoolReluDropout | ThreadedDense | ThreadedConv2D
+
+#: The engine's implementation of a single layer, by the layer's exact class (a subclass may have changed the
+#: math, so it runs as itself).
+ENGINE_IMPLEMENTATIONS: dict[type[Layer], Callable[[Layer], Stage]] = {
+    Dense: ThreadedDense,
+    Conv2D: ThreadedConv2D,
+}
+
+
+def _is_plain_relu(layer: Layer) -> bool:
+    if type(layer) is Activation:
+        return layer.activation.name == "relu"
+    return (type(layer) is ReLU and layer.max_value is None and layer.negative_slope == 0
+            and layer.threshold == 0)
+
+
+def _absorbs_convolution(stage: Stage, following: Stage) -> bool:
+    """A Conv2D whose output goes, unactivated and unchanged, into a fused pooling stage."""
+    return (type(stage) is Conv2D and isinstance(following, PoolReluDropout) and stage.built
+            and stage.activation.name == "linear" and stage.dtype == following.pool.dtype)
+
+
+def _pooling_stages(layers: list[Layer]) -> list[Stage]:
+    """The layers, with every ``MaxPooling2D -> ReLU [-> Dropout]`` run replaced by one fused stage."""
+    stages: list[Stage] = []
+    index = 0
+    while index < len(layers):
+        layer = layers[index]
+        following = layers[index + 1:index + 3]
+        if (type(layer) is MaxPooling2D and following and _is_plain_relu(following[0])
+                and all(other.dtype == layer.dtype and other.built for other in (layer, *following))):
+            dropout = following[1] if len(following) > 1 and type(following[1]) is Dropout else None
+            if dropout is not None and dropout.noise_shape is not None:
+                dropout = None  # a shared mask along some axes: leave that Dropout to run on its own
+            stages.append(PoolReluDropout(layer, following[0], dropout))
+            index += 3 if dropout is not None else 2
+            continue
+        stages.append(layer)
+        index += 1
+    return stages
+
+
+def plan(layers: list[Layer]) -> list[Stage]:
+    """The stages that run ``layers``: fused runs where a pattern matches, the engine's implementation of a
+    single layer where it has one, the layers themselves elsewhere."""
+    merged: list[Stage] = []
+    for stage in _pooling_stages(layers):
+        if merged and _absorbs_convolution(merged[-1], stage):
+            merged.append(ConvPoolReluDropout(merged.pop(), stage))
+        else:
+            merged.append(stage)
+    return [ENGINE_IMPLEMENTATIONS[type(stage)](stage) if type(stage) in ENGINE_IMPLEMENTATIONS else stage
+            for stage in merged]

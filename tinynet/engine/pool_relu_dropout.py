@@ -1,0 +1,62 @@
+"""The fused ``MaxPooling2D -> ReLU [-> Dropout]`` stage (math in :mod:`tinynet.kernels.fused`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinynet.kernels.fused import pool_relu_dropout_backward, pool_relu_dropout_forward
+from tinynet.layers.base import Layer
+from tinynet.layers.dropout import Dropout
+from tinynet.layers.max_pooling import MaxPooling2D
+
+
+class PoolReluDropout:
+    """Max pooling, ReLU and (when given) dropout in one pass over each image, bit for bit the three layers.
+
+    The stage reads the layers only through their public interface: the pooling layer's ``window``,
+    ``check_input`` and ``check_output_gradient``, the Dropout layer's ``rate`` and ``draw_mask_words`` (the
+    call the layer itself makes, so the mask and the generator's state are the layer's own).
+
+    Cache: ``argmax_index`` (int32) and ``pass_mask`` (uint8: kept by dropout and positive after ReLU), both
+    the shape of the output.
+    """
+
+    def __init__(self, pool: MaxPooling2D, relu: Layer, dropout: Dropout | None = None) -> None:
+        self.pool, self.relu, self.dropout = pool, relu, dropout
+        self.layers = tuple(layer for layer in (pool, relu, dropout) if layer is not None)
+        self.name = "+".join(layer.name for layer in self.layers)
+        self._cache: Any = None
+
+    @property
+    def needs_input_gradient(self) -> bool:
+        return self.pool.needs_input_gradient
+
+    @needs_input_gradient.setter
+    def needs_input_gradient(self, value: bool) -> None:
+        self.pool.needs_input_gradient = value
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        pool = self.pool
+        x = np.ascontiguousarray(pool.check_input(x))
+        output_shape = (x.shape[0], *pool.output_shape)
+        dropout_on = training and self.dropout is not None and self.dropout.rate > 0
+        words = self.dropout.draw_mask_words(output_shape) if dropout_on else None
+        y, argmax_index, pass_mask = pool_relu_dropout_forward(
+            x, *pool.window, words=words, rate=self.dropout.rate if dropout_on else 0.0)
+        self._cache = (argmax_index, pass_mask, dropout_on)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward called without a forward pass before it")
+        argmax_index, pass_mask, dropout_on = self._cache
+        self._cache = None
+        dy = self.pool.check_output_gradient(dy, argmax_index.shape)
+        if not self.needs_input_gradient:
+            return None
+        height, width, _ = self.pool.input_shape
+        return pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width,
+                                          rate=self.dropout.rate if dropout_on else 0.0, dropout=dropout_on,
+                                          window=self.pool.window[:6])

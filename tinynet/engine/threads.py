@@ -1,0 +1,259 @@
+"""The engine's worker threads: how one training step uses every core.
+
+The work of a step is split into independent pieces (image ranges of a convolution block, row or column blocks of a
+matrix product, halves of the update) and each thread takes a contiguous range of them. The pieces are NumPy calls
+and Numba kernels compiled with ``nogil=True``, which release Python's GIL, so the threads really run side by side.
+
+Why not the alternatives (all measured on the 2-core machine this engine is tuned on):
+
+- OpenBLAS's own threads speed up each matrix product but leave the rest of the step (im2col, pooling, dropout,
+  col2im: about half of it) on one core, and spin after every product, so nothing else can use the second core (see
+  :mod:`tinynet.engine.blas`).
+- Numba's ``parallel=True`` regions: the OpenMP layer's threads spun between regions and made a step 5-8x slower;
+  the workqueue layer was slower than serial kernels.
+
+So while the engine computes (:func:`tinynet.engine.engine_scope`), OpenBLAS is asked for one thread and the
+engine's threads split the work themselves. How the work is cut never depends on how many threads run it (each
+piece computes the same numbers whoever runs it), so a seeded run gives the same bits with 1 thread or 2.
+
+Threads: what :func:`set_num_threads` last set, else ``TINYNET_NUM_THREADS`` as the environment had it at import,
+else the CPUs this process may use. With a BLAS tinynet cannot control (not OpenBLAS), everything runs on the
+calling thread and the BLAS threads itself.
+
+Nothing starts at import: the workers start when work is first handed to them, and only then is the fork handler
+registered that makes a forked child start its own (:func:`parallel_ranges`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from tinynet.engine import blas
+from tinynet.kernels.matmul import matmul_blocks, multiply_block, new_product, split_range
+
+__all__ = ["num_threads", "set_num_threads", "split_range", "parallel_ranges", "parallel_elementwise", "matmul"]
+
+
+def _default_threads() -> int:
+    value = os.environ.get("TINYNET_NUM_THREADS")
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            raise ValueError(f"TINYNET_NUM_THREADS must be a positive integer, got {value!r}") from None
+        if threads < 1:
+            raise ValueError(f"TINYNET_NUM_THREADS must be a positive integer, got {value!r}")
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_requested_threads = _default_threads()
+_local = threading.local()  # .busy: this thread is already running a piece of parallel work
+
+
+def num_threads() -> int:
+    """How many threads tinynet's computations use (1 when the BLAS cannot be told to stay single-threaded)."""
+    return _requested_threads if blas.controllable() else 1
+
+
+def set_num_threads(threads: int) -> None:
+    """Use ``threads`` threads (>= 1) for tinynet's computations from now on."""
+    global _requested_threads
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise ValueError(f"set_num_threads: threads must be a positive int, got {threads!r}")
+    _requested_threads = int(threads)
+
+
+# Waking a sleeping thread costs tens of microseconds on a virtual machine (a parallel_ranges round trip with
+# empty tasks: 47-51 us), and a step hands work over about a dozen times. So a thread that waits for the other
+# first watches a flag for a while, without the GIL, and only then sleeps on the queue (round trip: 10 us;
+# batch-32 step 5.50-5.68 -> 5.19-5.36 ms in A/B). About 2 ms on the machine this was tuned on: longer than the
+# gaps inside a training step and between its steps, short enough to give the core back soon after.
+_WATCH_ITERATIONS = 10_000_000
+
+
+@intrinsic
+def _load_acquire(typingctx, array, index):  # noqa: ARG001 (Numba's intrinsic signature)
+    """``array[index]`` read with an atomic acquire load, which the compiler may not hoist out of a loop."""
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array_struct = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array_struct, [args[1]])
+        return builder.load_atomic(pointer, "acquire", array_type.dtype.bitwidth // 8)
+
+    return array.dtype(array, index), codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _watch_flag(flag, iterations):
+    """Return True as soon as ``flag[0]`` is non-zero, False after ``iterations`` looks (GIL released)."""
+    for _ in range(iterations):
+        if _load_acquire(flag, 0) != 0:
+            return True
+    return False
+
+
+class _Worker:
+    """One daemon thread that runs the callables put on its queue, one after another.
+
+    ``posted`` and ``done`` are hints beside the queues (the queues alone carry the work and the results):
+    ``posted`` is set after a task is queued, ``done`` after a result is.
+    """
+
+    def __init__(self, index: int) -> None:
+        self.tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.posted = np.zeros(1, dtype=np.int64)
+        self.done = np.zeros(1, dtype=np.int64)
+        self.thread = threading.Thread(target=self._run, name=f"tinynet-worker-{index}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        _local.busy = True  # a piece of work that itself asks for parallel work runs it in place
+        while True:
+            _watch_flag(self.posted, _WATCH_ITERATIONS)
+            task = self.tasks.get()
+            self.posted[0] = 0
+            task()
+
+
+_workers: list[_Worker] = []
+_workers_lock = threading.Lock()
+_fork_handler_registered = False
+
+
+def _get_workers(count: int) -> list[_Worker]:
+    """The first ``count`` workers, started on first demand (with the fork handler, registered once)."""
+    global _fork_handler_registered
+    with _workers_lock:
+        if not _fork_handler_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_threads_after_fork)
+            _fork_handler_registered = True
+        while len(_workers) < count:
+            _workers.append(_Worker(len(_workers) + 1))
+        return _workers[:count]
+
+
+def _forget_threads_after_fork() -> None:
+    """In a child made by ``fork`` only the forking thread exists: work handed to the parent's workers would
+    wait forever. The child starts its own when it first needs them; locks are made anew (a thread of the
+    parent may have held one at the fork)."""
+    global _workers, _workers_lock
+    _workers, _workers_lock = [], threading.Lock()
+    blas.forget_scope_after_fork()
+    _local.__dict__.clear()
+
+
+def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
+    """Run ``task(slot, start, stop)`` over ``range(count)`` cut into one contiguous range per thread.
+
+    ``slot`` (0 for the calling thread) tells a task which of its per-thread scratch buffers to use. Tasks must
+    write disjoint outputs; an exception in any of them is raised here after all have finished.
+    """
+    if count <= 0:
+        return
+    threads = num_threads()
+    if threads <= 1 or count == 1 or getattr(_local, "busy", False):
+        task(0, 0, count)
+        return
+    ranges = split_range(count, threads)
+    workers = _get_workers(len(ranges) - 1)
+    finished: list[queue.SimpleQueue[BaseException | None]] = [queue.SimpleQueue() for _ in workers]
+
+    def run(slot: int, start: int, stop: int) -> None:
+        outcome: BaseException | None = None
+        try:
+            task(slot, start, stop)
+        except BaseException as error:  # handed to the calling thread, which re-raises it
+            outcome = error
+        finished[slot - 1].put(outcome)
+        workers[slot - 1].done[0] = 1
+
+    with blas.single_threaded():
+        for slot, worker in enumerate(workers, start=1):
+            start, stop = ranges[slot]
+            worker.tasks.put(lambda slot=slot, start=start, stop=stop: run(slot, start, stop))
+            worker.posted[0] = 1
+        _local.busy = True
+        try:
+            first_error: BaseException | None = None
+            try:
+                task(0, *ranges[0])
+            except BaseException as error:
+                first_error = error
+            for worker, outcome in zip(workers, finished, strict=True):
+                _watch_flag(worker.done, _WATCH_ITERATIONS)
+                worker.done[0] = 0
+                error = outcome.get()
+                if first_error is None:
+                    first_error = error
+        finally:
+            _local.busy = False
+    if first_error is not None:
+        raise first_error
+
+
+def parallel_elementwise(groups: list[tuple[np.ndarray | None, ...]],
+                         task: Callable[..., int]) -> int:
+    """Run ``task(*pieces)`` on the same contiguous piece of every array of each group, the pieces spread over
+    the threads; return the sum of what the calls return.
+
+    Each group holds arrays of one size (``None`` for an array a group lacks, passed on as ``None``); each is
+    flattened (it must be C-contiguous) and cut into one contiguous piece per thread, and thread ``k`` takes
+    piece ``k`` of every group: the work is balanced whatever the sizes. Only for work where every element is
+    independent, such as an optimizer's update (``parallel_elementwise([(param, grad, velocity), ...],
+    update)``): its results are then the same however the arrays are cut.
+    """
+    lane_count = max(1, num_threads())
+    lanes: list[list[tuple[np.ndarray | None, ...]]] = [[] for _ in range(lane_count)]
+    for arrays in groups:
+        size = next(array.size for array in arrays if array is not None)
+        for lane, (start, stop) in enumerate(split_range(size, lane_count)):
+            lanes[lane].append(tuple(None if array is None else array.reshape(-1)[start:stop] for array in arrays))
+    totals = [0] * lane_count
+
+    def run(slot: int, first: int, stop: int) -> None:
+        for lane in range(first, stop):
+            for pieces in lanes[lane]:
+                totals[lane] += task(*pieces)
+
+    parallel_ranges(lane_count, run)
+    # A worker keeps its last task, and so this closure, until it is handed the next one: drop the views it holds,
+    # so that the arrays of a model no longer used can be freed.
+    lanes.clear()
+    return sum(totals)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D arrays: the blocks of :func:`tinynet.kernels.matmul.blocked_matmul`, shared by the threads.
+
+    The blocks are halves of the result's rows, or of its columns when it is wider than tall (a dense layer's
+    batch of 32 rows against 512 units: each thread then multiplies all 32 rows by half the weights, 10 %
+    faster than half the rows by all of them), each one single-threaded BLAS call into its part of ``out``. The
+    cut depends only on the shapes, never on the thread count, and it is the cut the layers make on one thread:
+    the result is bit for bit the layers' own. Small products run as one call. ``out``, when given, must be
+    C-contiguous of the result's shape and dtype.
+    """
+    out = new_product(a, b, out)
+    by_columns, blocks = matmul_blocks(a.shape[0], a.shape[1], b.shape[1])
+    with blas.single_threaded():
+        if len(blocks) == 1:
+            return np.matmul(a, b, out=out)
+
+        def run(slot: int, first: int, stop: int) -> None:
+            for start, end in blocks[first:stop]:
+                multiply_block(a, b, out, by_columns, start, end)
+
+        parallel_ranges(len(blocks), run)
+    return out
