@@ -21,7 +21,8 @@ from typing import Any
 from benchmarks import threads
 from benchmarks.suites import SUITE_NAMES
 
-DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parent / "results"
+# Under the working directory, never beside the code (which may sit in a read-only or shared install).
+DEFAULT_OUTPUT_DIR = Path("benchmark-results")
 
 
 def _positive_int(text: str) -> int:

@@ -1,6 +1,6 @@
 """Turn a combined report (``report.json``) into the Markdown tables of docs/performance.md.
 
-    python -m benchmarks.markdown [benchmarks/results/report.json] > tables.md
+    python -m benchmarks.markdown [benchmark-results/report.json] > tables.md
 
 Only reads the JSON, so a run can be rendered again later, or on another machine.
 """

@@ -227,3 +227,24 @@ def test_fashion_example_trains_on_data_given_with_data(tmp_path, tiny_idx_datas
     bad = _run_example("fashion_mnist_cnn.py", "--data", str(tmp_path / "nowhere"), cache=tmp_path / "empty-cache")
     assert bad.returncode == 1 and bad.stderr.startswith("fashion_mnist_cnn.py: error: --data: ")
     assert len(bad.stderr.splitlines()) == 1
+
+
+def test_bench_outside_a_source_tree_says_where_the_suite_lives(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from tinynet import cli
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "benchmarks" else real_find_spec(name, *args))
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "tinynet" / "cli.py"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "--help"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "source tree" in error and "python -m benchmarks" in error
+
+
+def test_benchmark_results_go_under_the_working_directory():
+    from benchmarks.cli import DEFAULT_OUTPUT_DIR
+
+    assert not DEFAULT_OUTPUT_DIR.is_absolute()  # resolved against the working directory at run time

@@ -236,12 +236,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bench(argv: list[str]) -> int:
+    """Run the benchmark suite, which lives in tinynet's source tree (``benchmarks/``), not in the installed package:
+    found beside the tinynet being run (an editable install or a checkout) or in the working directory."""
+    import importlib.util
+
+    if importlib.util.find_spec("benchmarks") is None:
+        candidates = [Path(__file__).resolve().parent.parent, Path.cwd()]
+        root = next((folder for folder in candidates if (folder / "benchmarks" / "cli.py").is_file()), None)
+        if root is None:
+            print("tinynet bench: error: the benchmark suite is part of tinynet's source tree, not of the installed "
+                  "package; run it from a checkout of tinynet (python -m benchmarks, or tinynet bench there)",
+                  file=sys.stderr)
+            return 1
+        sys.path.insert(0, str(root))
+    from benchmarks.cli import main as bench_main
+
+    return bench_main(argv, prog="tinynet bench")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
-        from benchmarks.cli import main as bench_main
-
-        return bench_main(argv[1:], prog="tinynet bench")
+        return _bench(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "data":
         return _fetch(args.name)

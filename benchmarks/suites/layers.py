@@ -17,11 +17,26 @@ from typing import Any
 import numpy as np
 
 from benchmarks.context import RunContext
-from benchmarks.flops import model_costs
-from benchmarks.manual_step import layer_backward, prepare_for_training
+from benchmarks.flops import input_gradient_flags, model_costs
 from benchmarks.report import format_table, new_figure, save_figure
 from benchmarks.timing import Summary
 from benchmarks.tutorial import build_tutorial_model, synthetic_images
+from tinynet.models import passes
+
+
+def prepare_for_training(model: Any) -> None:
+    """Set each layer's ``needs_input_gradient`` as a training step does (the first layer hands dx to no one)."""
+    for layer, flag in zip(model.layers, input_gradient_flags(model), strict=True):
+        layer.needs_input_gradient = flag
+
+
+def layer_backward(model: Any, index: int, gradient: np.ndarray) -> np.ndarray | None:
+    """Backward through layer ``index`` as a training step does (the last layer from ``dL/dz`` when the softmax
+    and the cross-entropy are fused)."""
+    layer = model.layers[index]
+    if index == len(model.layers) - 1 and passes.uses_fused_softmax(model):
+        return layer.backward_preactivation(gradient)
+    return layer.backward(gradient)
 
 
 def _gflops(flops: int | None, seconds: float) -> float | None:

@@ -11,10 +11,10 @@ Derived figures: images/s = batch / median time; projected seconds per epoch = t
 When the model fuses runs of layers into single stages (``Sequential.fuse``, on by default), training is also
 measured with ``model.fuse = False`` ("train (fuse off)"), every layer on its own.
 
-Time shares: the same step written out through the public layer API (:mod:`benchmarks.manual_step`), each
-layer's forward and backward timed inside it; a layer's share is its median forward + backward over the sum of
-all medians (layers, the loss and its gradient, the optimizer update). This is the layer-by-layer step, as with
-``fuse = False``: the sum of medians is printed beside ``train_on_batch``'s median, fused or not.
+Time shares: the model's own public step (``train_step``) with a stopwatch around each of its pieces
+(:mod:`benchmarks.step_profile`): each stage's forward and backward (the engine's stages with ``fuse`` on, the
+layers with it off), the loss and its gradient, the optimizer update; a piece's share is its median over the sum
+of all medians, printed beside ``train_on_batch``'s median.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 
 from benchmarks.context import RunContext
 from benchmarks.flops import forward_flops_per_image, training_flops_per_image
-from benchmarks.manual_step import LOSS, OPTIMIZER, training_step_by_layer
 from benchmarks.report import format_table, new_figure, save_figure
+from benchmarks.step_profile import stage_kinds, training_step_by_piece
 from benchmarks.timing import Stopwatch, Summary, time_call
 from benchmarks.tutorial import build_tutorial_model, synthetic_batch, synthetic_images
 
@@ -60,17 +60,17 @@ def profile_step(model: Any, batch: int, repeats: int, warmup: int) -> dict[str,
     """Median seconds of every piece of a training step, and each layer's share of their sum."""
     x, y = synthetic_batch(batch)
     for _ in range(warmup):
-        training_step_by_layer(model, x, y, Stopwatch())
+        training_step_by_piece(model, x, y, Stopwatch())
     watch = Stopwatch()
     for _ in range(repeats):
-        training_step_by_layer(model, x, y, watch)
+        training_step_by_piece(model, x, y, watch)
     medians = {key: summary.median for key, summary in watch.summaries().items()}
     total = sum(medians.values())
     pieces: dict[str, dict[str, float]] = defaultdict(dict)
     for key, seconds in medians.items():
         name, phase = key.split("|")
         pieces[name][phase] = seconds
-    kinds = {layer.name: type(layer).__name__ for layer in model.layers} | {LOSS: "loss", OPTIMIZER: "optimizer"}
+    kinds = stage_kinds(model)
     rows = []
     for name, phases in pieces.items():
         seconds = sum(phases.values())
@@ -95,8 +95,8 @@ def run(context: RunContext) -> dict[str, Any]:
         measurements.append(throughput("train", batch, summary.median, training_cost, context)
                             | {"timing": summary.as_dict()})
     if getattr(model, "fuse", None) is True:
-        # The model runs fusable layer runs as fused stages (Sequential.fuse); the layer-by-layer reference shows
-        # what the fusion gains, and is what the time shares below measure.
+        # The model runs its layers as the engine's stages (Sequential.fuse); the layer-by-layer reference shows
+        # what the engine gains.
         model.fuse = False
         for batch in settings.train_batches:
             summary = measure_training(model, batch, settings.step_repeats, settings.step_warmup)
