@@ -3,6 +3,8 @@ sizes 1 and 37, for the tutorial CNN and for a model with every layer tinynet ha
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,15 @@ def test_flatten_keeps_keras_channels_last_order(tmp_path):
 def test_export_refuses_other_formats(tmp_path):
     with pytest.raises(ValueError, match="format"):
         tutorial_cnn().export(tmp_path / "model.tflite", format="tflite")
+
+
+def test_the_onnxruntime_benchmark_suite_runs(tmp_path, capsys):
+    import benchmarks
+
+    report = tmp_path / "report.json"
+    assert benchmarks.main(["onnxruntime", "--smoke", "--no-charts", "--output-dir", str(tmp_path), "--json",
+                            str(report)]) == 0
+    assert "tinynet vs ONNX Runtime" in capsys.readouterr().out
+    result = json.loads(report.read_text())["suites"]["onnxruntime"]["results"]
+    assert result["max_difference"] < 1e-4
+    assert all(row["ratio_tinynet_over_onnxruntime"] > 0 for row in result["measurements"])
