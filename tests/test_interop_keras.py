@@ -295,3 +295,13 @@ def test_what_tinynet_lacks_is_refused_by_name(tmp_path, change, fragments):
         load_model(path)
     for fragment in [str(path), *fragments]:
         assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize("module, extra, action", [
+    ("h5py", "keras", lambda model, folder: model.save(folder / "model.keras")),
+    ("onnx", "onnx", lambda model, folder: model.export(folder / "model.onnx")),
+])
+def test_a_missing_optional_package_names_the_extra(tmp_path, monkeypatch, module, extra, action):
+    monkeypatch.setitem(__import__("sys").modules, module, None)  # as if it were not installed
+    with pytest.raises(ImportError, match=rf"pip install 'tinynet\[{extra}\]'"):
+        action(tutorial_cnn(), tmp_path)

@@ -158,7 +158,8 @@ class Stored:
             raise KerasFormatError(f"{where} keeps its data outside the file (a virtual or external dataset)")
         if dtype.kind not in kinds or dtype.itemsize not in (2, 4, 8) or dtype.fields is not None \
                 or dtype.subdtype is not None:
-            raise KerasFormatError(f"{where} has dtype {dtype}; expected real {'floats' if kinds == 'f' else 'numbers'}")
+            expected = "floats" if kinds == "f" else "numbers"
+            raise KerasFormatError(f"{where} has dtype {dtype}; expected real {expected}")
         self.dataset, self.where, self.shape, self.dtype = dataset, where, shape, dtype
 
     def read(self, expected_shape: tuple[int, ...] | None = None) -> np.ndarray:
