@@ -404,3 +404,176 @@ def test_crafted_weights_files_are_refused_and_leave_the_weights_alone(saved, tm
     _expect_refusal(lambda: model.load_weights(path), path, fragments)
     for kept, original in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(kept, original)
+
+
+# ------------------------------------------------------------------------------- Keras files (.h5, .keras)
+# The same victim saved in Keras 3's formats; each case changes one field of a good file, with h5py or zipfile, and
+# the loader must refuse it naming the file, in bounded memory and time, without following any link or running code.
+
+
+@pytest.fixture(scope="module")
+def saved_keras(tmp_path_factory) -> dict[str, bytes]:
+    pytest.importorskip("h5py")
+    folder = tmp_path_factory.mktemp("keras_victim")
+    model = _model()
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32)
+    model.fit(x, np.eye(3, dtype=np.float32)[np.arange(16) % 3], epochs=1, batch_size=8, verbose=0)
+    model.save(folder / "model.h5")
+    model.save(folder / "model.keras")
+    return {"h5": (folder / "model.h5").read_bytes(), "keras": (folder / "model.keras").read_bytes()}
+
+
+def _h5_edit(change: Callable) -> Callable[[bytes, Path], bytes]:
+    """A .h5 file changed in place by ``change(root)`` (an open h5py.File)."""
+    def craft(data: bytes, folder: Path) -> bytes:
+        import h5py
+
+        path = folder / "edit.h5"
+        path.write_bytes(data)
+        with h5py.File(path, "r+", libver="latest") as root:  # "latest": attributes beyond 64 KB
+            change(root)
+        return path.read_bytes()
+    return craft
+
+
+def _config_edit(change: Callable[[dict], None]) -> Callable:
+    def edit(root) -> None:
+        config = json.loads(root.attrs["model_config"])
+        change(config)
+        root.attrs["model_config"] = json.dumps(config)
+    return _h5_edit(edit)
+
+
+def _replace_dataset(layer: str, index: int, make: Callable) -> Callable:
+    def edit(root) -> None:
+        group = root["model_weights"][layer]
+        name = group.attrs["weight_names"][index]
+        name = name.decode() if isinstance(name, bytes) else name
+        original = group[name][()]
+        del group[name]
+        make(group, name, original)
+    return _h5_edit(edit)
+
+
+def _huge_attribute(data: bytes, folder: Path) -> bytes:
+    """The victim copied into a file whose model_config is 20 MB (dense attribute storage needs libver latest)."""
+    import h5py
+
+    (folder / "source.h5").write_bytes(data)
+    with h5py.File(folder / "source.h5", "r") as source, h5py.File(folder / "big.h5", "w", libver="latest") as root:
+        for name in source:
+            source.copy(name, root)
+        root.attrs.create("model_config", np.zeros(20 * 2**20, np.uint8))
+    return (folder / "big.h5").read_bytes()
+
+
+def _keras_members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def _keras_config_edit(change: Callable[[dict], None]) -> Callable:
+    def craft(data: bytes, folder: Path) -> bytes:
+        members = _keras_members(data)
+        config = json.loads(members["config.json"])
+        change(config)
+        return _zip({**members, "config.json": json.dumps(config).encode()})
+    return craft
+
+
+def _layers(config: dict) -> list:
+    return config["config"]["layers"]
+
+
+def _huge_dense_keras(config: dict) -> None:
+    _layers(config)[0]["config"]["batch_shape"] = [None, 16384]
+    _layers(config)[1]["config"]["units"] = 16384
+
+
+KERAS_FILES: dict[str, tuple[str, Callable, list[str]]] = {
+    # --- configs asking for what the file does not hold, or for what tinynet never does
+    "h5: Dense(16384) on a 16384-wide input": ("h5", _config_edit(_huge_dense_keras), ["hidden.kernel", "shape"]),
+    "h5: AveragePooling2D on 40000 x 40000": ("h5", _config_edit(lambda c: _layers(c).__setitem__(slice(0, 4), [
+        {"class_name": "InputLayer", "config": {"batch_shape": [None, 40000, 40000, 1], "name": "in"}},
+        {"class_name": "AveragePooling2D", "config": {"name": "hidden", "pool_size": [2, 2]}}])),
+        ["numbers per sample"]),
+    "h5: unknown layer class": ("h5", _config_edit(lambda c: _layers(c)[2].update(class_name="LSTM")), ["LSTM"]),
+    "h5: Lambda layer": ("h5", _config_edit(lambda c: _layers(c).insert(2, {
+        "class_name": "Lambda", "config": {"name": "code", "function": ["4wEAAAAAAAAA", None, None]}})),
+        ["Lambda"]),
+    "h5: custom object": ("h5", _config_edit(lambda c: _layers(c)[1].update(registered_name="evil>Dense")),
+                          ["evil>Dense"]),
+    "h5: Functional model": ("h5", _config_edit(lambda c: c.update(class_name="Functional")), ["Functional"]),
+    "h5: model_config nested 100000 deep": ("h5", _h5_edit(lambda r: r.attrs.__setitem__("model_config",
+                                                                                       "[" * 100_000)), ["JSON"]),
+    "h5: model_config of 20 MB": ("h5", lambda data, folder: _huge_attribute(data, folder),
+                                  ["model_config", "bytes"]),
+    # --- arrays that lie, live elsewhere or hold the wrong things
+    "h5: kernel of the wrong shape": ("h5", _replace_dataset("hidden", 0, lambda g, n, w: g.create_dataset(
+        n, data=np.zeros((7, 8), np.float32))), ["shape"]),
+    "h5: compressed kernel declaring 10^10 elements": ("h5", _replace_dataset("hidden", 0, lambda g, n, w:
+        g.create_dataset(n, shape=(10**5, 10**5), dtype=np.float32, chunks=(1000, 1000), compression="gzip")),
+        ["shape"]),
+    "h5: kernel stored in /dev/zero": ("h5", _replace_dataset("hidden", 0, lambda g, n, w: g.create_dataset(
+        n, shape=w.shape, dtype=np.float32, external=[("/dev/zero", 0, 4 * w.size)])), ["outside the file"]),
+    "h5: kernel behind an external link": ("h5", _replace_dataset("hidden", 0, lambda g, n, w: g.__setitem__(
+        n, __import__("h5py").ExternalLink("/etc/passwd", "/x"))), ["ExternalLink"]),
+    "h5: layer group behind a soft link": ("h5", _h5_edit(lambda r: (
+        r["model_weights"].move("hidden", "moved"), r["model_weights"].__setitem__(
+            "hidden", __import__("h5py").SoftLink("/model_weights/hidden")))), ["SoftLink"]),
+    "h5: complex kernel": ("h5", _replace_dataset("hidden", 0, lambda g, n, w: g.create_dataset(
+        n, data=w.astype(np.complex64))), ["dtype"]),
+    "h5: string kernel": ("h5", _replace_dataset("hidden", 0, lambda g, n, w: g.create_dataset(
+        n, data=np.full(w.shape, b"x"))), ["dtype"]),
+    "h5: NaN kernel": ("h5", _replace_dataset("hidden", 0, lambda g, n, w: g.create_dataset(
+        n, data=np.full_like(w, np.nan))), ["non-finite"]),
+    "h5: optimizer slot of the wrong shape": ("h5", _h5_edit(lambda r: (
+        r["optimizer_weights"].__delitem__("sgd/victim_hidden_kernel_momentum"),
+        r["optimizer_weights"].create_dataset("sgd/victim_hidden_kernel_momentum", data=np.zeros((2, 2), "f4")))),
+        ["slot", "shape"]),
+    "h5: iterations -5": ("h5", _h5_edit(lambda r: (r["optimizer_weights"].__delitem__("sgd/iteration"),
+                                                    r["optimizer_weights"].create_dataset("sgd/iteration", data=-5))),
+                          ["iterations"]),
+    "h5: not HDF5 at all": ("h5", lambda data, folder: b"\x89HDF\r\n\x1a\n" + bytes(4000), ["HDF5"]),
+    # --- .keras zips
+    ".keras: unused deflated member inflating to 300 MB": (
+        "keras", lambda data, folder: _append_raw_member(data, "bomb.bin", *_zeros_stream(300)), ["bomb.bin"]),
+    ".keras: weights member declaring 100x its compressed size": (
+        "keras", lambda data, folder: _declare_size(_zip(_keras_members(data), deflated=("model.weights.h5",)),
+                                                    "model.weights.h5", 0xFFFFFFF0), ["zip bomb"]),
+    ".keras: config.json declaring 4 GiB": (
+        "keras", lambda data, folder: _declare_size(data, "config.json", 0xFFFFFFF0), ["config.json"]),
+    ".keras: Lambda layer": ("keras", _keras_config_edit(lambda c: _layers(c).insert(2, {
+        "module": "keras.layers", "class_name": "Lambda", "config": {"name": "code"}})), ["Lambda"]),
+    ".keras: unknown layer class": ("keras", _keras_config_edit(lambda c: _layers(c)[1].update(
+        class_name="MultiHeadAttention")), ["MultiHeadAttention"]),
+    ".keras: layer from another module": ("keras", _keras_config_edit(lambda c: _layers(c)[1].update(
+        module="os")), ["'os'"]),
+    ".keras: Dense(16384) on a 16384-wide input": ("keras", _keras_config_edit(_huge_dense_keras), ["shape"]),
+    ".keras: duplicate member": ("keras", lambda data, folder: _duplicate_keras(data), ["twice"]),
+}
+
+
+def _duplicate_keras(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, member in _keras_members(data).items():
+            archive.writestr(zipfile.ZipInfo(name), member)
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            archive.writestr(zipfile.ZipInfo("config.json"), _keras_members(data)["config.json"])
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case", sorted(KERAS_FILES))
+def test_crafted_keras_files_are_refused_in_bounded_memory(saved_keras, tmp_path, case):
+    kind, craft, fragments = KERAS_FILES[case]
+    path = tmp_path / f"crafted.{kind}"
+    path.write_bytes(craft(saved_keras[kind], tmp_path))
+    _expect_refusal(lambda: load_model(path), path, fragments)
+
+
+@pytest.mark.parametrize("kind", ["h5", "keras"])
+def test_the_untouched_keras_victim_loads(saved_keras, tmp_path, kind):
+    path = tmp_path / f"model.{kind}"
+    path.write_bytes(saved_keras[kind] if kind == "h5" else _zip(_keras_members(saved_keras[kind])))
+    assert [layer.name for layer in load_model(path).layers] == ["hidden", "drop", "out"]

@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "epoch it reached, exactly as if it had not stopped; the file's optimizer, dropout and "
                             "random state replace --initial-epoch, --seed, --dropout and the optimizer flags "
                             "(--optimizer, --learning-rate, --lr-schedule, --momentum, --decay, --nesterov)")
+    train.add_argument("--save-keras", type=Path, default=None, metavar="PATH",
+                       help="at the end of training, save the model for Keras 3 (PATH ending in .keras or .h5; "
+                            "keras.saving.load_model reads it); needs pip install 'tinynet[keras]'")
+    train.add_argument("--export-onnx", type=Path, default=None, metavar="PATH",
+                       help="at the end of training, export the model as an ONNX graph (NHWC input, dynamic "
+                            "batch) for ONNX Runtime; needs pip install 'tinynet[onnx]'")
 
     train.add_argument("--inspect", action="store_true",
                        help="record each layer's gradient norms, update ratios, activation statistics and dead "
@@ -267,6 +273,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.checkpoint is not None and any(parent.exists() and not parent.is_dir()
                                            for parent in args.checkpoint.parents):
         build_parser().error(f"--checkpoint: {args.checkpoint} lies inside something that is not a folder")
+    if args.save_keras is not None and args.save_keras.suffix.lower() not in (".keras", ".h5"):
+        build_parser().error(f"--save-keras: {args.save_keras} must end in .keras or .h5 (Keras 3's formats)")
+    from tinynet.interop import dependencies
+
+    for flag, path, require in (("--save-keras", args.save_keras, dependencies.h5py),
+                                ("--export-onnx", args.export_onnx, dependencies.onnx)):
+        if path is not None:
+            try:  # checked before training, not after an hour of it
+                require()
+            except ImportError as error:
+                build_parser().error(f"{flag}: {error}")
     if args.resume is None and args.initial_epoch >= args.epochs:
         build_parser().error(f"--initial-epoch ({args.initial_epoch}) must be smaller than --epochs ({args.epochs})")
     if args.optimizer != "sgd" and args.momentum != 0:
@@ -428,6 +445,12 @@ def train(args: argparse.Namespace) -> int:
                                           class_names=class_names, only_errors=True)
     print(f"Wrote history.csv, weights.npz, samples.png, loss.png, accuracy.png, confusion_matrix.png, "
           f"predictions.png and misclassified.png to {output}")
+    if args.save_keras is not None:
+        model.save(args.save_keras)
+        print(f"Saved the model for Keras to {args.save_keras}")
+    if args.export_onnx is not None:
+        model.export(args.export_onnx, format="onnx")
+        print(f"Exported the model to ONNX at {args.export_onnx}")
     if recorder is not None:
         from tinynet.inspect import save_inspection
 

@@ -17,6 +17,7 @@ The package, one concern per file:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from tinynet.models.numerics import NumericalFaultError
@@ -26,7 +27,15 @@ __all__ = ["NumericalFaultError", "Sequential", "load_model"]
 
 
 def load_model(filepath: Any, custom_objects: dict[str, Any] | None = None) -> Sequential:
-    """Read back a model saved with ``model.save`` (see :func:`tinynet.saving.load_model`)."""
+    """Read back a model saved with ``model.save`` (see :func:`tinynet.saving.load_model`), or a Keras ``.keras``
+    / ``.h5`` model file of a Sequential made of tinynet's layers (see :mod:`tinynet.interop`)."""
+    from tinynet import interop
     from tinynet.saving import load_model as load  # the loader builds a Sequential: imported when used
+
+    if isinstance(filepath, str | os.PathLike) and interop.keras_format_of(filepath):
+        if custom_objects:
+            raise ValueError(f"load_model: {filepath}: custom_objects cannot be used with Keras files; tinynet "
+                             "never runs code named by a file")
+        return interop.load_keras_model(filepath)
 
     return load(filepath, custom_objects)
