@@ -314,10 +314,10 @@ def _load(dataset: str, path: Path | None):
 
 def train(args: argparse.Namespace) -> int:
     """Train, evaluate and report, following the tutorial step by step."""
-    from tinynet import applications, plotting, report, saving
+    from tinynet import applications, plotting, report
     from tinynet.callbacks import History, ModelCheckpoint
     from tinynet.datasets import DatasetUnavailableError
-    from tinynet.models import NumericalFaultError
+    from tinynet.models import NumericalFaultError, saving
     from tinynet.utils import set_random_seed, to_categorical
 
     output = args.output or Path("runs") / args.dataset

@@ -26,7 +26,7 @@ __all__ = ["NumericalFaultError", "Sequential", "load_model"]
 
 
 def load_model(filepath: Any, custom_objects: dict[str, Any] | None = None) -> Sequential:
-    """Read back a model saved with ``model.save`` (see :func:`tinynet.saving.load_model`)."""
-    from tinynet.saving import load_model as load  # the loader builds a Sequential: imported when used
+    """Read back a model saved with ``model.save`` (see :func:`tinynet.models.saving.load_model`)."""
+    from tinynet.models.saving import load_model as load  # the loader builds a Sequential: imported when used
 
     return load(filepath, custom_objects)

@@ -292,23 +292,23 @@ class Sequential(Keras2Aliases):
     # ----------------------------------------------------------------------------- saving, weights, summary
     def save(self, filepath: Any) -> None:
         """Save everything needed to continue training exactly (architecture, weights, compile settings, optimizer
-        and random state, epochs done) in one file at ``filepath``, atomically. See :mod:`tinynet.saving`;
+        and random state, epochs done) in one file at ``filepath``, atomically. See :mod:`tinynet.models.saving`;
         ``tinynet.models.load_model(filepath)`` reads it back."""
-        from tinynet import saving  # the saver builds models: imported when used, so neither imports the other
+        from tinynet.models import saving  # the saver builds models: imported when used, so neither imports the other
 
         saving.save_model(self, filepath)
 
     def save_weights(self, filepath: Any) -> None:
         """Save the weights alone as an ``.npz`` (atomically, at exactly ``filepath``)."""
-        from tinynet import saving
+        from tinynet.models import saving
 
         saving.save_weights(self, filepath)
 
     def load_weights(self, filepath: Any) -> None:
         """Set the weights from a file written by :meth:`save_weights`, matched by name (``<layer>/<weight>``; by
         position when the file comes from a twin whose layers were named differently). See
-        :func:`tinynet.saving.load_weights`."""
-        from tinynet import saving
+        :func:`tinynet.models.saving.load_weights`."""
+        from tinynet.models import saving
 
         saving.load_weights(self, filepath)
 
