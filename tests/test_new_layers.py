@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinynet.layers as layers_module
-from tinynet.gradcheck import GradcheckReport, check_layer, check_model
 from tinynet.layers import (
     Activation,
     AveragePooling2D,
@@ -28,6 +27,7 @@ from tinynet.layers import (
     MaxPooling2D,
     ReLU,
 )
+from tinynet.learn.gradcheck import GradcheckReport, check_layer, check_model
 from tinynet.models import Sequential, load_model, saving
 from tinynet.optimizers import SGD
 

@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 # Heavier or optional modules load on first use: ``tinynet.datasets``, ``tinynet.plotting``...
 _LAZY_MODULES = {
-    "applications", "cli", "datasets", "engine", "fileio", "gradcheck", "inspect", "parallel", "plotting", "report",
+    "applications", "cli", "datasets", "engine", "fileio", "learn", "parallel", "plotting", "report",
 }
 
 

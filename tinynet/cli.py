@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train.add_argument("--inspect", action="store_true",
                        help="record each layer's gradient norms, update ratios, activation statistics and dead "
-                            "ReLU units during training (tinynet.inspect.TrainingRecorder); write inspect.csv, "
+                            "ReLU units during training (tinynet.learn.TrainingRecorder); write inspect.csv, "
                             "gradient_norms.png, update_ratios.png and activations.png, and print the summary "
                             "with FLOPs and activation memory")
     train.add_argument("--inspect-every", type=_positive_int, default=10, metavar="STEPS",
@@ -369,7 +369,7 @@ def train(args: argparse.Namespace) -> int:
     checkpoints = [] if args.checkpoint is None else [ModelCheckpoint(args.checkpoint, save_best_only=False)]
     recorder = None
     if args.inspect:
-        from tinynet.inspect import TrainingRecorder
+        from tinynet.learn.recorder import TrainingRecorder
 
         recorder = TrainingRecorder(every=args.inspect_every)
         checkpoints.append(recorder)
@@ -412,7 +412,7 @@ def train(args: argparse.Namespace) -> int:
     print(f"Wrote history.csv, weights.npz, samples.png, loss.png, accuracy.png, confusion_matrix.png, "
           f"predictions.png and misclassified.png to {output}")
     if recorder is not None:
-        from tinynet.inspect import save_inspection
+        from tinynet.learn.pictures import save_inspection
 
         written = save_inspection(recorder, output)
         print(f"Wrote {', '.join(path.name for path in written)} to {output} (inside each layer, every "
