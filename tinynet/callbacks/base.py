@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from tinynet.progbar import Progbar
+from tinynet.progbar import Progbar, epoch_header
 
 Logs = dict[str, Any]
 
@@ -97,7 +97,7 @@ class ProgbarLogger(Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         stream = self.stream or sys.stdout
-        stream.write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
+        stream.write(epoch_header(epoch, self.params["epochs"]) + "\n")
         stream.flush()
         self.seen = 0
         self._target = self.params["steps"] if self._counts_steps() else self.params["samples"]
