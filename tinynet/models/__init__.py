@@ -13,6 +13,8 @@ The package, one concern per file:
 ``numerics.py``     numerical faults: :class:`NumericalFaultError` and where a NaN first showed
 ``checks.py``       checks of what a user hands a model
 ``summary.py``, ``costs.py``   ``summary()`` and what each layer costs
+``saving/``        model files and bare weights (``model.save``, :func:`load_model`, ``save_weights``), one concept
+                    per file; imported when first used, and it imports ``sequential.py``, never this facade
 """
 
 from __future__ import annotations
