@@ -8,7 +8,7 @@ Run it with ``python examples/inspect_backprop.py`` (10 to 20 seconds on two cor
    and coming back and a few numbers: the output's mean and spread, the fraction of dead ReLU units, the size of
    the gradient arriving and leaving, and of each weight gradient,
 3. builds a float64 copy of the same network with the same weights and dropout masks and compares every weight
-   gradient with central differences (``tinynet.gradcheck.check_model``) on a small batch, and the float32
+   gradient with central differences (``tinynet.learn.check_model``) on a small batch, and the float32
    gradients with the float64 ones.
 
 See docs/backprop.md for what each backward pass computes and why.
@@ -21,8 +21,7 @@ import argparse
 import numpy as np
 
 from tinynet import applications, backend
-from tinynet.gradcheck import check_model
-from tinynet.inspect import trace_step
+from tinynet.learn import check_model, trace_step
 from tinynet.optimizers import SGD
 from tinynet.utils import set_random_seed, to_categorical
 

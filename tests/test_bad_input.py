@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tinynet import backend, callbacks, cli, datasets, layers, optimizers, saving
-from tinynet.models import Sequential, load_model
+from tinynet import backend, callbacks, cli, datasets, layers, optimizers
+from tinynet.models import Sequential, load_model, saving
 from tinynet.utils import to_categorical
 
 INPUT_SHAPE = (6, 6, 1)

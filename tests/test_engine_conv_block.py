@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from tinynet import applications, backend, engine
 from tinynet.engine import conv_block
 from tinynet.engine import threads as parallel
-from tinynet.gradcheck import check_model
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from tinynet.learn.gradcheck import check_model
 from tinynet.models import Sequential, passes
 from tinynet.optimizers import SGD
 from tinynet.utils import set_random_seed, to_categorical

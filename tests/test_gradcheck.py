@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tinynet import backend
-from tinynet.gradcheck import check_layer, check_model, numerical_gradient
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, Layer, MaxPooling2D
+from tinynet.learn.gradcheck import check_layer, check_model, numerical_gradient
 from tinynet.models import Sequential
 from tinynet.optimizers import SGD
 

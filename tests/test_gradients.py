@@ -1,4 +1,4 @@
-"""Every layer's hand-written backward pass against central differences (float64, tinynet.gradcheck).
+"""Every layer's hand-written backward pass against central differences (float64, tinynet.learn.gradcheck).
 
 Hypothesis draws the shapes, batch sizes, window sizes, strides, paddings and options; the *values* come from a
 NumPy Generator seeded by a drawn integer, so they are smooth Gaussian-like numbers, never the ties and exact
@@ -17,8 +17,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tinynet import activations, backend
-from tinynet.gradcheck import GradcheckReport, check_layer, check_model
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, ReLU
+from tinynet.learn.gradcheck import GradcheckReport, check_layer, check_model
 from tinynet.models import Sequential, passes
 from tinynet.optimizers import SGD
 

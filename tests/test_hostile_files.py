@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinynet import backend, layers, saving
-from tinynet.models import Sequential, load_model
+from tinynet import backend, layers
+from tinynet.models import Sequential, load_model, saving
 from tinynet.optimizers import SGD
 
 MEMORY_BUDGET = 200 * 2**20  # bytes a refusal may allocate above the model's own (tiny) size
@@ -92,7 +92,7 @@ def _zip(members: dict[str, bytes], deflated: tuple[str, ...] = ()) -> bytes:
 
 def _model_file(payload: bytes) -> bytes:
     """A valid header (magic, version, length, SHA-256) over any payload: what an attacker can always make."""
-    return saving._HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
+    return saving.HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
                                hashlib.sha256(payload).digest()) + payload
 
 

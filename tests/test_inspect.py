@@ -1,5 +1,5 @@
-"""tinynet.inspect: layer costs and the summary's extra columns, trace_step, the TrainingRecorder callback, its
-pictures, and ``tinynet train --inspect``."""
+"""Looking inside a network: layer costs and the summary's extra columns (tinynet.models.costs), trace_step, the
+TrainingRecorder callback, its pictures (tinynet.learn), and ``tinynet train --inspect``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tinynet import applications, cli, inspect
+from tinynet import applications, cli
 from tinynet.layers import (
     Activation,
     AveragePooling2D,
@@ -25,7 +25,10 @@ from tinynet.layers import (
     MaxPooling2D,
     ReLU,
 )
-from tinynet.models import Sequential
+from tinynet.learn.pictures import plot_gradient_norms, plot_update_ratios, save_inspection
+from tinynet.learn.recorder import COLUMNS, TrainingRecorder
+from tinynet.learn.trace import dead_fraction, is_relu, trace_step
+from tinynet.models import Sequential, costs
 from tinynet.optimizers import SGD
 from tinynet.utils import set_random_seed
 
@@ -33,16 +36,16 @@ from tinynet.utils import set_random_seed
 # ------------------------------------------------------------------------------------------ costs, summary
 def test_flops_and_activation_memory_of_the_tutorial_cnn_by_hand():
     model = applications.mnist_cnn()
-    flops = {layer.name: inspect.forward_flops(layer) for layer in model.layers}
+    flops = {layer.name: costs.forward_flops(layer) for layer in model.layers}
     assert flops["conv2d_1"] == 2 * 26 * 26 * 3 * 3 * 1 * 64  # 2 * Ho * Wo * kh * kw * Cin * F
     assert flops["conv2d_2"] == 2 * 11 * 11 * 3 * 3 * 64 * 32
     assert flops["dense_1"] == 2 * 800 * 512 and flops["dense_3"] == 2 * 256 * 10
     assert flops["max_pooling2d_1"] == 13 * 13 * 64 * 4  # one comparison per window element
     assert flops["activation_1"] == 13 * 13 * 64 and flops["flatten_1"] == 0
-    assert inspect.activation_bytes(model.layers[0], 32) == 32 * 26 * 26 * 64 * 4
-    assert inspect.activation_bytes(model.layers[8], 32) == 0  # Flatten's output is a view
-    assert inspect.format_bytes(32 * 26 * 26 * 64 * 4) == "5.28 MiB"
-    assert [inspect.format_bytes(n) for n in (0, 1023, 1536, 3 * 2**30)] == ["0 B", "1023 B", "1.5 KiB", "3 GiB"]
+    assert costs.activation_bytes(model.layers[0], 32) == 32 * 26 * 26 * 64 * 4
+    assert costs.activation_bytes(model.layers[8], 32) == 0  # Flatten's output is a view
+    assert costs.format_bytes(32 * 26 * 26 * 64 * 4) == "5.28 MiB"
+    assert [costs.format_bytes(n) for n in (0, 1023, 1536, 3 * 2**30)] == ["0 B", "1023 B", "1.5 KiB", "3 GiB"]
 
 
 def test_flops_of_the_new_layers_and_of_a_learners_layer():
@@ -51,7 +54,7 @@ def test_flops_of_the_new_layers_and_of_a_learners_layer():
              (Dense(5), (3, 4), 2 * 3 * 4 * 5)]
     for layer, shape, expected in cases:
         layer.build(shape)
-        assert inspect.forward_flops(layer) == expected, type(layer).__name__
+        assert costs.forward_flops(layer) == expected, type(layer).__name__
 
     class Doubler(Layer):
         def flops_per_sample(self) -> int:
@@ -59,9 +62,9 @@ def test_flops_of_the_new_layers_and_of_a_learners_layer():
 
     layer = Doubler()
     layer.build((3,))
-    assert inspect.forward_flops(layer) == 42
+    assert costs.forward_flops(layer) == 42
     with pytest.raises(RuntimeError, match="dense_2 is not built yet"):
-        inspect.forward_flops(Dense(2))
+        costs.forward_flops(Dense(2))
 
 
 def test_summary_with_a_batch_size_adds_flops_and_memory_columns_and_leaves_the_default_alone():
@@ -78,7 +81,7 @@ def test_summary_with_a_batch_size_adds_flops_and_memory_columns_and_leaves_the_
     # The first 65 columns of each layer row are exactly Keras's row.
     assert [line[:65].rstrip() for line in with_batch if "(" in line[:30] and "Layer" not in line] == [
         line.rstrip() for line in default if "(" in line[:30] and "Layer" not in line]
-    total = sum(inspect.forward_flops(layer) for layer in model.layers) * 32
+    total = sum(costs.forward_flops(layer) for layer in model.layers) * 32
     assert f"Forward FLOPs for a batch of 32: {total:,}" in with_batch
     assert total == 204_695_552
     assert any(line.startswith("Output activations for a batch of 32: ") for line in with_batch)
@@ -108,7 +111,7 @@ def test_trace_step_shapes_and_gradients_without_updating_anything():
     model = _small_cnn()
     x, y = _data(5)
     weights = model.get_weights()
-    traces = inspect.trace_step(model, x, y)
+    traces = trace_step(model, x, y)
     assert [trace.name for trace in traces] == [layer.name for layer in model.layers]
     assert [trace.output_shape for trace in traces] == [(5, *layer.output_shape) for layer in model.layers]
     assert traces[0].input_shape == (5, 8, 8, 1)
@@ -126,7 +129,7 @@ def test_trace_step_shapes_and_gradients_without_updating_anything():
         np.testing.assert_array_equal(before, after)
     assert model.fuse is True and not any("forward" in vars(layer) for layer in model.layers)
     with pytest.raises(RuntimeError, match="compile the model first"):
-        inspect.trace_step(Sequential([Dense(2, input_shape=(3,))]), np.ones((1, 3)), np.ones((1, 2)))
+        trace_step(Sequential([Dense(2, input_shape=(3,))]), np.ones((1, 3)), np.ones((1, 2)))
 
 
 # ---------------------------------------------------------------------------------------- the recorder
@@ -135,7 +138,7 @@ def test_recording_does_not_change_training_and_leaves_the_model_as_it_was():
     plain = _small_cnn()
     plain.fit(x, y, batch_size=8, epochs=2, verbose=0)
     recorded = _small_cnn()
-    recorder = inspect.TrainingRecorder(every=2)
+    recorder = TrainingRecorder(every=2)
     recorded.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[recorder])
     for a, b in zip(plain.get_weights(), recorded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # bit for bit, fused steps and recorded (unfused) steps alike
@@ -151,7 +154,7 @@ def test_recording_a_weighted_fit_changes_nothing_either():
     plain.fit(x, y, batch_size=8, epochs=1, verbose=0, sample_weight=weights)
     recorded = _small_cnn()
     recorded.fit(x, y, batch_size=8, epochs=1, verbose=0, sample_weight=weights,
-                 callbacks=[inspect.TrainingRecorder(every=1)])
+                 callbacks=[TrainingRecorder(every=1)])
     for a, b in zip(plain.get_weights(), recorded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -159,7 +162,7 @@ def test_recording_a_weighted_fit_changes_nothing_either():
 def test_recorder_table_every_quantity_every_layer_at_the_chosen_steps():
     x, y = _data()
     model = _small_cnn()
-    recorder = inspect.TrainingRecorder(every=2)
+    recorder = TrainingRecorder(every=2)
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[recorder], validation_data=(x, y))
     frame = recorder.to_dataframe()
     assert list(frame.columns) == ["step", "epoch", "layer", "quantity", "value"]
@@ -196,7 +199,7 @@ def test_recorded_numbers_match_a_hand_computed_step():
     y = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 1, 0]]
     before = [w.copy() for w in model.get_weights()]
     hidden = np.maximum(x @ first.params["kernel"] + first.params["bias"], 0)
-    recorder = inspect.TrainingRecorder()
+    recorder = TrainingRecorder()
     history = model.fit(x, y, batch_size=6, epochs=1, verbose=0, shuffle=False, callbacks=[recorder])
     values = recorder.to_dataframe().set_index(["layer", "quantity"])["value"]
     assert values[("dense_1", "dead_fraction")] == 0.25
@@ -213,32 +216,32 @@ def test_recorded_numbers_match_a_hand_computed_step():
 
 
 def test_is_relu_and_dead_fraction():
-    assert inspect.is_relu(Activation("relu")) and inspect.is_relu(ReLU()) and inspect.is_relu(Dense(2, "relu"))
-    assert not inspect.is_relu(ReLU(negative_slope=0.1)) and not inspect.is_relu(LeakyReLU())
-    assert not inspect.is_relu(Activation("tanh")) and not inspect.is_relu(Dense(2))
+    assert is_relu(Activation("relu")) and is_relu(ReLU()) and is_relu(Dense(2, "relu"))
+    assert not is_relu(ReLU(negative_slope=0.1)) and not is_relu(LeakyReLU())
+    assert not is_relu(Activation("tanh")) and not is_relu(Dense(2))
     outputs = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
-    assert inspect.dead_fraction(outputs) == 0.5  # units 0 and 3 are zero for the whole batch
+    assert dead_fraction(outputs) == 0.5  # units 0 and 3 are zero for the whole batch
 
 
 def test_recorder_arguments_and_plot_inputs_are_checked(tmp_path):
     with pytest.raises(ValueError, match="every must be a positive int"):
-        inspect.TrainingRecorder(every=0)
+        TrainingRecorder(every=0)
     with pytest.raises(ValueError, match="the table is empty"):
-        inspect.plot_gradient_norms(inspect.TrainingRecorder(), tmp_path / "g.png")
+        plot_gradient_norms(TrainingRecorder(), tmp_path / "g.png")
     with pytest.raises(TypeError, match="expected a TrainingRecorder or its to_dataframe"):
-        inspect.plot_update_ratios({"step": [0]}, tmp_path / "u.png")
-    frame = pd.DataFrame([(0, 0, "dense_1", "grad_norm/kernel", 1.0)], columns=inspect.COLUMNS)
+        plot_update_ratios({"step": [0]}, tmp_path / "u.png")
+    frame = pd.DataFrame([(0, 0, "dense_1", "grad_norm/kernel", 1.0)], columns=COLUMNS)
     with pytest.raises(ValueError, match="must name a .png file"):
-        inspect.plot_gradient_norms(frame, tmp_path / "g.jpg")
+        plot_gradient_norms(frame, tmp_path / "g.jpg")
 
 
 # ----------------------------------------------------------------------------------------- pictures
 def test_save_inspection_writes_the_table_and_three_readable_pictures(tmp_path):
     x, y = _data()
     model = _small_cnn()
-    recorder = inspect.TrainingRecorder()
+    recorder = TrainingRecorder()
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[recorder])
-    paths = inspect.save_inspection(recorder, tmp_path / "out")
+    paths = save_inspection(recorder, tmp_path / "out")
     assert [path.name for path in paths] == ["inspect.csv", "gradient_norms.png", "update_ratios.png",
                                              "activations.png"]
     table = pd.read_csv(paths[0])

@@ -13,8 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinynet.layers as layers_module
-from tinynet import saving
-from tinynet.gradcheck import GradcheckReport, check_layer, check_model
 from tinynet.layers import (
     Activation,
     AveragePooling2D,
@@ -29,7 +27,8 @@ from tinynet.layers import (
     MaxPooling2D,
     ReLU,
 )
-from tinynet.models import Sequential, load_model
+from tinynet.learn.gradcheck import GradcheckReport, check_layer, check_model
+from tinynet.models import Sequential, load_model, saving
 from tinynet.optimizers import SGD
 
 GRADIENT_SETTINGS = settings(max_examples=15)

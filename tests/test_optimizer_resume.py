@@ -9,9 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinynet import backend, layers, saving
+from tinynet import backend, layers
 from tinynet.callbacks import ModelCheckpoint, ReduceLROnPlateau
 from tinynet.models import Sequential, load_model
+from tinynet.models.saving.compile_state import rebuild_optimizer
+from tinynet.models.saving.file_format import FormatError
 from tinynet.optimizers import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Nadam, RMSprop
 from tinynet.optimizers.schedules import CosineDecay, ExponentialDecay
 
@@ -101,24 +103,24 @@ def test_nadam_m_schedule_is_saved_and_needed(tmp_path):
 def test_bad_optimizer_state_in_a_file_is_refused(state, message):
     model = _build(Nadam())
     document = {"class_name": "Nadam", "config": Nadam().get_config(), "iterations": 3, "slots": {}, "state": state}
-    with pytest.raises(saving._FormatError, match=message):
-        saving._rebuild_optimizer(document, {}, {}, model)
+    with pytest.raises(FormatError, match=message):
+        rebuild_optimizer(document, {}, {}, model)
 
 
 def test_sgd_refuses_state_it_does_not_keep():
     model = _build(SGD())
     document = {"class_name": "SGD", "config": SGD().get_config(), "iterations": 0, "slots": {},
                 "state": {"m_schedule": 0.5}}
-    with pytest.raises(saving._FormatError, match="unknown state 'm_schedule'; it keeps none"):
-        saving._rebuild_optimizer(document, {}, {}, model)
+    with pytest.raises(FormatError, match="unknown state 'm_schedule'; it keeps none"):
+        rebuild_optimizer(document, {}, {}, model)
 
 
 def test_an_unknown_schedule_class_in_a_file_is_refused():
     model = _build(SGD())
     config = {"learning_rate": {"class_name": "Evil", "config": {}}, "decay": 0.0}
     document = {"class_name": "SGD", "config": config, "iterations": 0, "slots": {}}
-    with pytest.raises(saving._FormatError, match="unknown learning-rate schedule class 'Evil'"):
-        saving._rebuild_optimizer(document, {}, {}, model)
+    with pytest.raises(FormatError, match="unknown learning-rate schedule class 'Evil'"):
+        rebuild_optimizer(document, {}, {}, model)
 
 
 def test_resume_with_reduce_lr_on_plateau_mid_run_is_bit_identical(tmp_path):

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinynet import backend, saving
+from tinynet import backend
 from tinynet.layers import Dense
-from tinynet.models import Sequential, load_model
+from tinynet.models import Sequential, load_model, saving
 from tinynet.optimizers import SGD
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def _rewrite(path: Path, change) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
-    path.write_bytes(saving._HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
+    path.write_bytes(saving.HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
                                          hashlib.sha256(payload).digest()) + payload)
 
 

@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinynet import applications, backend, fileio, layers, saving
+from tinynet import applications, backend, fileio, layers
 from tinynet.layers.base import Layer
-from tinynet.models import Sequential, load_model
+from tinynet.models import Sequential, load_model, saving
+from tinynet.models.saving import model_file
 from tinynet.optimizers import SGD
 from tinynet.utils import to_categorical
 
@@ -259,7 +260,7 @@ def _saved(tmp_path, name="model.tnz") -> tuple[Path, Sequential]:
 def test_file_layout_header_version_length_and_checksum(tmp_path):
     path, _ = _saved(tmp_path)
     data = path.read_bytes()
-    magic, version, length, digest = saving._HEADER.unpack_from(data)
+    magic, version, length, digest = saving.HEADER.unpack_from(data)
     assert magic == saving.MAGIC == data[:8] and version == saving.FORMAT_VERSION == 1
     assert length == len(data) - saving.HEADER_SIZE
     assert digest == hashlib.sha256(data[saving.HEADER_SIZE:]).digest()
@@ -296,7 +297,7 @@ def test_a_failed_save_leaves_the_previous_file_whole(tmp_path, monkeypatch, fai
     path, model = _saved(tmp_path)
     before = path.read_bytes()
     model.layers[0].params["kernel"][...] = 0.5
-    monkeypatch.setattr(saving, "atomic_write", _failing_atomic_write(saving.atomic_write, fail_after_bytes))
+    monkeypatch.setattr(model_file, "atomic_write", _failing_atomic_write(model_file.atomic_write, fail_after_bytes))
     with pytest.raises(OSError, match="No space left"):
         model.save(path)
     assert path.read_bytes() == before
@@ -309,8 +310,9 @@ def test_a_process_killed_in_the_middle_of_a_save_leaves_the_previous_file_whole
     before = path.read_bytes()
     script = textwrap.dedent(f"""
         import contextlib, os
-        from tinynet import fileio, layers, saving
+        from tinynet import fileio, layers
         from tinynet.models import load_model
+        from tinynet.models.saving import model_file
 
         real = fileio.atomic_write
 
@@ -326,7 +328,7 @@ def test_a_process_killed_in_the_middle_of_a_save_leaves_the_previous_file_whole
 
         model = load_model({str(path)!r})
         model.layers[0].params["kernel"][...] = 0.5
-        saving.atomic_write = killed_halfway
+        model_file.atomic_write = killed_halfway
         model.save({str(path)!r})
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, capture_output=True, text=True,
@@ -421,7 +423,7 @@ def _rewrite_document(path: Path, change) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
-    path.write_bytes(saving._HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
+    path.write_bytes(saving.HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
                                          hashlib.sha256(payload).digest()) + payload)
 
 
@@ -453,7 +455,7 @@ def test_a_weight_of_the_wrong_shape_is_refused(tmp_path):
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
-    path.write_bytes(saving._HEADER.pack(saving.MAGIC, 1, len(payload), hashlib.sha256(payload).digest()) + payload)
+    path.write_bytes(saving.HEADER.pack(saving.MAGIC, 1, len(payload), hashlib.sha256(payload).digest()) + payload)
     _expect_refusal(path, "kernel has shape", "expects")
 
 

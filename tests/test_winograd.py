@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from tinynet import backend, engine
 from tinynet.engine import conv_block
-from tinynet.gradcheck import check_model
 from tinynet.kernels import im2col_reference
 from tinynet.kernels.winograd import kernel_transform, tile_counts, winograd_reference
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from tinynet.learn.gradcheck import check_model
 from tinynet.models import Sequential, passes
 from tinynet.utils import set_random_seed
 

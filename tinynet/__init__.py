@@ -31,8 +31,7 @@ __version__ = "0.1.0"
 
 # Heavier or optional modules load on first use: ``tinynet.datasets``, ``tinynet.plotting``...
 _LAZY_MODULES = {
-    "applications", "cli", "datasets", "engine", "fileio", "gradcheck", "inspect", "parallel", "plotting", "report",
-    "saving",
+    "applications", "cli", "datasets", "engine", "fileio", "learn", "parallel", "plotting", "report",
 }
 
 

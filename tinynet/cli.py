@@ -31,123 +31,21 @@ from pathlib import Path
 import numpy as np
 
 import tinynet
+from tinynet.cli_options import (
+    LR_SCHEDULE_HELP,
+    OPTIMIZERS,
+    TUTORIAL,
+    lr_schedule,
+    non_negative_float,
+    non_negative_int,
+    optimizer_from_args,
+    positive_int,
+    rate,
+)
 
 # The help's own words: the module docstring above is reStructuredText for the documentation, not for a terminal.
 _DESCRIPTION = "tinynet: train the Keras MNIST tutorial's CNN, fetch its datasets, run the benchmarks."
 _EXAMPLES = "examples:\n" + "\n".join(line for line in __doc__.splitlines() if line.startswith("    tinynet "))
-
-# The tutorial's settings: SGD lr 0.001 with decay 1e-6 and Nesterov (momentum 0), batch 32, epochs numbered 2..10.
-TUTORIAL = {"epochs": 10, "initial_epoch": 1, "batch_size": 32, "learning_rate": 0.001, "momentum": 0.0,
-            "decay": 1e-6, "dropout": 0.25}
-
-
-def _integer_at_least(minimum: int, meaning: str):
-    """An argparse type: an integer >= ``minimum``; ``meaning`` ("positive integer") names it in errors."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {meaning}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a {meaning}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _integer_at_least(1, "positive integer")
-_non_negative_int = _integer_at_least(0, "non-negative integer")
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = _non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text}")
-    return value
-
-
-OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam", "adamw")
-
-# --lr-schedule NAME:key=value,...: the schedule classes by their short names, and how each key's text is read.
-_SCHEDULES = {"exponential": "ExponentialDecay", "inverse_time": "InverseTimeDecay",
-              "piecewise": "PiecewiseConstantDecay", "cosine": "CosineDecay"}
-_LR_SCHEDULE_HELP = (
-    "a learning-rate schedule evaluated at every step (tf.keras's formulas), written NAME:key=value,... as in "
-    "exponential:decay_steps=S,decay_rate=R (lr * R ** (step / S)); "
-    "inverse_time:decay_steps=S,decay_rate=R (lr / (1 + R * step / S)); both take staircase=true too; "
-    "cosine:decay_steps=S (optional: alpha=A, warmup_target=T, warmup_steps=W); "
-    "piecewise:boundaries=B1/B2,values=V0/V1/V2 (V0 up to step B1, ...). The schedule starts from "
-    "--learning-rate unless initial_learning_rate= is given; it replaces --decay")
-
-
-def _schedule_value(key: str, text: str) -> float | bool | list[float]:
-    if key in ("boundaries", "values"):
-        return [float(part) for part in text.split("/")]
-    if key == "staircase":
-        if text.lower() not in ("true", "false"):
-            raise ValueError(f"staircase must be true or false, got {text!r}")
-        return text.lower() == "true"
-    return float(text)
-
-
-def _lr_schedule(text: str) -> tuple[str, dict]:
-    """``--lr-schedule``: ``(class name, arguments)``, checked by building the schedule once."""
-    from tinynet.optimizers import schedules
-
-    name, _, arguments = text.partition(":")
-    class_name = _SCHEDULES.get(name.strip().lower())
-    if class_name is None:
-        raise argparse.ArgumentTypeError(f"unknown schedule {name!r}; expected one of {', '.join(_SCHEDULES)} "
-                                         "(NAME:key=value,...)")
-    config: dict = {}
-    try:
-        for item in filter(None, (part.strip() for part in arguments.split(","))):
-            key, equals, value = item.partition("=")
-            if not equals:
-                raise ValueError(f"expected key=value, got {item!r}")
-            config[key.strip()] = _schedule_value(key.strip(), value.strip())
-        trial = dict(config)
-        if class_name != "PiecewiseConstantDecay":
-            trial.setdefault("initial_learning_rate", 1.0)
-        schedules.deserialize({"class_name": class_name, "config": trial})
-    except (TypeError, ValueError) as error:
-        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
-    return class_name, config
-
-
-def _optimizer(args: argparse.Namespace):
-    """The optimizer the flags describe: Keras 2.2.4's defaults, except SGD's, which are the tutorial's."""
-    from tinynet.optimizers import get, schedules
-
-    optimizer = get(args.optimizer)
-    if args.learning_rate is not None:
-        optimizer.learning_rate = args.learning_rate
-    elif args.optimizer == "sgd":
-        optimizer.learning_rate = TUTORIAL["learning_rate"]
-    if args.optimizer == "sgd":
-        optimizer.momentum, optimizer.nesterov = args.momentum, args.nesterov
-    if args.lr_schedule is not None:
-        class_name, config = args.lr_schedule
-        if class_name != "PiecewiseConstantDecay":
-            config = {"initial_learning_rate": optimizer.learning_rate, **config}
-        optimizer.learning_rate = schedules.deserialize({"class_name": class_name, "config": config})
-    elif args.decay is not None:
-        optimizer.decay = args.decay
-    elif args.optimizer == "sgd":
-        optimizer.decay = TUTORIAL["decay"]
-    return optimizer
-
 
 class CommandError(Exception):
     """Something the command was given cannot be used (a file, a folder); the message says which and why."""
@@ -176,31 +74,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist", help="which dataset")
     train.add_argument("--data", type=Path, default=None, metavar="PATH",
                        help="use dataset files you already have (a Keras .npz or a folder of IDX files)")
-    train.add_argument("--epochs", type=_positive_int, default=TUTORIAL["epochs"],
+    train.add_argument("--epochs", type=positive_int, default=TUTORIAL["epochs"],
                        help="the last epoch's number (Keras's 'epochs')")
-    train.add_argument("--initial-epoch", type=_non_negative_int, default=TUTORIAL["initial_epoch"],
+    train.add_argument("--initial-epoch", type=non_negative_int, default=TUTORIAL["initial_epoch"],
                        help="epochs already done; the tutorial starts at 1, so it runs epochs 2..10")
-    train.add_argument("--batch-size", type=_positive_int, default=TUTORIAL["batch_size"],
+    train.add_argument("--batch-size", type=positive_int, default=TUTORIAL["batch_size"],
                        help="samples per gradient step")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                        help="the optimizer, with Keras 2.2.4's equations and hyperparameters (sgd: the "
                             "tutorial's settings)")
-    train.add_argument("--learning-rate", "--lr", type=_non_negative_float, default=None,
+    train.add_argument("--learning-rate", "--lr", type=non_negative_float, default=None,
                        help=f"learning rate (default: {TUTORIAL['learning_rate']} for sgd, as the tutorial; Keras "
                             "2.2.4's for the others: rmsprop 0.001, adagrad 0.01, adadelta 1.0, adam 0.001, adamax "
                             "0.002, nadam 0.002, adamw 0.001)")
-    train.add_argument("--lr-schedule", type=_lr_schedule, default=None, metavar="NAME:key=value,...",
-                       help=_LR_SCHEDULE_HELP)
-    train.add_argument("--momentum", type=_non_negative_float, default=TUTORIAL["momentum"],
+    train.add_argument("--lr-schedule", type=lr_schedule, default=None, metavar="NAME:key=value,...",
+                       help=LR_SCHEDULE_HELP)
+    train.add_argument("--momentum", type=non_negative_float, default=TUTORIAL["momentum"],
                        help="SGD's momentum (sgd only)")
-    train.add_argument("--decay", type=_non_negative_float, default=None,
+    train.add_argument("--decay", type=non_negative_float, default=None,
                        help=f"Keras 2's learning-rate decay: step t uses lr / (1 + decay * t) (default: "
                             f"{TUTORIAL['decay']:g} for sgd, as the tutorial; 0 for the others; nadam has none)")
     train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True,
                        help="Nesterov momentum (sgd only; the tutorial sets it; with momentum 0 it changes nothing)")
-    train.add_argument("--dropout", type=_rate, default=TUTORIAL["dropout"], help="dropout rate after each block")
-    train.add_argument("--seed", type=_non_negative_int, default=1, help="seed for weights, shuffles, dropout")
-    train.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    train.add_argument("--dropout", type=rate, default=TUTORIAL["dropout"], help="dropout rate after each block")
+    train.add_argument("--seed", type=non_negative_int, default=1, help="seed for weights, shuffles, dropout")
+    train.add_argument("--limit", type=positive_int, default=None, metavar="N",
                        help="train on the first N training images only (quick runs)")
     train.add_argument("--output", type=Path, default=None, metavar="FOLDER",
                        help="output folder (default: runs/<dataset>)")
@@ -224,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train.add_argument("--inspect", action="store_true",
                        help="record each layer's gradient norms, update ratios, activation statistics and dead "
-                            "ReLU units during training (tinynet.inspect.TrainingRecorder); write inspect.csv, "
+                            "ReLU units during training (tinynet.learn.TrainingRecorder); write inspect.csv, "
                             "gradient_norms.png, update_ratios.png and activations.png, and print the summary "
                             "with FLOPs and activation memory")
-    train.add_argument("--inspect-every", type=_positive_int, default=10, metavar="STEPS",
+    train.add_argument("--inspect-every", type=positive_int, default=10, metavar="STEPS",
                        help="with --inspect, record one training step in every STEPS")
     train.add_argument("--debug", action="store_true",
                        help="on a bad --data, --resume or --output, show the full traceback instead of one line")
@@ -348,10 +246,10 @@ def _load(dataset: str, path: Path | None):
 
 def train(args: argparse.Namespace) -> int:
     """Train, evaluate and report, following the tutorial step by step."""
-    from tinynet import applications, plotting, report, saving
+    from tinynet import applications, plotting, report
     from tinynet.callbacks import History, ModelCheckpoint
     from tinynet.datasets import DatasetUnavailableError
-    from tinynet.models import NumericalFaultError
+    from tinynet.models import NumericalFaultError, saving
     from tinynet.utils import set_random_seed, to_categorical
 
     output = args.output or Path("runs") / args.dataset
@@ -395,7 +293,7 @@ def train(args: argparse.Namespace) -> int:
     else:
         set_random_seed(args.seed)
         model = applications.mnist_cnn(input_shape=x_train.shape[1:], classes=classes, dropout=args.dropout)
-        model.compile(optimizer=_optimizer(args), loss="categorical_crossentropy", metrics=["accuracy"])
+        model.compile(optimizer=optimizer_from_args(args), loss="categorical_crossentropy", metrics=["accuracy"])
         initial_epoch = args.initial_epoch
     if args.verbose:
         model.summary(batch_size=args.batch_size if args.inspect else None)
@@ -403,7 +301,7 @@ def train(args: argparse.Namespace) -> int:
     checkpoints = [] if args.checkpoint is None else [ModelCheckpoint(args.checkpoint, save_best_only=False)]
     recorder = None
     if args.inspect:
-        from tinynet.inspect import TrainingRecorder
+        from tinynet.learn.recorder import TrainingRecorder
 
         recorder = TrainingRecorder(every=args.inspect_every)
         checkpoints.append(recorder)
@@ -452,7 +350,7 @@ def train(args: argparse.Namespace) -> int:
         model.export(args.export_onnx, format="onnx")
         print(f"Exported the model to ONNX at {args.export_onnx}")
     if recorder is not None:
-        from tinynet.inspect import save_inspection
+        from tinynet.learn.pictures import save_inspection
 
         written = save_inspection(recorder, output)
         print(f"Wrote {', '.join(path.name for path in written)} to {output} (inside each layer, every "

@@ -151,8 +151,8 @@ def format_step_time(seconds_per_step: float) -> str:
 def epoch_header(epoch_index: int, epochs: int) -> str:
     """The line printed before an epoch's bar: ``Epoch {epoch_index + 1}/{epochs}``, ``epoch_index`` 0-based.
 
-    Printed by the caller (``fit``) for ``verbose`` 1 and 2, never by :class:`Progbar`. With
-    ``initial_epoch=1, epochs=10`` the first header is ``Epoch 2/10``.
+    Printed by the caller (``fit``'s :class:`tinynet.callbacks.ProgbarLogger`) for ``verbose`` 1 and 2, never by
+    :class:`Progbar`. With ``initial_epoch=1, epochs=10`` the first header is ``Epoch 2/10``.
     """
     _require_int("epoch_index", epoch_index, minimum=0)
     _require_int("epochs", epochs, minimum=1)

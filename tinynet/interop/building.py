@@ -1,10 +1,10 @@
 """A tinynet Sequential from a translated Keras config and the file's arrays, allocating only what the file holds.
 
 A config is a promise about shapes that a stranger wrote: ``Dense(16384)`` on a 16384-wide input is 12 bytes of
-JSON and a gigabyte of memory. So, as :mod:`tinynet.saving` does for tinynet's own files, each layer is built
+JSON and a gigabyte of memory. So, as :mod:`tinynet.models.saving` does for tinynet's own files, each layer is built
 under :func:`tinynet.layers.base.checking_weight_allocations`: the ``k``-th weight a layer allocates must have the
 shape of the ``k``-th array the file stores for that layer (known from the array's header, nothing read yet), and
-no layer takes more than :data:`tinynet.saving.MAX_SAMPLE_ELEMENTS` numbers per sample. Only then are the arrays
+no layer takes more than :data:`tinynet.MAX_SAMPLE_ELEMENTS` numbers per sample. Only then are the arrays
 read, checked (finite real numbers, in range) and assigned, all of them or none.
 """
 
@@ -14,11 +14,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tinynet import saving
 from tinynet.interop.errors import KerasFormatError
 from tinynet.interop.h5_reading import Stored
 from tinynet.interop.keras_layers import TranslatedModel
 from tinynet.layers.base import Layer, checking_weight_allocations
+from tinynet.models.saving.generators import random_streams_untouched
+from tinynet.models.saving.rebuild import MAX_SAMPLE_ELEMENTS
 
 
 def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]]) -> Any:
@@ -45,7 +46,7 @@ def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]])
 
     layers = []
     shape = translated.input_shape
-    with saving._random_streams_untouched(), checking_weight_allocations(check_allocation):
+    with random_streams_untouched(), checking_weight_allocations(check_allocation):
         for position, ((layer_class, kwargs, keras_class), held) in enumerate(
                 zip(translated.layers, stored, strict=True)):
             try:
@@ -53,9 +54,9 @@ def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]])
             except (TypeError, ValueError) as error:
                 raise KerasFormatError(f"layer {position} ({keras_class}): {error}") from None
             held_by[id(layer)] = held
-            if math.prod(shape) > saving.MAX_SAMPLE_ELEMENTS:
+            if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
                 raise KerasFormatError(f"layer {layer.name!r} takes inputs of shape {shape}: {math.prod(shape):,} "
-                                       f"numbers per sample, more than the {saving.MAX_SAMPLE_ELEMENTS:,} allowed")
+                                       f"numbers per sample, more than the {MAX_SAMPLE_ELEMENTS:,} allowed")
             try:
                 layer.build(shape)
             except (TypeError, ValueError) as error:

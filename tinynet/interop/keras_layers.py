@@ -26,7 +26,7 @@ from typing import Any
 from tinynet import initializers as initializers_module
 from tinynet import layers as layers_module
 from tinynet.interop.errors import KerasFormatError
-from tinynet.layers.base import Layer, _snake_case
+from tinynet.layers.base import Layer, snake_case
 
 #: Keras class names (with Keras 2's aliases) of the layers tinynet has, as tinynet's canonical class names.
 LAYER_CLASSES = {
@@ -347,7 +347,7 @@ def keras_variable_groups(model: Any) -> list[str]:
     used: dict[str, int] = {}
     groups = []
     for layer in model.layers:
-        base = _snake_case(type(layer).__name__)
+        base = snake_case(type(layer).__name__)
         count = used.get(base, 0)
         groups.append(base if count == 0 else f"{base}_{count}")
         used[base] = count + 1

@@ -29,7 +29,7 @@ from tinynet.interop.errors import KerasFormatError
 from tinynet.interop.keras_h5 import KERAS_VERSION
 from tinynet.interop.keras_layers import keras_sequential_config, sequential_from_keras
 from tinynet.interop.keras_weights import read_variables, variable_list, write_variables
-from tinynet.layers.base import _snake_case
+from tinynet.layers.base import snake_case
 
 CONFIG_MEMBER, METADATA_MEMBER, WEIGHTS_MEMBER = "config.json", "metadata.json", "model.weights.h5"
 MAX_JSON_BYTES = 16 * 2**20
@@ -69,7 +69,7 @@ def _groups(keras_classes: list[str]) -> list[str]:
     used: dict[str, int] = {}
     groups = []
     for class_name in keras_classes:
-        base = _snake_case(class_name)
+        base = snake_case(class_name)
         count = used.get(base, 0)
         groups.append(base if count == 0 else f"{base}_{count}")
         used[base] = count + 1

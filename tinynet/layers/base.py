@@ -54,7 +54,7 @@ def checking_weight_allocations(check: Callable[[Layer, str, Shape], None]) -> I
         _weight_allocation_check.reset(token)
 
 
-def _snake_case(name: str) -> str:
+def snake_case(name: str) -> str:
     # Keras's rule, so automatic names match its: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, ReLU -> re_lu.
     name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
@@ -90,7 +90,7 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) {', '.join(sorted(kwargs))}")
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"{type(self).__name__}: name must be a non-empty string, got {name!r}")
-        self.name: str = name or backend.unique_name(_snake_case(type(self).__name__))
+        self.name: str = name or backend.unique_name(snake_case(type(self).__name__))
         self.dtype: np.dtype = backend.float_dtype(dtype)
         self.trainable = self._flag(trainable, "trainable")
         self.params: dict[str, np.ndarray] = {}

@@ -13,6 +13,8 @@ The package, one concern per file:
 ``numerics.py``     numerical faults: :class:`NumericalFaultError` and where a NaN first showed
 ``checks.py``       checks of what a user hands a model
 ``summary.py``, ``costs.py``   ``summary()`` and what each layer costs
+``saving/``        model files and bare weights (``model.save``, :func:`load_model`, ``save_weights``), one concept
+                    per file; imported when first used, and it imports ``sequential.py``, never this facade
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ __all__ = ["NumericalFaultError", "Sequential", "load_model"]
 
 
 def load_model(filepath: Any, custom_objects: dict[str, Any] | None = None) -> Sequential:
-    """Read back a model saved with ``model.save`` (see :func:`tinynet.saving.load_model`), or a Keras ``.keras``
+    """Read back a model saved with ``model.save`` (see :func:`tinynet.models.saving.load_model`), or a Keras ``.keras``
     / ``.h5`` model file of a Sequential made of tinynet's layers (see :mod:`tinynet.interop`)."""
     from tinynet import interop
-    from tinynet.saving import load_model as load  # the loader builds a Sequential: imported when used
+    from tinynet.models.saving import load_model as load  # the loader builds a Sequential: imported when used
 
     if isinstance(filepath, str | os.PathLike) and interop.keras_format_of(filepath):
         if custom_objects:

@@ -18,7 +18,6 @@ passes through either are in :mod:`tinynet.models.passes`.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -292,49 +291,29 @@ class Sequential(Keras2Aliases):
 
     # ----------------------------------------------------------------------------- saving, weights, summary
     def save(self, filepath: Any) -> None:
-        """Save everything needed to continue training exactly (architecture, weights, compile settings, optimizer
-        and random state, epochs done) in one file at ``filepath``, atomically. See :mod:`tinynet.saving`;
-        ``tinynet.models.load_model(filepath)`` reads it back.
+        """Save the model at ``filepath``: tinynet's exact-resume file, or Keras 3's format for a name ending in
+        ``.keras`` or ``.h5`` (see :func:`tinynet.models.files.save`)."""
+        from tinynet.models import files  # the savers build models: imported when used, never in a circle
 
-        A name ending in ``.keras`` or ``.h5`` writes Keras 3's format instead (:mod:`tinynet.interop`), which
-        ``keras.saving.load_model`` reads: the architecture, weights, compile settings and optimizer state, but
-        not tinynet's random streams or epoch count."""
-        from tinynet import interop, saving  # the savers build models: imported when used, never in a circle
-
-        if isinstance(filepath, str | os.PathLike) and interop.keras_format_of(filepath):
-            interop.save_keras_model(self, filepath)  # .keras / .h5: Keras 3's own formats (tinynet.interop)
-            return
-        saving.save_model(self, filepath)
+        files.save(self, filepath)
 
     def save_weights(self, filepath: Any) -> None:
-        """Save the weights alone as an ``.npz`` (atomically, at exactly ``filepath``); an ``.h5`` name writes
-        Keras's HDF5 weights file (Keras 3's layout for ``.weights.h5``, the legacy one for other ``.h5``)."""
-        from tinynet import interop, saving
+        """Save the weights alone (see :func:`tinynet.models.files.save_weights`)."""
+        from tinynet.models import files
 
-        if isinstance(filepath, str | os.PathLike) and interop.is_keras_weights_path(filepath):
-            interop.save_keras_weights(self, filepath)
-            return
-        saving.save_weights(self, filepath)
+        files.save_weights(self, filepath)
 
     def load_weights(self, filepath: Any) -> None:
-        """Set the weights from a file written by :meth:`save_weights`, matched by name (``<layer>/<weight>``; by
-        position when the file comes from a twin whose layers were named differently). See
-        :func:`tinynet.saving.load_weights`."""
-        from tinynet import interop, saving
+        """Set the weights from a weights file (see :func:`tinynet.models.files.load_weights`)."""
+        from tinynet.models import files
 
-        if isinstance(filepath, str | os.PathLike) and interop.is_keras_weights_path(filepath):
-            interop.load_keras_weights(self, filepath)  # Keras's HDF5 weights files
-            return
-        saving.load_weights(self, filepath)
+        files.load_weights(self, filepath)
 
     def export(self, filepath: Any, format: str = "onnx") -> None:
-        """Export the model for inference elsewhere (Keras 3's spelling): ``format='onnx'`` writes an ONNX graph
-        with a dynamic batch axis that takes NHWC inputs as this model does (:mod:`tinynet.interop.onnx_export`)."""
-        from tinynet.interop.onnx_export import export_onnx
+        """Export the model for inference elsewhere (Keras 3's spelling; see :func:`tinynet.models.files.export`)."""
+        from tinynet.models import files
 
-        if format != "onnx":
-            raise ValueError(f"{self.name}.export: format must be 'onnx', got {format!r}")
-        export_onnx(self, filepath)
+        files.export(self, filepath, format)
 
     def get_weights(self) -> list[np.ndarray]:
         """Every layer's weights in order, ``[kernel, bias]`` per layer, Keras layouts."""

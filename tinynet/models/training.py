@@ -16,6 +16,7 @@ from tinynet.models.checks import check_batch_size, check_verbose, check_xy
 from tinynet.models.evaluation import evaluate_batches
 from tinynet.models.numerics import NumericalFaultError, locate_fault
 from tinynet.models.sample_weights import sample_weights
+from tinynet.progbar import validation_banner
 
 
 def _check_fit_arguments(model: Any, epochs: Any, initial_epoch: Any, shuffle: Any, callbacks: Any,
@@ -112,7 +113,7 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None, epochs: int, verbose
     hooks = CallbackList(all_callbacks, model, params)
 
     if verbose and isinstance(validation, ArrayBatches) and training.samples is not None:
-        print(f"Train on {training.samples} samples, validate on {validation.samples} samples")
+        print(validation_banner(training.samples, validation.samples))
     # With TerminateOnNaN among the callbacks a NaN/Inf stops training quietly (Keras's way) instead of raising.
     stop_quietly_on_fault = any(getattr(callback, "handles_numerical_faults", False) for callback in all_callbacks)
     model.stop_training = False

@@ -25,7 +25,7 @@ for a float64 model.
 
 Use it on your own layers::
 
-    from tinynet.gradcheck import check_layer
+    from tinynet.learn import check_layer
     report = check_layer(MyLayer(...), input_shape=(5, 5, 3))
     print(report)            # worst entries first
     assert report.passed
