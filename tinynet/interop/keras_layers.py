@@ -25,7 +25,7 @@ from typing import Any
 
 from tinynet import initializers as initializers_module
 from tinynet import layers as layers_module
-from tinynet.interop.errors import KerasFormatError
+from tinynet.interop.errors import KerasFormatError, require_built
 from tinynet.layers.base import Layer, snake_case
 
 #: Keras class names (with Keras 2's aliases) of the layers tinynet has, as tinynet's canonical class names.
@@ -326,7 +326,7 @@ def dtype_policy(name: str) -> dict[str, Any]:
 
 def keras_sequential_config(model: Any) -> dict[str, Any]:
     """Keras 3's config of a built tinynet Sequential: an explicit InputLayer, then each layer."""
-    model._require_built("saving for Keras")
+    require_built(model, "saving for Keras")
     batch_shape = [None, *model.layers[0].input_shape]
     dtype = model.layers[0].dtype.name
     input_layer = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,

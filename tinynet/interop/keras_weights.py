@@ -22,7 +22,7 @@ from typing import Any
 from tinynet.fileio import atomic_write, open_regular_file
 from tinynet.interop import h5_reading
 from tinynet.interop.dependencies import h5py as import_h5py
-from tinynet.interop.errors import KerasFormatError
+from tinynet.interop.errors import KerasFormatError, require_built
 from tinynet.interop.keras_h5 import layer_arrays, write_model_weights
 from tinynet.interop.keras_layers import keras_layer_config, keras_variable_groups
 
@@ -36,7 +36,7 @@ def is_keras3_weights_name(path: str | os.PathLike) -> bool:
 def save_weights(model: Any, path: str | os.PathLike) -> Path:
     """Write the model's weights in the layout its file name calls for (atomically)."""
     h5py = import_h5py()
-    model._require_built("save_weights")
+    require_built(model, "save_weights")
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as root:
         if is_keras3_weights_name(path):
@@ -88,7 +88,7 @@ def variable_list(group: Any, where: str, kinds: str = "f") -> list[h5_reading.S
 
 def load_weights(model: Any, path: str | os.PathLike) -> None:
     """Set the model's weights from a Keras HDF5 weights file (either layout); all checked before any changes."""
-    model._require_built("load_weights")
+    require_built(model, "load_weights")
     with open_regular_file(path) as (file, _size), h5_reading.open_file(file, "the file") as root:
         if h5_reading.has_hard_child(root, "layers"):
             held = read_variables(root, keras_variable_groups(model))

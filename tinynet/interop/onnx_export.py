@@ -32,6 +32,7 @@ import numpy as np
 
 from tinynet.fileio import atomic_write
 from tinynet.interop.dependencies import onnx as import_onnx
+from tinynet.interop.errors import require_built
 
 OPSET = 17
 IR_VERSION = 8  # the IR of opset 17; newer IRs are refused by older runtimes for no gain here
@@ -172,7 +173,7 @@ def _layer(graph: _Graph, layer: Any) -> None:
 def to_onnx(model: Any) -> Any:
     """The ``onnx.ModelProto`` of a built tinynet Sequential (checked with ``full_check=True``)."""
     onnx = import_onnx()
-    model._require_built("export")
+    require_built(model, "export")
     graph = _Graph(onnx, model.layers[0].dtype)
     for layer in model.layers:
         _layer(graph, layer)
