@@ -48,6 +48,8 @@ class Packer:
             scale = 1.0 if scales is None else scales[index]
             if scale == 1.0:
                 view[:] = array.reshape(-1)
+            elif scale == 0.0:
+                view[:] = 0  # not a product: a part that must count for nothing does so even if it holds a NaN
             else:
                 np.multiply(array.reshape(-1), array.dtype.type(scale), out=view)
         gathered = world.gather(self.buffer)

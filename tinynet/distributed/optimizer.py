@@ -46,8 +46,10 @@ class _DataParallelOptimizer:
         shard = batch_shard.current()
         if shard is None:  # outside fit: every process's batch counts the same
             gradient_scale = metric_scale = 1.0 / world.size
-        else:  # in fit the loss gradient is already this share's part of the global mean
-            gradient_scale, metric_scale = 1.0, (shard.rows / shard.global_size if shard.counted else 0.0)
+        elif shard.counted:  # in fit the loss gradient is already this share's part of the global mean
+            gradient_scale, metric_scale = 1.0, shard.rows / shard.global_size
+        else:  # a stand-in row: its loss gradient is zero, but BatchNormalization's dx mixes in the other rows
+            gradient_scale = metric_scale = 0.0
         keys = list(figures)
         arrays.append(np.array([figures[key] for key in keys], dtype=np.float64))
         figure_scales = np.array([gradient_scale if key == "loss" else metric_scale for key in keys])
