@@ -191,3 +191,14 @@ def test_distributed_optimizer_in_one_process_trains_exactly_as_the_plain_one():
     for plain, wrapped in zip(results[0][0], results[1][0], strict=True):
         assert np.array_equal(plain, wrapped)
     assert results[0][1] == results[1][1]
+
+
+def test_cli_train_distributed_prints_and_writes_once(tiny_idx_dataset, tmp_path):
+    folder = tiny_idx_dataset(train=40, test=20)
+    output = tmp_path / "run"
+    result = _run([_mpiexec(), "-n", "2", sys.executable, "-m", "tinynet", "train", "--distributed", "--data",
+                   str(folder), "--epochs", "2", "--batch-size", "16", "--output", str(output), "--checkpoint",
+                   str(output / "model.tnz"), "--verbose", "2"])
+    assert result.stdout.count("Train on 40 samples") == 1  # rank 1 prints nothing
+    assert result.stdout.count("Overall accuracy") == 1
+    assert (output / "model.tnz").exists() and (output / "history.csv").exists()
