@@ -54,11 +54,11 @@ def distributed_rank() -> int:
     return int(os.environ.get("PMI_RANK", "0"))
 
 
-def compiled(model: Sequential, optimizer, wrap: bool) -> Sequential:
+def compiled(model: Sequential, optimizer, wrap: bool, exchange: str = "gather") -> Sequential:
     if wrap:
         from tinynet.distributed import DistributedOptimizer
 
-        optimizer = DistributedOptimizer(optimizer)
+        optimizer = DistributedOptimizer(optimizer, exchange=exchange)
     model.compile(optimizer, "categorical_crossentropy", ["accuracy"])
     return model
 
@@ -88,11 +88,12 @@ def run_cases(out: Path, wrap: bool) -> dict:
                                    CSVLogger(str(out / f"log_rank{rank}.csv"))])
     record(results, "sgd64", model, history)
 
-    # float32, one step on a batch of 10 (4 ranks: 2, 3, 2, 3 rows).
-    seeded(2, "float32")
-    model = compiled(cnn(), SGD(lr=0.05, momentum=0.9, nesterov=True), wrap)
-    history = model.fit(x[:10], y[:10], batch_size=10, epochs=1, verbose=0)
-    record(results, "sgd32", model, history)
+    # float32, one step on a batch of 10 (4 ranks: 2, 3, 2, 3 rows), with each way of summing the gradients.
+    for exchange in ("gather", "allreduce"):
+        seeded(2, "float32")
+        model = compiled(cnn(), SGD(lr=0.05, momentum=0.9, nesterov=True), wrap, exchange)
+        history = model.fit(x[:10], y[:10], batch_size=10, epochs=1, verbose=0)
+        record(results, "sgd32" if exchange == "gather" else "allreduce32", model, history)
 
     # float64, Adam, sample weights (one zero), BatchNormalization: 3 epochs.
     seeded(3, "float64")

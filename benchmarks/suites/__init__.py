@@ -2,7 +2,8 @@
 
 Each module has ``run(context) -> dict``: it prints its tables and returns what goes into its JSON. ``torch``
 comes after every other in-process suite because importing PyTorch loads its own OpenMP runtime and MKL into
-the process; ``coldstart`` and ``memory`` run in subprocesses and are unaffected.
+the process; ``coldstart``, ``memory`` and ``distributed`` (under mpiexec) run in subprocesses and
+are unaffected.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ SUITE_MODULES = {
     "step": "benchmarks.suites.step",
     "coldstart": "benchmarks.suites.coldstart",
     "memory": "benchmarks.suites.memory",
+    "distributed": "benchmarks.suites.distributed",
     "torch": "benchmarks.suites.torch_compare",
 }
 """Suite name -> module, in execution order."""

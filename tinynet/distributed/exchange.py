@@ -40,9 +40,7 @@ class Packer:
         start = self.offsets[index]
         return buffer[..., start:start + count * dtype.itemsize].view(dtype)
 
-    def sum_over(self, world: World, arrays: Sequence[np.ndarray], scales: Sequence[float] | None = None) \
-            -> list[np.ndarray]:
-        """``sum over processes of arrays[i] * scales[i]`` for each ``i``, added in rank order (new arrays)."""
+    def _pack(self, arrays: Sequence[np.ndarray], scales: Sequence[float] | None) -> None:
         for index, array in enumerate(arrays):
             view = self._view(self.buffer, index)
             scale = 1.0 if scales is None else scales[index]
@@ -52,6 +50,11 @@ class Packer:
                 view[:] = 0  # not a product: a part that must count for nothing does so even if it holds a NaN
             else:
                 np.multiply(array.reshape(-1), array.dtype.type(scale), out=view)
+
+    def sum_over(self, world: World, arrays: Sequence[np.ndarray], scales: Sequence[float] | None = None) \
+            -> list[np.ndarray]:
+        """``sum over processes of arrays[i] * scales[i]`` for each ``i``, added in rank order (new arrays)."""
+        self._pack(arrays, scales)
         gathered = world.gather(self.buffer)
         sums = []
         for index, (shape, _) in enumerate(self.signature):
@@ -61,6 +64,20 @@ class Packer:
                 total += part
             sums.append(total.reshape(shape))
         return sums
+
+
+    def reduce_over(self, world: World, arrays: Sequence[np.ndarray], scales: Sequence[float] | None = None) \
+            -> list[np.ndarray]:
+        """The same sums by MPI's ``Allreduce`` (arrays of one dtype): about ``2 S`` bytes through each process
+        whatever the number of processes, against ``(size - 1) S`` for :meth:`sum_over`, but the order of the
+        additions is the MPI library's (see the module docstring)."""
+        dtypes = {dtype for _, dtype in self.signature}
+        if len(dtypes) != 1:
+            raise TypeError(f"Allreduce exchange: the arrays must share one dtype, got {sorted(map(str, dtypes))}")
+        self._pack(arrays, scales)
+        world.allreduce(self.buffer.view(dtypes.pop()))
+        return [self._view(self.buffer, index).reshape(shape).copy()
+                for index, (shape, _) in enumerate(self.signature)]
 
 
 def sum_over_processes(world: World, array: np.ndarray) -> np.ndarray:

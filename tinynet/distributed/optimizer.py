@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tinynet import optimizers
-from tinynet.distributed.exchange import Packer
+from tinynet.distributed.exchange import Packer, sum_over_processes
 from tinynet.distributed.world import World, init
 from tinynet.layers import batch_shard
 
@@ -35,6 +35,9 @@ class _DataParallelOptimizer:
     _world: World
     _packer: Packer | None
     _combined: bool
+    #: How the gradients are summed: ``"gather"`` (every process adds every part in rank order: the result does
+    #: not depend on the MPI library) or ``"allreduce"`` (MPI_Allreduce: less traffic with many processes).
+    exchange: str
 
     def combine_shares(self, layers: list[Any], figures: dict[str, float]) -> dict[str, float]:
         """Replace every trainable ``layer.grads`` by its sum over the processes' shares; return the figures summed
@@ -51,17 +54,23 @@ class _DataParallelOptimizer:
         else:  # a stand-in row: its loss gradient is zero, but BatchNormalization's dx mixes in the other rows
             gradient_scale = metric_scale = 0.0
         keys = list(figures)
-        arrays.append(np.array([figures[key] for key in keys], dtype=np.float64))
-        figure_scales = np.array([gradient_scale if key == "loss" else metric_scale for key in keys])
+        figure_values = np.array([figures[key] * (gradient_scale if key == "loss" else metric_scale)
+                                  for key in keys], dtype=np.float64)
+        if self.exchange == "gather":  # the figures travel in the gradients' message
+            arrays.append(figure_values)
         if self._packer is None or not self._packer.matches(arrays):
             self._packer = Packer(arrays)
-        scales = [gradient_scale] * len(gradients) + [1.0]
-        arrays[-1] = arrays[-1] * figure_scales
-        sums = self._packer.sum_over(world, arrays, scales)
-        for (layer, name), total in zip(gradients, sums, strict=False):
+        scales = [gradient_scale] * len(gradients) + [1.0] * (len(arrays) - len(gradients))
+        if self.exchange == "gather":
+            sums = self._packer.sum_over(world, arrays, scales)
+            figure_sums = sums.pop()
+        else:  # Allreduce for the gradients (one dtype), a second, tiny message for the figures in float64
+            sums = self._packer.reduce_over(world, arrays, scales)
+            figure_sums = sum_over_processes(world, figure_values)
+        for (layer, name), total in zip(gradients, sums, strict=True):
             layer.grads[name] = total
         self._combined = True
-        return {key: float(value) for key, value in zip(keys, sums[-1], strict=True)}
+        return {key: float(value) for key, value in zip(keys, figure_sums, strict=True)}
 
     def apply_gradients(self, layers: Any) -> Any:
         layers = list(layers)
@@ -97,16 +106,25 @@ def _data_parallel_class(optimizer_class: type) -> type:
     return _classes[optimizer_class]
 
 
-def DistributedOptimizer(optimizer: Any, world: World | None = None) -> Any:  # noqa: N802 (Horovod's name)
+def DistributedOptimizer(optimizer: Any, world: World | None = None,  # noqa: N802 (Horovod's name)
+                         exchange: str = "gather") -> Any:
     """``optimizer`` (an instance, or a name such as ``'adam'``) made data-parallel over the processes of
     ``world`` (:func:`tinynet.distributed.init`'s by default).
+
+    ``exchange="gather"`` (the default) sums the gradients in rank order on every process, so all processes hold
+    the same bits with any MPI library; each process receives ``size - 1`` gradient buffers per step, which suits
+    a machine or a few. ``exchange="allreduce"`` uses MPI_Allreduce (about two buffers per process at any size,
+    for many machines); its order of additions is the MPI library's (MPICH's gives every process the same bits).
 
     The result takes over the optimizer's settings and state (iterations, slots): compile the model with it and
     use it in place of the original. Its class has the original's name, so a model saved with it records, and
     loads back, the plain optimizer; wrap it again after loading to go on training on several processes."""
+    if exchange not in ("gather", "allreduce"):
+        raise ValueError(f"DistributedOptimizer: exchange must be 'gather' or 'allreduce', got {exchange!r}")
     if isinstance(optimizer, str):
         optimizer = optimizers.get(optimizer)
     if isinstance(optimizer, _DataParallelOptimizer):
+        optimizer.exchange = exchange
         return optimizer
     if not hasattr(optimizer, "apply_gradients"):
         raise TypeError(f"DistributedOptimizer: expected a tinynet optimizer (or its name), got "
@@ -116,4 +134,5 @@ def DistributedOptimizer(optimizer: Any, world: World | None = None) -> Any:  # 
     wrapped._world = world if world is not None else init()
     wrapped._packer = None
     wrapped._combined = False
+    wrapped.exchange = exchange
     return wrapped

@@ -73,6 +73,13 @@ class World:
         self.comm.Allgather(part, gathered)
         return gathered
 
+    def allreduce(self, buffer: np.ndarray) -> None:
+        """Replace ``buffer`` by its sum over the processes, in place (``MPI_Allreduce``)."""
+        if self.comm is not None:
+            from mpi4py import MPI
+
+            self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+
     def gather_objects(self, value: Any) -> list[Any]:
         """Every process's ``value`` (picklable), as a list in rank order, on every process."""
         return [value] if self.comm is None else self.comm.allgather(value)
