@@ -1,9 +1,9 @@
 """The training runs tests/test_distributed.py compares: one process, or each rank under ``mpiexec -n N``.
 
-``python distributed_worker.py MODE OUT [CHECKPOINT]``; every case trains a reduced tutorial-shaped CNN on tiny data
-whose last global batch does not split evenly over 2 or 4 ranks, and writes its weights, history and optimizer
-slots to ``OUT/rank<r>.npz`` (rank 0 alone when run without mpiexec). Ranks other than 0 seed differently, so
-that only the broadcast of rank 0's weights and generators can make them agree.
+``python distributed_worker.py MODE OUT [CHECKPOINT]`` (see :func:`main`); every case trains a reduced
+tutorial-shaped CNN on tiny data whose last global batch does not split evenly over 2 or 4 ranks, and writes its
+weights, history and optimizer slots to ``OUT/rank<r>.npz`` (rank 0 alone when run without mpiexec). Ranks other
+than 0 seed differently, so that only the broadcast of rank 0's weights and generators can make them agree.
 """
 
 from __future__ import annotations
@@ -153,6 +153,8 @@ def fail(how: str) -> None:
 
 
 def main() -> None:
+    """``reference OUT``: one process, no wrapper. ``distributed OUT [CHECKPOINT]``: the cases under mpiexec, then,
+    given a checkpoint, its resumption. ``resume OUT CHECKPOINT``: the resumption alone."""
     mode, out = sys.argv[1], Path(sys.argv[2])
     if mode == "fail":
         fail(sys.argv[2])
@@ -160,10 +162,18 @@ def main() -> None:
     wrap = mode != "reference"
     if wrap:
         from tinynet.distributed import init
+        from tinynet.engine import blas, num_threads
 
-        init()
-    results = run_cases(out, wrap) if len(sys.argv) == 3 else resume(Path(sys.argv[3]), wrap)
-    np.savez(out / f"{'resumed_' if len(sys.argv) > 3 else ''}rank{distributed_rank()}.npz", **results)
+        world = init()
+        # Each rank gets its share of the cores by default: no oversubscription.
+        expected = max(1, len(os.sched_getaffinity(0)) // world.local_size) if blas.controllable() else 1
+        if num_threads() != expected:
+            raise AssertionError(f"rank {world.rank}: {num_threads()} engine threads, expected {expected}")
+    rank = distributed_rank()
+    if mode != "resume":
+        np.savez(out / f"rank{rank}.npz", **run_cases(out, wrap))
+    if len(sys.argv) > 3:
+        np.savez(out / f"resumed_rank{rank}.npz", **resume(Path(sys.argv[3]), wrap))
 
 
 if __name__ == "__main__":
