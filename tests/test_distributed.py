@@ -200,3 +200,32 @@ def test_cli_train_distributed_prints_and_writes_once(tiny_idx_dataset, tmp_path
     assert result.stdout.count("Train on 40 samples") == 1  # rank 1 prints nothing
     assert result.stdout.count("Overall accuracy") == 1
     assert (output / "model.tnz").exists() and (output / "history.csv").exists()
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_shares_cover_the_batch_and_their_losses_add_up_to_the_global_mean(processes, weighted):
+    """Every global batch size, even or not, smaller than the number of processes or not: the shares' rows tile it
+    in order, and the shares' weighted-mean losses (as the loss computes them) add up to the global one."""
+    from types import SimpleNamespace
+
+    from tinynet.distributed.data_parallel import DataParallel
+    from tinynet.losses.base import weighted_mean
+
+    rng = np.random.default_rng(processes)
+    for global_size in range(1, 14):
+        values = rng.random(global_size)
+        weights = rng.random(global_size) * (rng.random(global_size) > 0.3) if weighted else None
+        expected = weighted_mean(values, np.ones(global_size) if weights is None else weights)
+        covered, total = [], 0.0
+        for rank in range(processes):
+            world = SimpleNamespace(rank=rank, size=processes, is_chief=rank == 0)
+            shard, share_weights = DataParallel(world, None)._shard(np.zeros((global_size, 1)), weights)
+            assert len(share_weights) == shard.rows
+            if shard.counted:
+                covered.extend(range(shard.start, shard.stop))
+            else:
+                assert shard.rows == 1 and not share_weights.any()  # a stand-in row of weight zero
+            total += weighted_mean(values[shard.start:shard.stop], share_weights)
+        assert covered == list(range(global_size))
+        assert total == pytest.approx(expected, rel=1e-14, abs=1e-300)
