@@ -142,7 +142,7 @@ def test_without_mpi4py_everything_else_works_and_init_says_how_to_install(tmp_p
     )
     environment = _environment()
     environment["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{environment['PYTHONPATH']}"
-    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS"):
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"):
         environment.pop(name, None)
     alone = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
                            timeout=TIMEOUT)

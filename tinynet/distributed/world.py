@@ -31,8 +31,9 @@ import numpy as np
 INSTALL_HINT = ("pip install 'tinynet[mpi]' (which installs mpi4py and the mpich wheel), or pip install mpi4py "
                 "with an MPI library of your cluster")
 
-# Variables the common launchers (MPICH's Hydra, Open MPI, Slurm) set in every process they start.
-_LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+# Variables the common launchers set in every process they start: MPICH's Hydra (and srun with PMI), Open MPI,
+# PMIx, and srun itself (SLURM_STEP_NUM_TASKS, not SLURM_NTASKS: a batch script run once also has that).
+_LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
 
 
 def _launched_size() -> int:
@@ -133,12 +134,13 @@ def init(threads: int | None = None) -> World:
         return _world
     try:
         from mpi4py import MPI
-    except ImportError:
+    except (ImportError, RuntimeError) as error:  # RuntimeError: mpi4py found no MPI library to load
+        problem = "mpi4py is not installed" if isinstance(error, ImportError) else f"mpi4py cannot start ({error})"
         if _launched_size() > 1:
             raise ImportError(f"tinynet.distributed.init: this is one of {_launched_size()} processes started by "
-                              f"an MPI launcher, but mpi4py is not installed; install it: {INSTALL_HINT}") from None
-        warnings.warn(f"tinynet.distributed: mpi4py is not installed, so training runs in this process alone; for "
-                      f"several processes install it ({INSTALL_HINT}) and start the script with mpiexec -n N",
+                              f"an MPI launcher, but {problem}; install it: {INSTALL_HINT}") from None
+        warnings.warn(f"tinynet.distributed: {problem}, so training runs in this process alone; for several "
+                      f"processes install it ({INSTALL_HINT}) and start the script with mpiexec -n N",
                       stacklevel=2)
         _world = World()
         return _world
