@@ -44,6 +44,9 @@ class _DataParallelOptimizer:
         the same way (the loss as the gradients; each metric, a mean over samples, weighted by the share's
         rows). Every process gets the same bits."""
         world = self._world
+        self._combined = True
+        if world.size == 1:
+            return figures  # the sum over one process: nothing to copy
         gradients = [(layer, name) for layer in layers if layer.trainable for name in layer.params]
         arrays = [np.ascontiguousarray(layer.grads[name]) for layer, name in gradients]
         shard = batch_shard.current()
@@ -69,7 +72,6 @@ class _DataParallelOptimizer:
             figure_sums = sum_over_processes(world, figure_values)
         for (layer, name), total in zip(gradients, sums, strict=True):
             layer.grads[name] = total
-        self._combined = True
         return {key: float(value) for key, value in zip(keys, figure_sums, strict=True)}
 
     def apply_gradients(self, layers: Any) -> Any:
