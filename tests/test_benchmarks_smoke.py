@@ -231,3 +231,16 @@ def test_a_failing_suite_is_reported_and_the_others_still_run(tmp_path, monkeypa
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["suites"]["peak"]["results"] == {"failed": True, "error": "RuntimeError: no BLAS today"}
     assert data["suites"]["step"]["results"]["measurements"]
+
+
+def test_the_distributed_suite_runs_under_mpiexec(tmp_path):
+    pytest.importorskip("mpi4py")
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "distributed", "--smoke", "--no-charts", "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPOSITORY, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = json.loads((tmp_path / "report.json").read_text())["suites"]["distributed"]["results"]
+    assert [run["ranks"] for run in result["runs"]] == [1, 2]
+    assert result["runs"][1]["exchange_s"] > 0 and result["runs"][0]["gradient_bytes"] == 563_114 * 4
+    assert [row["machines"] for row in result["projections"]["10 GbE"]][:3] == [1, 2, 4]

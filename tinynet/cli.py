@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --inspect, record one training step in every STEPS")
     train.add_argument("--debug", action="store_true",
                        help="on a bad --data, --resume or --output, show the full traceback instead of one line")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel training over MPI: run as mpiexec -n N tinynet train --distributed "
+                            "(--batch-size is the global batch; rank 0 prints and writes; docs/distributed.md)")
 
     data = commands.add_parser("data", help="manage the dataset cache")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -245,7 +248,20 @@ def _load(dataset: str, path: Path | None):
 
 
 def train(args: argparse.Namespace) -> int:
-    """Train, evaluate and report, following the tutorial step by step."""
+    """Train, evaluate and report, following the tutorial step by step (with ``--distributed``, as one of the
+    processes mpiexec started: only rank 0 prints and writes files)."""
+    if not args.distributed:
+        return _train(args, None)
+    from tinynet import distributed
+
+    world = distributed.init()
+    if world.is_chief:
+        return _train(args, world)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        return _train(args, world)
+
+
+def _train(args: argparse.Namespace, world) -> int:
     from tinynet import applications, plotting, report
     from tinynet.callbacks import History, ModelCheckpoint
     from tinynet.datasets import DatasetUnavailableError
@@ -278,7 +294,8 @@ def train(args: argparse.Namespace) -> int:
 
     print(f"Training samples: {len(x_train)}, test samples: {len(x_test)}")
     print(f"Training images {x_train.shape}, labels {y_train.shape}; test images {x_test.shape}")
-    plotting.plot_samples(x_train, y_train, output / "samples.png", class_names=class_names)
+    if world is None or world.is_chief:
+        plotting.plot_samples(x_train, y_train, output / "samples.png", class_names=class_names)
 
     # Preprocessing as in the tutorial: one-hot labels, a channel axis, pixels scaled to [0, 1] (in float32).
     y_train_onehot = to_categorical(y_train, num_classes=classes)
@@ -295,6 +312,10 @@ def train(args: argparse.Namespace) -> int:
         model = applications.mnist_cnn(input_shape=x_train.shape[1:], classes=classes, dropout=args.dropout)
         model.compile(optimizer=optimizer_from_args(args), loss="categorical_crossentropy", metrics=["accuracy"])
         initial_epoch = args.initial_epoch
+    if world is not None:
+        from tinynet.distributed import DistributedOptimizer
+
+        model.optimizer = DistributedOptimizer(model.optimizer, world)
     if args.verbose:
         model.summary(batch_size=args.batch_size if args.inspect else None)
 
@@ -317,6 +338,8 @@ def train(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return 1
     training_seconds = time.perf_counter() - started
+    if world is not None and not world.is_chief:
+        return 0  # the weights are rank 0's to the bit: it evaluates, reports and writes alone
 
     probabilities = model.predict(x_test, batch_size=args.batch_size, verbose=args.verbose)
     predicted = probabilities.argmax(axis=1)

@@ -2,8 +2,8 @@
 
 Each module has ``run(context) -> dict``: it prints its tables and returns what goes into its JSON. ``torch``
 comes after every other in-process suite because importing PyTorch loads its own OpenMP runtime and MKL into
-the process; ``coldstart`` and ``memory`` run in subprocesses and are unaffected. ``onnxruntime`` (inference
-against ONNX Runtime running tinynet's exported graph) comes just before it.
+the process; ``coldstart``, ``memory`` and ``distributed`` (under mpiexec) run in subprocesses and are
+unaffected. ``onnxruntime`` (inference against ONNX Runtime running tinynet's exported graph) comes just before it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ SUITE_MODULES = {
     "coldstart": "benchmarks.suites.coldstart",
     "memory": "benchmarks.suites.memory",
     "onnxruntime": "benchmarks.suites.onnxruntime_compare",
+    "distributed": "benchmarks.suites.distributed",
     "torch": "benchmarks.suites.torch_compare",
 }
 """Suite name -> module, in execution order."""

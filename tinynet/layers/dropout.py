@@ -8,6 +8,7 @@ import numpy as np
 
 from tinynet import backend
 from tinynet.kernels.dropout import draw_random_words, dropout_backward, dropout_forward, keep_threshold
+from tinynet.layers import batch_shard
 from tinynet.layers.base import Layer
 
 
@@ -29,6 +30,10 @@ class Dropout(Layer):
     takes raw 16-bit words from the generator, and an element is kept when its word is at least
     ``rate * 2**16`` (:mod:`tinynet.kernels.dropout`). The engine's fused stages call the same method, so a
     model draws identical masks with the engine on or off.
+
+    In data-parallel training a process holding rows ``[a, b)`` of a global batch draws the global batch's mask
+    and keeps rows ``[a, b)`` (:mod:`tinynet.layers.batch_shard`), so the masks do not depend on how many
+    processes share the batch.
 
     ``seed`` gives the layer its own stream; otherwise it spawns one from :func:`tinynet.utils.set_random_seed`'s
     root, so masks repeat run to run. ``noise_shape`` (Keras) shares one mask value along axes of size 1.
@@ -64,7 +69,9 @@ class Dropout(Layer):
         """The next mask's random words (uint16, ``shape``) from this layer's generator: element kept where
         ``words >= keep_threshold(rate)``. The one way a mask is drawn, by this layer and by the engine's stages,
         so the two advance the generator identically."""
-        return draw_random_words(self.generator, shape)
+        if self.noise_shape is not None and self.noise_shape[0] == 1:
+            return draw_random_words(self.generator, shape)  # one mask row shared by every sample
+        return batch_shard.global_rows(lambda global_shape: draw_random_words(self.generator, global_shape), shape)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)

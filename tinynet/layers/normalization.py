@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from tinynet import initializers as initializers_module
+from tinynet.layers import batch_shard
 from tinynet.layers.base import Layer
 
 
@@ -75,6 +76,10 @@ class BatchNormalization(Layer):
        standard deviation. So ``sum_j dx_j = 0`` and ``sum_j dx_j x_hat_j = 0``: moving the whole batch, or
        scaling it, does not change a batch-normalised output.
 
+    In data-parallel training (:mod:`tinynet.layers.batch_shard`) every mean above runs over the *global* batch:
+    each process adds its per-feature sums to the others' (:meth:`_batch_mean`), so the statistics, the moving
+    statistics and ``dx`` are those of one process running the whole batch (synchronised batch normalization).
+
     Cache: ``x_hat`` and ``s`` (per feature), and whether the pass was a training one. ``center=False`` drops
     ``beta`` (and ``dbeta``), ``scale=False`` drops ``gamma`` (``gamma = 1``).
     """
@@ -142,13 +147,13 @@ class BatchNormalization(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
         if training:
-            mean = x.mean(axis=self.reduction_axes, keepdims=True)
+            mean, count = self._batch_mean(x)
             centered = x - mean
-            variance = np.mean(centered * centered, axis=self.reduction_axes, keepdims=True)
+            variance, _ = self._batch_mean(centered * centered)
             inverse_std = 1.0 / np.sqrt(variance + self.dtype.type(self.epsilon))
             x_hat = centered * inverse_std
             if self.trainable:  # Keras 2 runs no state update of a frozen layer (its ``updates`` are empty)
-                self._update_moving_statistics(mean.reshape(-1), variance.reshape(-1), x.size // mean.size)
+                self._update_moving_statistics(mean.reshape(-1), variance.reshape(-1), count)
         else:
             moving_variance = self.state["moving_variance"]
             inverse_std = self._broadcast(1.0 / np.sqrt(moving_variance + self.dtype.type(self.epsilon)))
@@ -158,6 +163,16 @@ class BatchNormalization(Layer):
             y += self._broadcast(self.params["beta"])
         self._cache = (x_hat, inverse_std, bool(training))
         return y
+
+    def _batch_mean(self, values: np.ndarray) -> tuple[np.ndarray, int]:
+        """The per-feature mean of ``values`` over the reduced axes (kept, to broadcast), and how many values
+        each feature's mean is over: the batch's, or in data-parallel training the global batch's."""
+        shard = batch_shard.current()
+        if shard is None:
+            return values.mean(axis=self.reduction_axes, keepdims=True), values.size // values.shape[self.feature_axis]
+        sums = values.sum(axis=self.reduction_axes, keepdims=True)
+        count = values.size // values.shape[self.feature_axis] // len(values) * shard.global_size
+        return shard.sum_over_shards(sums if shard.counted else np.zeros_like(sums)) / count, count
 
     def _update_moving_statistics(self, mean: np.ndarray, variance: np.ndarray, count: int) -> None:
         # In place: whatever holds these arrays (a saver, a checkpoint) sees the new values.
@@ -183,8 +198,8 @@ class BatchNormalization(Layer):
         if not training:
             return g * inverse_std
         # dx = (s / m) * (m g - sum g - x_hat sum(g x_hat)), written with means (the 1/m taken inside).
-        g_mean = g.mean(axis=axes, keepdims=True)
-        g_along_x_hat = (g * x_hat).mean(axis=axes, keepdims=True)
+        g_mean, _ = self._batch_mean(g)
+        g_along_x_hat, _ = self._batch_mean(g * x_hat)
         return (g - g_mean - x_hat * g_along_x_hat) * inverse_std
 
     def get_config(self) -> dict[str, Any]:

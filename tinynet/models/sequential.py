@@ -183,6 +183,10 @@ class Sequential(Keras2Aliases):
         with passes.compute_scope(self):
             figures = self.compute_gradients(x, y) if sample_weight is None else \
                 self.compute_gradients(x, y, sample_weight=sample_weight)
+            if hasattr(self.optimizer, "combine_shares"):
+                # Data-parallel training (tinynet.distributed): the gradients and figures of every process's share
+                # of the batch are summed here, in one exchange, so that every process checks and applies the same.
+                figures = self.optimizer.combine_shares(self.layers, figures)
             if not math.isfinite(figures["loss"]):
                 raise self._fault("loss", figures, x)
             if not arrays_are_finite(layer.grads for layer in self.layers):

@@ -13,7 +13,7 @@ from tinynet.callbacks import Callback, CallbackList, History, ProgbarLogger
 from tinynet.models import passes
 from tinynet.models.batches import ArrayBatches, SourceBatches, is_batch_source
 from tinynet.models.checks import check_batch_size, check_verbose, check_xy
-from tinynet.models.evaluation import evaluate_batches
+from tinynet.models.data_parallel import OneProcess
 from tinynet.models.numerics import NumericalFaultError, locate_fault
 from tinynet.models.sample_weights import sample_weights
 from tinynet.progbar import validation_banner
@@ -94,6 +94,10 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None, epochs: int, verbose
                                                   validation_split, validation_data, steps_per_epoch)
     validation = _validation_batches(model, validation_data, batch_size, validation_steps)
 
+    # One process alone, or this process's part in data-parallel training (tinynet.distributed): its share of each
+    # global batch, figures summed over the processes, files and the progress bar on the chief only.
+    parallel = getattr(model.optimizer, "data_parallel", None) or OneProcess()
+    verbose = verbose if parallel.is_chief else 0
     steps = training.steps
     shown = list(model.metrics_names)
     if validation is not None:
@@ -105,7 +109,7 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None, epochs: int, verbose
     # History, as all callbacks do in Keras 2.2.4, so that it records what they add; the others keep running after
     # it, so that a checkpoint saved at the end of an epoch holds that epoch's history and the rate the next epoch
     # will use.
-    given = list(callbacks or [])
+    given = parallel.callbacks_here(list(callbacks or []))
     all_callbacks = [callback for callback in given if getattr(callback, "adds_to_epoch_logs", False)]
     all_callbacks += [model.history, *(callback for callback in given if callback not in all_callbacks)]
     if verbose:
@@ -118,6 +122,7 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None, epochs: int, verbose
     stop_quietly_on_fault = any(getattr(callback, "handles_numerical_faults", False) for callback in all_callbacks)
     model.stop_training = False
     model.numerical_fault = None
+    parallel.start(model, params)
     hooks.on_train_begin()
     for epoch in range(initial_epoch, epochs):
         model.numerical_fault = None
@@ -129,7 +134,8 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None, epochs: int, verbose
             logs: dict[str, Any] = {"batch": step, "size": len(x_batch)}
             hooks.on_batch_begin(step, logs)
             try:
-                figures = model.train_step(x_batch, y_batch, sample_weight=weights)
+                with parallel.share(x_batch, y_batch, weights) as (x_share, y_share, weights_share):
+                    figures = model.train_step(x_share, y_share, sample_weight=weights_share)
             except NumericalFaultError as fault:
                 located = fault.at((epoch, epochs, step, steps))
                 if not stop_quietly_on_fault:
@@ -147,7 +153,7 @@ def fit(model: Any, x: Any, y: Any, batch_size: int | None, epochs: int, verbose
         training.on_epoch_end()
         epoch_logs = {key: total / seen for key, total in totals.items()}
         if validation is not None:
-            figures = evaluate_batches(model, validation.epoch())
+            figures = parallel.evaluate(model, validation.epoch())
             validation.on_epoch_end()
             for key, value in figures.items():
                 epoch_logs[f"val_{key}"] = value
