@@ -53,8 +53,10 @@ class _Images:
             legend = f"blue -{_number(picture.limit)} &middot; white 0 &middot; red +{_number(picture.limit)}"
         else:
             legend = f"dark 0 &middot; yellow {_number(picture.limit)}"
+        if picture.clipped:
+            legend += " (the few values beyond show in the end colours)"
         return (f'<figure><div class="title">{_escape(title)}</div><img data-img="{key}" alt="{_escape(title)}" '
-                f'width="{picture.width * picture.scale}" height="{picture.height * picture.scale}">'
+                f'width="{picture.display_width}" height="{picture.display_height}">'
                 f'<figcaption>{_escape(picture.caption)}; {legend}</figcaption></figure>')
 
     def script(self) -> str:
@@ -340,7 +342,7 @@ header button { font: inherit; padding: 4px 10px; border: 1px solid #90a4ae; bac
   border-radius: 4px; cursor: pointer; }
 header button.active { background: #fff; color: #263238; }
 .wrap { display: flex; align-items: flex-start; }
-nav { width: 230px; flex: none; padding: 8px; display: flex; flex-direction: column; gap: 2px;
+nav { width: 250px; flex: none; padding: 8px; display: flex; flex-direction: column; gap: 2px;
   position: sticky; top: 48px; max-height: calc(100vh - 48px); overflow: auto; }
 nav.backward .items { flex-direction: column-reverse; }
 nav .items { display: flex; flex-direction: column; gap: 2px; }
@@ -365,7 +367,7 @@ details summary { cursor: pointer; color: #1565c0; }
 .array { display: flex; flex-direction: column; gap: 4px; }
 figure { margin: 0; }
 figure .title { font-weight: 600; }
-figure img { image-rendering: pixelated; border: 1px solid #ccc; max-width: 100%; height: auto; }
+figure img { image-rendering: pixelated; border: 1px solid #ccc; max-width: 100%; }
 figcaption { color: #555; font-size: 12px; max-width: 480px; }
 svg.hist .bars rect { fill: #78909c; }
 svg.hist .zero { stroke: #d32f2f; stroke-dasharray: 3 2; }
@@ -374,7 +376,7 @@ svg.hist text { font-size: 10px; fill: #555; }
 table.stats { border-collapse: collapse; margin: 8px 0; font-size: 12.5px; }
 table.stats td, table.stats th { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
 table.stats th { background: #eceff1; }
-table.stats td:first-child { text-align: left; }
+table.stats td:first-child, table.stats td:nth-child(2) a { text-align: left; }
 table.grid { border-collapse: collapse; font-size: 12px; display: inline-table; margin-right: 12px; }
 table.grid td { border: 1px solid #bbb; padding: 2px 6px; text-align: right; }
 .grids { display: flex; flex-wrap: wrap; }

@@ -63,23 +63,33 @@ class Picture:
     """One inline picture: its ``data:`` URI, its size in pixels, how to scale it on screen, what it shows."""
 
     uri: str
-    width: int
+    width: int                 # pixels of the PNG
     height: int
-    scale: int
+    display_width: int         # pixels on screen (scaled up without smoothing)
+    display_height: int
     caption: str
     signed: bool
     limit: float
+    clipped: bool              # some values lie beyond +-limit and show in the end colours
 
 
 class _Scale:
-    """Maps values to palette indices with one scale for the whole array (see the module docstring)."""
+    """Maps values to palette indices with one scale for the whole array (see the module docstring).
+
+    The scale ends at the 99.5th percentile of the non-zero magnitudes, not at the largest one: a gradient often
+    has a few entries far larger than the rest (the true class's logit, a max-pool winner), and a scale set by them
+    would paint everything else white. The few beyond show in the end colours, and the legend says so."""
 
     def __init__(self, array: np.ndarray) -> None:
-        finite = array[np.isfinite(array)]
-        low = float(finite.min()) if finite.size else 0.0
-        high = float(finite.max()) if finite.size else 0.0
-        self.signed = low < 0
-        self.limit = max(abs(low), abs(high)) if self.signed else high
+        finite = np.asarray(array, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        self.signed = bool(finite.size) and float(finite.min()) < 0
+        magnitudes = np.abs(finite[finite != 0])
+        largest = float(magnitudes.max()) if magnitudes.size else 0.0
+        self.limit = float(np.percentile(magnitudes, 99.5)) if magnitudes.size >= 200 else largest
+        if self.limit <= 0:
+            self.limit = largest
+        self.clipped = largest > self.limit
         self.colours = DIVERGING if self.signed else SEQUENTIAL
 
     def indices(self, values: np.ndarray) -> np.ndarray:
@@ -93,12 +103,17 @@ class _Scale:
         return np.clip(np.round(unit * (_LEVELS - 1)), 0, _LEVELS - 1).astype(np.uint8)
 
 
-def _picture(canvas: np.ndarray, scale: _Scale, caption: str, target: int = 360) -> Picture:
+def _picture(canvas: np.ndarray, scale: _Scale, caption: str, target: int = 360,
+             row_height: int | None = None) -> Picture:
+    """The PNG and its size on screen: ``target`` pixels wide at a whole zoom (at most 16x); a strip
+    (``row_height``) gets that many screen pixels per row instead, whatever its width."""
     height, width = canvas.shape
     png = encode_png(canvas, scale.colours)
-    zoom = max(1, min(8, target // max(width, 1)))
-    return Picture("data:image/png;base64," + base64.b64encode(png).decode("ascii"), width, height, zoom, caption,
-                   scale.signed, scale.limit)
+    zoom = max(1, min(16, target // max(width, 1)))
+    display_width = width * zoom
+    display_height = height * row_height if row_height else height * zoom
+    return Picture("data:image/png;base64," + base64.b64encode(png).decode("ascii"), width, height, display_width,
+                   display_height, caption, scale.signed, scale.limit, scale.clipped)
 
 
 def _even_stride(size: int, limit: int) -> np.ndarray:
@@ -140,7 +155,7 @@ def strip(rows: np.ndarray, max_rows: int = 16, max_columns: int = 1024) -> Pict
     scale = _Scale(kept)
     caption = f"samples 0-{len(kept) - 1} (one row each) x {rows.shape[1]} units" + (
         f" ({len(columns)} shown, evenly spaced)" if len(columns) < rows.shape[1] else "")
-    return _picture(scale.indices(kept), scale, caption, target=720)
+    return _picture(scale.indices(kept), scale, caption, target=720, row_height=10)
 
 
 def matrix(values: np.ndarray, row_name: str, column_name: str, limit: int = 256) -> Picture:
@@ -160,9 +175,15 @@ def kernel_grid(kernel: np.ndarray, max_in: int = 16, max_out: int = 64) -> Pict
     scale = _Scale(kept)
     kh, kw, channels, filters = kept.shape
     tiles = np.transpose(kept, (2, 3, 0, 1)).reshape(channels * filters, kh, kw)
-    caption = f"{kh}x{kw} tiles: input channel down ({channels} of {kernel.shape[2]}), filter across " \
-              f"({filters} of {kernel.shape[3]})"
-    return _picture(_tiles(tiles, scale, filters), scale, caption, target=480)
+    if channels < 4:  # a single row of tiles would be a thin line: wrap the filters into a square instead
+        columns = int(np.ceil(np.sqrt(channels * filters)))
+        caption = f"{kh}x{kw} tiles, one per (input channel, filter), filters of channel 0 first, row by row " \
+                  f"({channels} channel{'s' if channels > 1 else ''} x {filters} filters)"
+    else:
+        columns = filters
+        caption = f"{kh}x{kw} tiles: input channel down ({channels} of {kernel.shape[2]}), filter across " \
+                  f"({filters} of {kernel.shape[3]})"
+    return _picture(_tiles(tiles, scale, columns), scale, caption, target=480)
 
 
 def vector(values: np.ndarray, max_columns: int = 1024) -> Picture:
@@ -171,7 +192,7 @@ def vector(values: np.ndarray, max_columns: int = 1024) -> Picture:
     kept = values.reshape(-1)[columns][None, :]
     scale = _Scale(kept)
     return _picture(scale.indices(kept), scale, f"{values.size} entries" + (
-        f" ({len(columns)} shown)" if len(columns) < values.size else ""), target=480)
+        f" ({len(columns)} shown)" if len(columns) < values.size else ""), target=480, row_height=24)
 
 
 def batch_picture(batch: np.ndarray) -> Picture:
@@ -211,20 +232,26 @@ def histogram_svg(array: np.ndarray, bins: int = 40, width: int = 300, height: i
     if values.size > max_values:
         values = values[_even_stride(values.size, max_values)]
     values = values[np.isfinite(values)]
+    note = ""
+    zeros = float(np.mean(values == 0)) if values.size else 0.0
+    if zeros > 0.3:  # a spike of exact zeros (ReLU, max pooling, dropout) would flatten every other bar
+        values = values[values != 0]
+        note = f" ({zeros:.0%} exact zeros not drawn)"
     if values.size == 0:
-        return '<svg class="hist" width="%d" height="%d"></svg>' % (width, height)
+        return f'<svg class="hist" width="{width}" height="{height}"><text x="0" y="20">all zero</text></svg>'
     low, high = float(values.min()), float(values.max())
     if low == high:
         low, high = low - 0.5, high + 0.5
     counts, edges = np.histogram(values, bins=bins, range=(low, high))
-    plot_height = height - 18
+    plot_height = height - 18  # bars from 14 px down to the axis; the range is written under it
+    top = 14
     bar_width = width / bins
     tallest = max(int(counts.max()), 1)
     bars = []
     for index, count in enumerate(counts):
         if count == 0:
             continue
-        bar_height = max(1.0, plot_height * count / tallest)
+        bar_height = max(1.0, (plot_height - top) * count / tallest)
         bars.append(f'<rect x="{index * bar_width:.1f}" y="{plot_height - bar_height:.1f}" '
                     f'width="{max(bar_width - 1, 1):.1f}" height="{bar_height:.1f}"><title>'
                     f'[{edges[index]:.3g}, {edges[index + 1]:.3g}): {count}</title></rect>')
@@ -237,7 +264,7 @@ def histogram_svg(array: np.ndarray, bins: int = 40, width: int = 300, height: i
             f'<line x1="0" y1="{plot_height}" x2="{width}" y2="{plot_height}" class="axis"/>'
             f'<text x="0" y="{height - 4}">{low:.3g}</text>'
             f'<text x="{width}" y="{height - 4}" text-anchor="end">{high:.3g}</text>'
-            f'<text x="{width / 2:.0f}" y="{height - 4}" text-anchor="middle">{values.size:,} values</text></svg>')
+            f'<text x="{width}" y="10" text-anchor="end">{values.size:,} values{note}</text></svg>')
 
 
 def image_batch(batch: np.ndarray, count: int = 16) -> Picture:
