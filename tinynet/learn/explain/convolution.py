@@ -122,7 +122,8 @@ def gradient_back(record: LayerRecord) -> GradientBack:
     dz_rows = dz.reshape(-1, filters)
     has_bias = "bias" in record.grads
     return GradientBack(
-        pixel=(h, w, c), terms=terms, total=float(sum(term[-1] for term in terms)), col2im_value=float(back[0, h, w, c]),
+        pixel=(h, w, c), terms=terms, total=float(sum(term[-1] for term in terms)),
+        col2im_value=float(back[0, h, w, c]),
         layer_value=None if record.dx is None else float(record.dx[0, h, w, c]), filters=filters,
         kernel_entry=(di, dj, c, f), kernel_gradient=float(cols[:, column] @ dz_rows[:, f]),
         kernel_gradient_layer=float(record.grads["kernel"][di, dj, c, f]), kernel_terms=len(dz_rows),

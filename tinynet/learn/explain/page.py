@@ -91,7 +91,8 @@ def _docstring(layer: Any) -> str:
 def _header(step: StepRecord, record: LayerRecord, direction: str, total: int) -> str:
     arrow = "forward: what goes down" if direction == "f" else "backward: what comes back up"
     return (f'<h2>{_escape(record.name)} <span class="kind">{_escape(record.kind)}</span></h2>'
-            f'<p class="where">layer {record.index + 1} of {total} &middot; step {step.number + 1} &middot; {arrow}</p>')
+            f'<p class="where">layer {record.index + 1} of {total} &middot; step {step.number + 1} &middot; '
+            f"{arrow}</p>")
 
 
 # ------------------------------------------------------------------------------------------------- panels
@@ -369,7 +370,7 @@ figure { margin: 0; }
 figure .title { font-weight: 600; }
 figure img { image-rendering: pixelated; border: 1px solid #ccc; max-width: 100%; }
 figcaption { color: #555; font-size: 12px; max-width: 480px; }
-svg.hist .bars rect { fill: #78909c; }
+svg.hist .bars path { fill: #78909c; }
 svg.hist .zero { stroke: #d32f2f; stroke-dasharray: 3 2; }
 svg.hist .axis { stroke: #999; }
 svg.hist text { font-size: 10px; fill: #555; }
