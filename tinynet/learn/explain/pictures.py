@@ -142,9 +142,10 @@ def feature_maps(sample: np.ndarray, max_channels: int = 64) -> Picture:
     shown = kept.shape[-1]
     columns = int(np.ceil(np.sqrt(shown))) if shown > 1 else 1
     canvas = _tiles(np.moveaxis(kept, -1, 0), scale, columns)
+    target = 480 if shown > 1 else 300  # a single map (an input image) needs less room than a grid of them
     caption = f"sample 0, {shown} channel{'s' if shown != 1 else ''}" + (
         f" (first {shown} of {channels})" if shown < channels else "") + ", one tile each"
-    return _picture(canvas, scale, caption)
+    return _picture(canvas, scale, caption, target=target)
 
 
 def strip(rows: np.ndarray, max_rows: int = 16, max_columns: int = 1024) -> Picture:
