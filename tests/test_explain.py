@@ -285,3 +285,20 @@ def test_command_without_data_says_so_in_one_line(tmp_path, capsys, monkeypatch)
     error = capsys.readouterr().err
     assert error.startswith("tinynet explain: error: --data:") and error.count("\n") == 1
     assert not (tmp_path / "explain.html").exists()
+
+
+@pytest.mark.parametrize("flags", [["--steps", "0"], ["--batch-size", "x"]])
+def test_command_refuses_bad_counts_as_argparse_does(flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["explain", "--synthetic", *flags])
+    assert exit_info.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(256, 10), (10, 256), (800, 512), (3, 3)])
+def test_matrix_pictures_fit_on_a_screen(shape):
+    from tinynet.learn.explain import pictures
+
+    picture = pictures.parameter_picture(np.random.default_rng(0).standard_normal(shape))
+    assert 120 <= picture.display_width <= 400 and 120 <= picture.display_height <= 400
+    assert check_png(b64decode(picture.uri.removeprefix("data:image/png;base64,"))) == (
+        min(shape[1], 192), min(shape[0], 192))

@@ -19,21 +19,31 @@ import numpy as np
 OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam", "adamw")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def add_parser(commands: argparse._SubParsersAction, formatter_class: type) -> argparse.ArgumentParser:
     """The ``explain`` subcommand and its flags."""
     explain = commands.add_parser(
         "explain", help="write one HTML page showing real training steps tensor by tensor (opens offline)",
-        description="Train the tutorial CNN for a few real steps and write one self-contained HTML page showing "
-                    "every layer's tensors and gradients, each gradient checked, im2col/col2im, the fused "
-                    "(p - y) / N and the optimizer's update with Keras 2's equations.",
+        description="Train the tutorial CNN for a few real steps and write one self-contained HTML page that\n"
+                    "shows every layer's tensors and gradients, each gradient checked, im2col and col2im on the\n"
+                    "step's numbers, the fused (p - y) / N and the optimizer's update with Keras 2's equations.",
         formatter_class=formatter_class)
     explain.add_argument("--data", type=Path, default=None, metavar="PATH",
                          help="MNIST files you already have (a Keras .npz or a folder of IDX files; default: "
                               "tinynet's dataset cache, filled from the web the first time)")
     explain.add_argument("--synthetic", action="store_true",
                          help="use synthetic digit-sized images (a bar whose height is the class) instead of MNIST")
-    explain.add_argument("--steps", type=int, default=3, help="training steps to record")
-    explain.add_argument("--batch-size", type=int, default=32, help="samples per step")
+    explain.add_argument("--steps", type=_positive_int, default=3, help="training steps to record")
+    explain.add_argument("--batch-size", type=_positive_int, default=32, help="samples per step")
     explain.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                          help="the optimizer with Keras 2.2.4's defaults (sgd: the tutorial's lr 0.001, decay 1e-6, "
                               "Nesterov)")
@@ -67,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
 
     from . import explain
 
-    if args.steps < 1 or args.batch_size < 1:
-        return _error(f"--steps and --batch-size must be positive, got {args.steps} and {args.batch_size}")
     if args.output.suffix.lower() not in (".html", ".htm"):
         return _error(f"--output: expected a file name ending in .html, got {args.output}")
     count = args.steps * args.batch_size

@@ -167,7 +167,13 @@ def matrix(values: np.ndarray, row_name: str, column_name: str, limit: int = 192
     caption = f"{values.shape[0]} {row_name} (down) x {values.shape[1]} {column_name} (across)"
     if kept.shape != values.shape:
         caption += f"; {kept.shape[0]} x {kept.shape[1]} shown, evenly spaced"
-    return _picture(scale.indices(kept), scale, caption)
+    picture = _picture(scale.indices(kept), scale, caption)
+    # The longer side 360 pixels on screen, the shorter one at least 120: a (256, 10) kernel is a readable column
+    # of wide cells, not a 3000-pixel ribbon.
+    stretch = 360 / max(kept.shape)
+    picture.display_height = max(120, round(kept.shape[0] * stretch))
+    picture.display_width = max(120, round(kept.shape[1] * stretch))
+    return picture
 
 
 def kernel_grid(kernel: np.ndarray, max_in: int = 16, max_out: int = 64) -> Picture:
