@@ -302,3 +302,27 @@ def test_matrix_pictures_fit_on_a_screen(shape):
     assert 120 <= picture.display_width <= 400 and 120 <= picture.display_height <= 400
     assert check_png(b64decode(picture.uri.removeprefix("data:image/png;base64,"))) == (
         min(shape[1], 192), min(shape[0], 192))
+
+
+def test_other_layers_losses_and_optimizers(tmp_path):
+    """Batch normalisation, average pooling, a leaky ReLU, integer labels and an optimizer without its own worked
+    equations: every array still checked, the fused gradient built from the labels, the equations shown."""
+    from tinynet.layers import BatchNormalization, GlobalAveragePooling2D, LeakyReLU
+    from tinynet.optimizers import Adamax
+
+    set_random_seed(0)
+    model = Sequential([Conv2D(4, 3, input_shape=(10, 10, 1)), BatchNormalization(), LeakyReLU(0.1),
+                        GlobalAveragePooling2D(), Dense(10, activation="softmax")])
+    model.compile(Adamax(), "sparse_categorical_crossentropy", ["accuracy"])
+    x, _ = small_bars()
+    labels = np.arange(len(x)) % 10
+    moving = model.layers[1].state["moving_mean"].copy()
+    steps = record_steps(model, x, labels, steps=2, batch_size=8)
+    assert all(record.check.passed for step in steps for record in step.layers)
+    assert not np.array_equal(model.layers[1].state["moving_mean"], moving)  # trained: the statistics moved
+    loss = steps[0].loss
+    np.testing.assert_allclose(loss.gradient, (loss.outputs - np.eye(10)[labels[:8]]) / 8, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose([loss.gradient[index] for index in loss.checked], loss.numeric, rtol=1e-4,
+                               atol=1e-7)
+    text = explain(model, x, labels, tmp_path / "page.html", steps=1, batch_size=8).read_text()
+    assert "infinity_norms:" in text and "u    = max(beta_2 * u, |g|)" in text and "FAILED" not in text

@@ -163,7 +163,7 @@ def _check_html(record: LayerRecord) -> str:
                     f"{_number(entry.worst_numeric)}{wrong}</td><td>{mark}</td></tr>")
     return (f"{title}<p>{verdict}: the layer's own backward pass against <code>(s(v + h) - s(v - h)) / 2h</code>, "
             f"h = 1e-6, for <code>s = sum(forward(x) * g)</code> with a random upstream g, on the first "
-            f"{len(record.x[:2])} samples of this step's input (nudged off ReLU and max-pool kinks by 1e-3 of its "
+            f"{record.check_samples} samples of this step's input (nudged off ReLU and max-pool kinks by 1e-3 of its "
             f"spread), at this step's weights; an entry passes when |analytic - numeric| &le; "
             f"{report.atol:g} + {report.rtol:g} &middot; max(|analytic|, |numeric|).</p>"
             '<table class="stats"><tr><th>gradient</th><th>shape</th><th>entries checked</th><th>max abs err</th>'

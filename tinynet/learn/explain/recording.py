@@ -52,6 +52,7 @@ class LayerRecord:
     slots_before: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # parameter -> slot kind -> array
     slots_after: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     check: GradcheckReport | None = None
+    check_samples: int = 0              # samples of the step's input the check ran on
     check_error: str | None = None      # why the layer could not be checked (check_layer refused it)
 
     @property
@@ -177,6 +178,7 @@ def record_step(model: Any, x: np.ndarray, y: np.ndarray, number: int = 0, check
 
 def _check(record: LayerRecord, samples: int, entries: int, rng: np.random.Generator) -> None:
     x = np.array(record.x[:samples], dtype=np.float64)
+    record.check_samples = len(x)
     x += rng.standard_normal(x.shape) * CHECK_JITTER * max(float(x.std()), 1e-3)
     try:
         record.check = check_layer(record.layer, x=x, max_entries=entries, seed=int(rng.integers(2**31)))
