@@ -60,7 +60,6 @@ class Browser:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
-        os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never look for a driver on the network
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -131,7 +130,8 @@ class Browser:
 
 
 @pytest.fixture
-def browser(tmp_path):
+def browser(tmp_path, monkeypatch):
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never look for a driver on the network
     session = Browser(tmp_path / "chromium-profile")
     yield session
     session.close()
