@@ -9,6 +9,7 @@
     tinynet train --resume runs/model.tnz --checkpoint runs/model.tnz   # continue where it stopped
     tinynet train --inspect --limit 3200   # also record inside each layer: inspect.csv and three PNGs
     tinynet data fetch mnist               # fill the dataset cache and say where it is
+    tinynet explain                        # real training steps, tensor by tensor, in one offline HTML page
     tinynet bench --quick                  # the benchmark suite (see benchmarks/)
 
 A problem with what the command was given (a missing or unreadable ``--data``, a bad ``--resume`` file, an
@@ -138,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = data_commands.add_parser("fetch", help="download or copy a dataset into the cache")
     fetch.add_argument("name", nargs="?", choices=["mnist", "fashion_mnist"], default="mnist")
 
+    from tinynet.learn.explain.command import add_parser as add_explain_parser
+
+    add_explain_parser(commands, _HelpFormatter)
+
     commands.add_parser("bench", help="run the benchmark suite (tinynet bench --help lists its options)",
                         add_help=False)
     return parser
@@ -169,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "data":
         return _fetch(args.name)
+    if args.command == "explain":
+        from tinynet.learn.explain.command import run as explain
+
+        return explain(args)
     if args.checkpoint is not None and args.checkpoint.is_dir():
         build_parser().error(f"--checkpoint: {args.checkpoint} is a folder; expected a file path")
     if args.checkpoint is not None and any(parent.exists() and not parent.is_dir()

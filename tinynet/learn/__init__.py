@@ -10,6 +10,8 @@ The package, one tool per file:
                   gradient norms and update ratios per layer, as a long pandas table
 ``pictures.py``   :func:`plot_gradient_norms`, :func:`plot_update_ratios`, :func:`plot_activations` and
                   :func:`save_inspection` (``tinynet train --inspect``)
+``explain/``      :func:`tinynet.learn.explain.explain`: real training steps, every tensor and gradient, checked,
+                  in one self-contained HTML page (``tinynet explain``)
 
 What each layer costs (FLOPs, activation memory) is :mod:`tinynet.models.costs`; ``model.summary(batch_size=32)``
 prints it. Every tool here goes through the model's public step or the layers' own methods.
