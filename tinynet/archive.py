@@ -22,12 +22,11 @@ object dtype is ever allowed.
 
 from __future__ import annotations
 
-import io
 import math
 import zipfile
 import zlib
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -129,7 +128,7 @@ class NpzArchive:
         return array.reshape(stored_shape, order="F" if fortran_order else "C")
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _open(self, key: str) -> io.BufferedIOBase:
+    def _open(self, key: str) -> IO[bytes]:
         if key not in self:
             raise ArchiveError(f"there is no member {key!r}")
         try:
@@ -137,7 +136,7 @@ class NpzArchive:
         except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, zlib.error) as error:
             raise ArchiveError(f"member {key!r} cannot be opened ({error})") from None
 
-    def _read_header(self, key: str, stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    def _read_header(self, key: str, stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype, int]:
         """Shape, Fortran order, dtype and data size of the member, after checking each against the zip entry."""
         try:
             version = npy_format.read_magic(stream)
