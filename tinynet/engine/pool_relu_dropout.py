@@ -40,7 +40,7 @@ class PoolReluDropout:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         pool = self.pool
         x = np.ascontiguousarray(pool.check_input(x))
-        output_shape = (x.shape[0], *pool.output_shape)
+        output_shape = (x.shape[0], *pool._built_output_shape)
         dropout_on = training and self.dropout is not None and self.dropout.rate > 0
         words = self.dropout.draw_mask_words(output_shape) if dropout_on else None
         y, argmax_index, pass_mask = pool_relu_dropout_forward(
@@ -56,7 +56,7 @@ class PoolReluDropout:
         dy = self.pool.check_output_gradient(dy, argmax_index.shape)
         if not self.needs_input_gradient:
             return None
-        height, width, _ = self.pool.input_shape
+        height, width, _ = self.pool._built_input_shape
         return pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width,
                                           rate=self.dropout.rate if dropout_on else 0.0, dropout=dropout_on,
                                           window=self.pool.window[:6])

@@ -119,6 +119,21 @@ class Layer:
         """Per-sample output shape for a per-sample input shape (identity unless overridden)."""
         return tuple(input_shape)
 
+    @property
+    def _built_input_shape(self) -> Shape:
+        """``input_shape`` where the layer must already be built (forward after ``_prepare_input``, backward, the
+        engine's stages): the shape itself, never ``None``."""
+        if self.input_shape is None:
+            raise RuntimeError(f"{self.name}: the layer is not built yet, so its input shape is unknown")
+        return self.input_shape
+
+    @property
+    def _built_output_shape(self) -> Shape:
+        """``output_shape`` where the layer must already be built; see :attr:`_built_input_shape`."""
+        if self.output_shape is None:
+            raise RuntimeError(f"{self.name}: the layer is not built yet, so its output shape is unknown")
+        return self.output_shape
+
     def add_weight(self, name: str, shape: Shape, initializer: Any = "zeros", trainable: bool = True) -> np.ndarray:
         """Create a parameter (in ``params``, with a zero gradient in ``grads``) or a state array."""
         check = _weight_allocation_check.get()
@@ -248,9 +263,10 @@ class Layer:
             if x.ndim < 2:
                 raise ValueError(f"{self.name}: expected a batch of shape (batch, ...), got shape {x.shape}")
             self.build(self._declared_input_shape or x.shape[1:])
-        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
+        input_shape = self._built_input_shape
+        if x.ndim != len(input_shape) + 1 or x.shape[1:] != input_shape:
             raise ValueError(
-                f"{self.name}: expected input of shape (batch, {', '.join(map(str, self.input_shape))}), "
+                f"{self.name}: expected input of shape (batch, {', '.join(map(str, input_shape))}), "
                 f"got {x.shape}"
             )
         if x.shape[0] == 0:
