@@ -26,6 +26,7 @@ import numpy as np
 from tinynet import backend, losses, optimizers
 from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, History
+from tinynet.engine.stage import Stage
 from tinynet.layers.base import Layer
 from tinynet.models import evaluation, passes
 from tinynet.models.checks import check_model_weights, check_x, check_xy
@@ -57,7 +58,8 @@ class Sequential(Keras2Aliases):
         self._shuffle_generator = backend.new_generator()
         #: Run fusable layer patterns as the engine's stages (:mod:`tinynet.engine`); False runs every layer on its own.
         self.fuse = True
-        self._stage_plan: tuple | None = None
+        # (what the plan was made for, the plan): see passes.stages.
+        self._stage_plan: tuple[object, list[Stage]] | None = None
         #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
         self.epochs_done = 0
         #: The :class:`NumericalFaultError` ``fit`` handed to the callbacks (TerminateOnNaN) in the current epoch,
