@@ -199,10 +199,11 @@ class ConvPoolReluDropout:
         x = np.ascontiguousarray(conv.check_input(x))
         batch = x.shape[0]
         output_shape = (batch, *pool._built_output_shape)
-        dropout_on = training and self.dropout is not None and self.dropout.rate > 0
+        dropout = self.dropout if training and self.dropout is not None and self.dropout.rate > 0 else None
+        dropout_on = dropout is not None
         # Drawn for the whole batch in one call, exactly as the Dropout layer does: the same mask as unfused.
-        words = self.dropout.draw_mask_words(output_shape) if dropout_on else None
-        rate = self.dropout.rate if dropout_on else 0.0
+        words = dropout.draw_mask_words(output_shape) if dropout is not None else None
+        rate = dropout.rate if dropout is not None else 0.0
         y = np.empty(output_shape, dtype=conv.dtype)
         argmax_index = np.empty(output_shape, dtype=np.int32)
         pass_mask = np.empty(output_shape, dtype=np.uint8)
@@ -244,7 +245,7 @@ class ConvPoolReluDropout:
                 z = convolve(slot, start, end, rows)
                 pool_relu_dropout_forward_unchecked(
                     z.reshape(end - start, *self._conv_map), y[start:end], argmax_index[start:end],
-                    pass_mask[start:end], words[start:end] if dropout_on else None, rate, self._pool_window,
+                    pass_mask[start:end], words[start:end] if words is not None else None, rate, self._pool_window,
                     record=training)  # inference needs no argmax_index or pass_mask
 
         threads.parallel_ranges(count, run)
@@ -282,7 +283,7 @@ class ConvPoolReluDropout:
                 if batch_columns is None:
                     im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
                 np.matmul(cols.T, dz, out=parts[index])
-                if bias_parts is not None:
+                if bias_parts is not None and ones is not None:  # both or neither
                     np.matmul(ones[:rows], dz, out=bias_parts[index])
                 if dx is not None:
                     # (Winograd measured no faster here than dZ @ W^T and col2im: 4.70-4.88 against 4.80-5.02 ms.)

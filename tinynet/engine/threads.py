@@ -26,6 +26,7 @@ registered that makes a forked child start its own (:func:`parallel_ranges`).
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -183,7 +184,7 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
     with blas.single_threaded():
         for slot, worker in enumerate(workers, start=1):
             start, stop = ranges[slot]
-            worker.tasks.put(lambda slot=slot, start=start, stop=stop: run(slot, start, stop))
+            worker.tasks.put(functools.partial(run, slot, start, stop))
             worker.posted[0] = 1
         _local.busy = True
         try:
@@ -195,9 +196,9 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
             for worker, outcome in zip(workers, finished, strict=True):
                 _watch_flag(worker.done, _WATCH_ITERATIONS)
                 worker.done[0] = 0
-                error = outcome.get()
+                worker_error = outcome.get()
                 if first_error is None:
-                    first_error = error
+                    first_error = worker_error
         finally:
             _local.busy = False
     if first_error is not None:
