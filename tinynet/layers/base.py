@@ -27,7 +27,7 @@ import contextlib
 import contextvars
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -60,6 +60,10 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+@overload
+def normalize_tuple(value: Any, n: Literal[2], argument: str, owner: str) -> tuple[int, int]: ...
+@overload
+def normalize_tuple(value: Any, n: int, argument: str, owner: str) -> tuple[int, ...]: ...
 def normalize_tuple(value: Any, n: int, argument: str, owner: str) -> tuple[int, ...]:
     """Turn ``3`` or ``(3, 3)`` into an ``n``-tuple of positive ints, or raise naming the argument."""
     values = (value,) * n if isinstance(value, int | np.integer) and not isinstance(value, bool) else value
