@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from typing import IO, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib import format as npy_format
 
 #: The dtypes a weight may be stored as: little-endian float32 and float64, plain numbers only.
@@ -51,7 +52,7 @@ class NpzArchive:
     uncompressed sizes of all members together (default: the archive size, which is what stored members imply).
     """
 
-    def __init__(self, source: BinaryIO, size: int, *, allowed_dtypes: dict[str | None, Iterable[np.dtype]],
+    def __init__(self, source: BinaryIO, size: int, *, allowed_dtypes: dict[str | None, Iterable[npt.DTypeLike]],
                  allow_deflate: bool = False, max_total_bytes: int | None = None) -> None:
         self._allowed = {key: tuple(np.dtype(dtype) for dtype in dtypes) for key, dtypes in allowed_dtypes.items()}
         try:

@@ -65,7 +65,8 @@ class History(Callback):
     def __init__(self) -> None:
         super().__init__()
         self.epoch: list[int] = []
-        self.history: dict[str, list[float]] = {}
+        # None only in a history read back from a model file, for an epoch that did not record that figure.
+        self.history: dict[str, list[float | None]] = {}
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.epoch = []
