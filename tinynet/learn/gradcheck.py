@@ -302,8 +302,8 @@ def _check_float64_layer(layer: Layer, x: np.ndarray, training: bool, rng: np.ra
     upstream = rng.standard_normal(output.shape)
     dx = layer.backward(upstream.copy())
     if dx is None:
-        raise ValueError(f"check_layer: {layer.name}.backward returned no input gradient; its needs_input_gradient "
-                         "is False, so there is no dx to check")
+        raise ValueError(f"check_layer: {layer.name}.backward returned None with needs_input_gradient on; it must "
+                         "return dx, the gradient with respect to its input")
     analytic = {name: grad.copy() for name, grad in layer.grads.items()}
 
     def objective() -> float:
