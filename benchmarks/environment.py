@@ -38,6 +38,7 @@ def cpu_description() -> dict[str, Any]:
                 flags = set(value.split())
     except OSError:
         pass
+    usable: int | None  # os.cpu_count() may not know
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -15,6 +15,7 @@ from tinynet.callbacks import (
     EarlyStopping,
     History,
     ModelCheckpoint,
+    ProgbarLogger,
     TerminateOnNaN,
 )
 from tinynet.layers.base import Layer
@@ -413,3 +414,10 @@ def test_csv_logger_fills_missing_figures_with_na(tmp_path):
     logger.on_epoch_end(0, {"loss": 0.5, "val_loss": 0.6})
     logger.on_epoch_end(1, {"loss": 0.4})
     assert _rows(path)[-1] == ["1", "0.4", "NA"]
+
+
+def test_progbar_logger_ending_an_epoch_it_never_began_names_the_missing_call():
+    logger = ProgbarLogger()
+    logger.set_params({"epochs": 1, "samples": 4, "metrics": ["loss"]})
+    with pytest.raises(RuntimeError, match=r"ProgbarLogger\.on_epoch_end: called before on_epoch_begin"):
+        logger.on_epoch_end(0, {"loss": 0.5})

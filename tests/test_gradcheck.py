@@ -120,6 +120,21 @@ def test_dense_passes_and_reports_every_array(float64):
     assert all(e.passed and e.failures == [] for e in report.entries)
 
 
+class _ForgetsDx(Layer):
+    """A learner's layer whose backward fills no gradient and forgets to return dx."""
+
+    def forward(self, x, training=False):
+        return self._prepare_input(x) * 2.0
+
+    def backward(self, dy):
+        return None
+
+
+def test_a_layer_whose_backward_returns_no_dx_is_refused_by_name(float64):
+    with pytest.raises(ValueError, match=r"forgets_dx\w*\.backward returned None with needs_input_gradient on"):
+        check_layer(_ForgetsDx(name="forgets_dx"), (4,))
+
+
 def test_max_entries_limits_the_checked_entries(float64):
     report = check_layer(Conv2D(8, 3), (6, 6, 4), max_entries=10)
     assert report.passed, str(report)

@@ -22,14 +22,14 @@ object dtype is ever allowed.
 
 from __future__ import annotations
 
-import io
 import math
 import zipfile
 import zlib
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib import format as npy_format
 
 #: The dtypes a weight may be stored as: little-endian float32 and float64, plain numbers only.
@@ -52,7 +52,7 @@ class NpzArchive:
     uncompressed sizes of all members together (default: the archive size, which is what stored members imply).
     """
 
-    def __init__(self, source: BinaryIO, size: int, *, allowed_dtypes: dict[str | None, Iterable[np.dtype]],
+    def __init__(self, source: BinaryIO, size: int, *, allowed_dtypes: dict[str | None, Iterable[npt.DTypeLike]],
                  allow_deflate: bool = False, max_total_bytes: int | None = None) -> None:
         self._allowed = {key: tuple(np.dtype(dtype) for dtype in dtypes) for key, dtypes in allowed_dtypes.items()}
         try:
@@ -129,7 +129,7 @@ class NpzArchive:
         return array.reshape(stored_shape, order="F" if fortran_order else "C")
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _open(self, key: str) -> io.BufferedIOBase:
+    def _open(self, key: str) -> IO[bytes]:
         if key not in self:
             raise ArchiveError(f"there is no member {key!r}")
         try:
@@ -137,7 +137,7 @@ class NpzArchive:
         except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, zlib.error) as error:
             raise ArchiveError(f"member {key!r} cannot be opened ({error})") from None
 
-    def _read_header(self, key: str, stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    def _read_header(self, key: str, stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype, int]:
         """Shape, Fortran order, dtype and data size of the member, after checking each against the zip entry."""
         try:
             version = npy_format.read_magic(stream)

@@ -56,7 +56,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """Shows each flag's default, except where there is none (``None``, or ``False`` for a switch) or the help
     already says it; keeps the examples' line breaks."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if action.default is None or action.default is False or "default" in text:
             return text
@@ -272,7 +272,7 @@ def train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, world) -> int:
     from tinynet import applications, plotting, report
-    from tinynet.callbacks import History, ModelCheckpoint
+    from tinynet.callbacks import Callback, History, ModelCheckpoint
     from tinynet.datasets import DatasetUnavailableError
     from tinynet.models import NumericalFaultError, saving
     from tinynet.utils import set_random_seed, to_categorical
@@ -328,7 +328,8 @@ def _train(args: argparse.Namespace, world) -> int:
     if args.verbose:
         model.summary(batch_size=args.batch_size if args.inspect else None)
 
-    checkpoints = [] if args.checkpoint is None else [ModelCheckpoint(args.checkpoint, save_best_only=False)]
+    checkpoints: list[Callback] = (
+        [] if args.checkpoint is None else [ModelCheckpoint(args.checkpoint, save_best_only=False)])
     recorder = None
     if args.inspect:
         from tinynet.learn.recorder import TrainingRecorder

@@ -4,8 +4,12 @@ schedule a ``tinynet train`` command line asks for."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tinynet.optimizers.base import Optimizer
 
 # The tutorial's settings: SGD lr 0.001 with decay 1e-6 and Nesterov (momentum 0), batch 32, epochs numbered 2..10.
 TUTORIAL = {"epochs": 10, "initial_epoch": 1, "batch_size": 32, "learning_rate": 0.001, "momentum": 0.0,
@@ -97,16 +101,16 @@ def lr_schedule(text: str) -> tuple[str, dict]:
     return class_name, config
 
 
-def optimizer_from_args(args: argparse.Namespace):
+def optimizer_from_args(args: argparse.Namespace) -> Optimizer:
     """The optimizer the flags describe: Keras 2.2.4's defaults, except SGD's, which are the tutorial's."""
-    from tinynet.optimizers import get, schedules
+    from tinynet.optimizers import SGD, get, schedules
 
     optimizer = get(args.optimizer)
     if args.learning_rate is not None:
         optimizer.learning_rate = args.learning_rate
     elif args.optimizer == "sgd":
         optimizer.learning_rate = TUTORIAL["learning_rate"]
-    if args.optimizer == "sgd":
+    if args.optimizer == "sgd" and isinstance(optimizer, SGD):
         optimizer.momentum, optimizer.nesterov = args.momentum, args.nesterov
     if args.lr_schedule is not None:
         class_name, config = args.lr_schedule

@@ -80,7 +80,7 @@ def remove_stale_temporaries(folder: Path, suffix: str = TEMPORARY_SUFFIX) -> li
     cannot see). Best effort: a file that vanishes or cannot be removed is left alone. Returns what was removed.
     """
     pattern = _temporary_pattern(suffix)
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

@@ -111,8 +111,9 @@ zeros = Zeros
 ones = Ones
 
 
-def get(identifier: str | Initializer, *, owner: str = "initializer") -> Initializer:
-    """An initializer from its Keras name (``'glorot_uniform'``...) or an instance, which is returned as is."""
+def get(identifier: str | Initializer | type[Initializer], *, owner: str = "initializer") -> Initializer:
+    """An initializer from its Keras name (``'glorot_uniform'``...), its class, or an instance, which is returned
+    as is."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Initializer):

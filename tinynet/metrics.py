@@ -100,8 +100,8 @@ def resolve(requested: Any, loss: Any, where: str) -> list[tuple[str, MetricFunc
             except ValueError as error:
                 raise ValueError(f"{where}: {error}") from None
         elif callable(metric):
-            resolved.append((getattr(metric, "name", None) or getattr(metric, "__name__", type(metric).__name__),
-                             metric))
+            name = getattr(metric, "name", None) or getattr(metric, "__name__", type(metric).__name__)
+            resolved.append((str(name), metric))
         else:
             raise TypeError(f"{where}: each metric must be a name or a function metric(y_true, y_pred), "
                             f"got {metric!r}")

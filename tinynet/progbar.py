@@ -83,7 +83,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -193,6 +193,13 @@ def _require_int(name: str, value: object, *, minimum: int) -> int:
     return int(value)
 
 
+def _require_seconds(name: str, value: object) -> float:
+    # ``value: object``: a caller may pass anything, and numbers.Real (which NumPy's floats join) is no static type.
+    if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
 def _stream_is_dynamic(stream: TextIO) -> bool:
     """True when the line can be rewritten in place: a terminal, or any stream inside a Jupyter kernel.
 
@@ -241,9 +248,7 @@ class Progbar:
         if isinstance(verbose, bool) or verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = int(verbose)
-        if isinstance(interval, bool) or not isinstance(interval, Real) or interval < 0:
-            raise ValueError(f"interval must be a number of seconds >= 0, got {interval!r}")
-        self.interval = float(interval)
+        self.interval = _require_seconds("interval", interval)
         if isinstance(stateful_metrics, str):
             raise TypeError(
                 "stateful_metrics must be an iterable of metric names, "
@@ -365,9 +370,10 @@ class Progbar:
             flush()
 
 
-def _unpack_pair(pair: object) -> tuple[str, object]:
+def _unpack_pair(pair: Any) -> tuple[str, float | np.ndarray]:
+    # ``pair`` is whatever the caller put in ``values``: any two-item iterable is accepted, the rest refused here.
     try:
-        name, value = pair  # type: ignore[misc]
+        name, value = pair
     except (TypeError, ValueError):
         raise TypeError(f"values must hold (name, value) pairs, got {pair!r}") from None
     if not isinstance(name, str):

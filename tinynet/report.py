@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
@@ -213,7 +214,7 @@ def confusion_counts(confusion) -> tuple[np.ndarray, list]:
     return values.astype(np.int64), class_labels
 
 
-def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+def _safe_divide(numerator: npt.ArrayLike, denominator: npt.ArrayLike) -> np.ndarray:
     """``numerator / denominator`` elementwise, with 0.0 wherever the denominator is 0."""
     numerator = np.asarray(numerator, dtype=np.float64)
     denominator = np.asarray(denominator, dtype=np.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from tinynet.backend import set_random_seed
 
@@ -32,7 +33,7 @@ class Sequence:
             yield self[index]
 
 
-def to_categorical(y, num_classes: int | None = None, dtype: str = "float32") -> np.ndarray:
+def to_categorical(y, num_classes: int | None = None, dtype: npt.DTypeLike = "float32") -> np.ndarray:
     """One-hot encode integer class labels, as ``keras.utils.to_categorical`` does.
 
     ``y`` of shape ``(N,)`` (a trailing axis of size 1 is squeezed, as in Keras) becomes ``(N, num_classes)``;

@@ -65,7 +65,8 @@ class History(Callback):
     def __init__(self) -> None:
         super().__init__()
         self.epoch: list[int] = []
-        self.history: dict[str, list[float]] = {}
+        # None only in a history read back from a model file, for an epoch that did not record that figure.
+        self.history: dict[str, list[float | None]] = {}
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.epoch = []
@@ -111,9 +112,14 @@ class ProgbarLogger(Callback):
         self.seen += 1 if self._counts_steps() else logs.get("size", 0)
         self._last_batch = self._shown(logs)
         if self.seen < self._target:
-            self.progbar.update(self.seen, self._last_batch)
+            self._progbar("on_batch_end").update(self.seen, self._last_batch)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         # The last batch's figures go in with the final update (so the averages include it), then validation's.
         validation = [(key, value) for key, value in self._shown(logs or {}) if key.startswith("val_")]
-        self.progbar.update(self.seen, getattr(self, "_last_batch", []) + validation)
+        self._progbar("on_epoch_end").update(self.seen, getattr(self, "_last_batch", []) + validation)
+
+    def _progbar(self, event: str) -> Progbar:
+        if self.progbar is None:
+            raise RuntimeError(f"ProgbarLogger.{event}: called before on_epoch_begin, which makes the progress bar")
+        return self.progbar

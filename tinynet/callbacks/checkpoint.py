@@ -19,7 +19,7 @@ def _model_arrays(model: Any) -> Iterable[tuple[str, str, np.ndarray]]:
         for name in layer.weight_names:
             yield "weight", f"{layer.name}.{name}", layer._weight(name)
     optimizer = getattr(model, "optimizer", None)
-    if hasattr(optimizer, "get_slots"):
+    if optimizer is not None and hasattr(optimizer, "get_slots"):
         for kind, named in optimizer.get_slots(model.layers).items():
             for (layer_name, param_name), array in named.items():
                 yield f"optimizer slot {kind} of", f"{layer_name}.{param_name}", array

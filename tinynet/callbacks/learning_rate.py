@@ -101,9 +101,9 @@ class ReduceLROnPlateau(Callback):
         for argument, value in (("patience", patience), ("cooldown", cooldown)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
                 raise ValueError(f"{owner}: {argument} must be a non-negative int, got {value!r}")
-        for argument, value in (("min_delta", min_delta), ("min_lr", min_lr)):
-            if not is_finite_number(value) or value < 0:
-                raise ValueError(f"{owner}: {argument} must be a finite number >= 0, got {value!r}")
+        for argument, amount in (("min_delta", min_delta), ("min_lr", min_lr)):
+            if not is_finite_number(amount) or amount < 0:
+                raise ValueError(f"{owner}: {argument} must be a finite number >= 0, got {amount!r}")
         if not isinstance(mode, str) or mode not in ("auto", "min", "max"):
             raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
         self.factor = float(factor)

@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from tinynet import fileio
 
@@ -156,7 +156,13 @@ def write_verified(path: Path, spec: FileSpec, chunks: Iterable[bytes]) -> None:
             )
 
 
-def read_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+class ByteReader(Protocol):
+    """What :func:`read_chunks` drains: a file, a gzip stream, an HTTP response, a member of a tar file."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def read_chunks(stream: ByteReader, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """Yield successive pieces of a readable binary stream until it is exhausted."""
     while chunk := stream.read(chunk_bytes):
         yield chunk

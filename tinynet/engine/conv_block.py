@@ -73,7 +73,7 @@ _WINOGRAD_MIN_CHANNELS = 16
 def images_per_slice(conv: Conv2D) -> int:
     """How many images one slice holds for ``conv``: as many as fit the cache budget, at least one."""
     kh, kw = conv.kernel_size
-    depth = kh * kw * conv.input_shape[-1]
+    depth = kh * kw * conv._built_input_shape[-1]
     per_image = conv.out_h * conv.out_w * (depth + conv.filters) * conv.dtype.itemsize
     return max(1, _SLICE_BYTES // per_image)
 
@@ -128,7 +128,7 @@ class ConvPoolReluDropout:
         if count > 1 and count % 2:
             count += 1
         kh, kw = conv.kernel_size
-        depth = kh * kw * conv.input_shape[-1]
+        depth = kh * kw * conv._built_input_shape[-1]
         width = depth + 1 if self._bias_in_product(depth) else depth
         kernel = conv.params["kernel"].reshape(depth, conv.filters)
         halves = threads.split_range(batch, 2 if count > 1 else 1)
@@ -157,7 +157,7 @@ class ConvPoolReluDropout:
     def _uses_winograd(self) -> bool:
         conv = self.conv
         return (conv.kernel_size == (3, 3) and conv.strides == (1, 1)
-                and conv.input_shape[-1] >= _WINOGRAD_MIN_CHANNELS)
+                and conv._built_input_shape[-1] >= _WINOGRAD_MIN_CHANNELS)
 
     def _bias_in_product(self, depth: int) -> bool:
         return self.conv.use_bias and depth <= _BIAS_COLUMN_MAX_DEPTH
@@ -198,11 +198,12 @@ class ConvPoolReluDropout:
         conv, pool = self.conv, self.pool
         x = np.ascontiguousarray(conv.check_input(x))
         batch = x.shape[0]
-        output_shape = (batch, *pool.output_shape)
-        dropout_on = training and self.dropout is not None and self.dropout.rate > 0
+        output_shape = (batch, *pool._built_output_shape)
+        dropout = self.dropout if training and self.dropout is not None and self.dropout.rate > 0 else None
+        dropout_on = dropout is not None
         # Drawn for the whole batch in one call, exactly as the Dropout layer does: the same mask as unfused.
-        words = self.dropout.draw_mask_words(output_shape) if dropout_on else None
-        rate = self.dropout.rate if dropout_on else 0.0
+        words = dropout.draw_mask_words(output_shape) if dropout is not None else None
+        rate = dropout.rate if dropout is not None else 0.0
         y = np.empty(output_shape, dtype=conv.dtype)
         argmax_index = np.empty(output_shape, dtype=np.int32)
         pass_mask = np.empty(output_shape, dtype=np.uint8)
@@ -220,7 +221,7 @@ class ConvPoolReluDropout:
 
         if winograd:  # the kernel's transform, once for all slices (and on this thread, like every shared buffer)
             transformed_kernel = kernel_transform(conv.params["kernel"], out=self._scratch.get(
-                "winograd_kernel", (16, conv.input_shape[-1], conv.filters)))
+                "winograd_kernel", (16, conv._built_input_shape[-1], conv.filters)))
             winograd_bias = bias if bias is not None else self._scratch.get("zero_bias", (conv.filters,), fill=0.0)
 
         def convolve(slot: int, start: int, end: int, rows: int) -> np.ndarray:
@@ -244,7 +245,7 @@ class ConvPoolReluDropout:
                 z = convolve(slot, start, end, rows)
                 pool_relu_dropout_forward_unchecked(
                     z.reshape(end - start, *self._conv_map), y[start:end], argmax_index[start:end],
-                    pass_mask[start:end], words[start:end] if dropout_on else None, rate, self._pool_window,
+                    pass_mask[start:end], words[start:end] if words is not None else None, rate, self._pool_window,
                     record=training)  # inference needs no argmax_index or pass_mask
 
         threads.parallel_ranges(count, run)
@@ -282,7 +283,7 @@ class ConvPoolReluDropout:
                 if batch_columns is None:
                     im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
                 np.matmul(cols.T, dz, out=parts[index])
-                if bias_parts is not None:
+                if bias_parts is not None and ones is not None:  # both or neither
                     np.matmul(ones[:rows], dz, out=bias_parts[index])
                 if dx is not None:
                     # (Winograd measured no faster here than dZ @ W^T and col2im: 4.70-4.88 against 4.80-5.02 ms.)

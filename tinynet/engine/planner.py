@@ -32,11 +32,13 @@ stages are tested against).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from tinynet.engine.conv import ThreadedConv2D
 from tinynet.engine.conv_block import ConvPoolReluDropout
 from tinynet.engine.dense import ThreadedDense
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
+from tinynet.engine.stage import Stage
 from tinynet.layers.activation import Activation, ReLU
 from tinynet.layers.base import Layer
 from tinynet.layers.conv import Conv2D
@@ -44,11 +46,9 @@ from tinynet.layers.dense import Dense
 from tinynet.layers.dropout import Dropout
 from tinynet.layers.max_pooling import MaxPooling2D
 
-Stage = Layer | PoolReluDropout | ConvPoolReluDropout | ThreadedDense | ThreadedConv2D
-
 #: The engine's implementation of a single layer, by the layer's exact class (a subclass may have changed the
-#: math, so it runs as itself).
-ENGINE_IMPLEMENTATIONS: dict[type[Layer], Callable[[Layer], Stage]] = {
+#: math, so it runs as itself). Each takes a layer of its key's class, which a dict's type cannot say: ``Any``.
+ENGINE_IMPLEMENTATIONS: dict[type[Layer], Callable[[Any], Stage]] = {
     Dense: ThreadedDense,
     Conv2D: ThreadedConv2D,
 }
@@ -61,10 +61,9 @@ def _is_plain_relu(layer: Layer) -> bool:
             and layer.threshold == 0)
 
 
-def _absorbs_convolution(stage: Stage, following: Stage) -> bool:
+def _absorbs_convolution(conv: Conv2D, following: PoolReluDropout) -> bool:
     """A Conv2D whose output goes, unactivated and unchanged, into a fused pooling stage."""
-    return (type(stage) is Conv2D and isinstance(following, PoolReluDropout) and stage.built
-            and stage.activation.name == "linear" and stage.dtype == following.pool.dtype)
+    return conv.built and conv.activation.name == "linear" and conv.dtype == following.pool.dtype
 
 
 def _pooling_stages(layers: list[Layer]) -> list[Stage]:
@@ -92,9 +91,13 @@ def plan(layers: list[Layer]) -> list[Stage]:
     single layer where it has one, the layers themselves elsewhere."""
     merged: list[Stage] = []
     for stage in _pooling_stages(layers):
-        if merged and _absorbs_convolution(merged[-1], stage):
-            merged.append(ConvPoolReluDropout(merged.pop(), stage))
+        previous = merged[-1] if merged else None
+        # Exactly Conv2D: a subclass may have changed the math, so it runs as itself.
+        if type(previous) is Conv2D and isinstance(stage, PoolReluDropout) and _absorbs_convolution(previous, stage):
+            merged.pop()
+            merged.append(ConvPoolReluDropout(previous, stage))
         else:
             merged.append(stage)
-    return [ENGINE_IMPLEMENTATIONS[type(stage)](stage) if type(stage) in ENGINE_IMPLEMENTATIONS else stage
+    return [ENGINE_IMPLEMENTATIONS[type(stage)](stage)
+            if isinstance(stage, Layer) and type(stage) in ENGINE_IMPLEMENTATIONS else stage
             for stage in merged]

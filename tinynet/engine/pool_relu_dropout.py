@@ -40,11 +40,12 @@ class PoolReluDropout:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         pool = self.pool
         x = np.ascontiguousarray(pool.check_input(x))
-        output_shape = (x.shape[0], *pool.output_shape)
-        dropout_on = training and self.dropout is not None and self.dropout.rate > 0
-        words = self.dropout.draw_mask_words(output_shape) if dropout_on else None
+        output_shape = (x.shape[0], *pool._built_output_shape)
+        dropout = self.dropout if training and self.dropout is not None and self.dropout.rate > 0 else None
+        dropout_on = dropout is not None
+        words = dropout.draw_mask_words(output_shape) if dropout is not None else None
         y, argmax_index, pass_mask = pool_relu_dropout_forward(
-            x, *pool.window, words=words, rate=self.dropout.rate if dropout_on else 0.0)
+            x, *pool.window, words=words, rate=dropout.rate if dropout is not None else 0.0)
         self._cache = (argmax_index, pass_mask, dropout_on)
         return y
 
@@ -56,7 +57,8 @@ class PoolReluDropout:
         dy = self.pool.check_output_gradient(dy, argmax_index.shape)
         if not self.needs_input_gradient:
             return None
-        height, width, _ = self.pool.input_shape
+        height, width, _ = self.pool._built_input_shape
         return pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width,
-                                          rate=self.dropout.rate if dropout_on else 0.0, dropout=dropout_on,
+                                          rate=self.dropout.rate if dropout_on and self.dropout is not None else 0.0,
+                                          dropout=dropout_on,
                                           window=self.pool.window[:6])

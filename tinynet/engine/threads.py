@@ -26,10 +26,12 @@ registered that makes a forked child start its own (:func:`parallel_ranges`).
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -83,17 +85,21 @@ def set_num_threads(threads: int) -> None:
 _WATCH_ITERATIONS = 10_000_000
 
 
-@intrinsic
-def _load_acquire(typingctx, array, index):  # noqa: ARG001 (Numba's intrinsic signature)
-    """``array[index]`` read with an atomic acquire load, which the compiler may not hoist out of a loop."""
+if TYPE_CHECKING:
+    # What compiled code calls: Numba supplies ``typingctx`` itself, and the Python-level object only raises.
+    def _load_acquire(array: np.ndarray, index: int) -> int: ...
+else:
+    @intrinsic
+    def _load_acquire(typingctx, array, index):  # noqa: ARG001 (Numba's intrinsic signature)
+        """``array[index]`` read with an atomic acquire load, which the compiler may not hoist out of a loop."""
 
-    def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        array_struct = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, array_type, array_struct, [args[1]])
-        return builder.load_atomic(pointer, "acquire", array_type.dtype.bitwidth // 8)
+        def codegen(context, builder, signature, args):
+            array_type = signature.args[0]
+            array_struct = context.make_array(array_type)(context, builder, args[0])
+            pointer = cgutils.get_item_pointer(context, builder, array_type, array_struct, [args[1]])
+            return builder.load_atomic(pointer, "acquire", array_type.dtype.bitwidth // 8)
 
-    return array.dtype(array, index), codegen
+        return array.dtype(array, index), codegen
 
 
 @numba.njit(cache=True, nogil=True)
@@ -183,7 +189,7 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
     with blas.single_threaded():
         for slot, worker in enumerate(workers, start=1):
             start, stop = ranges[slot]
-            worker.tasks.put(lambda slot=slot, start=start, stop=stop: run(slot, start, stop))
+            worker.tasks.put(functools.partial(run, slot, start, stop))
             worker.posted[0] = 1
         _local.busy = True
         try:
@@ -195,9 +201,9 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
             for worker, outcome in zip(workers, finished, strict=True):
                 _watch_flag(worker.done, _WATCH_ITERATIONS)
                 worker.done[0] = 0
-                error = outcome.get()
+                worker_error = outcome.get()
                 if first_error is None:
-                    first_error = error
+                    first_error = worker_error
         finally:
             _local.busy = False
     if first_error is not None:

@@ -20,13 +20,21 @@ modules, any ``registered_name``) are refused with a ``ValueError`` naming the f
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from tinynet.models.sequential import Sequential
+
+_Result = TypeVar("_Result")
 
 #: Extensions that mean "a Keras file": ``model.save`` writes Keras's formats for these, tinynet's for the rest.
 KERAS_MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-def keras_format_of(path: str | Path) -> str | None:
+def keras_format_of(path: str | os.PathLike[str]) -> str | None:
     """``'keras'`` for a ``.keras`` path, ``'h5'`` for ``.h5``/``.hdf5``, else None (tinynet's own format)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".keras":
@@ -36,12 +44,12 @@ def keras_format_of(path: str | Path) -> str | None:
     return None
 
 
-def is_keras_weights_path(path: str | Path) -> bool:
+def is_keras_weights_path(path: str | os.PathLike[str]) -> bool:
     """``save_weights``/``load_weights`` speak Keras's HDF5 for ``.h5`` names (``.weights.h5`` included)."""
     return Path(path).suffix.lower() in (".h5", ".hdf5")
 
 
-def load_keras_model(path: str | Path) -> object:
+def load_keras_model(path: str | os.PathLike[str]) -> Sequential:
     """A tinynet Sequential from a Keras ``.keras`` or ``.h5`` file; a ValueError naming the file otherwise."""
     from tinynet.interop.keras_h5 import load_h5_model
     from tinynet.interop.keras_zip import load_keras_model as load_zip
@@ -50,26 +58,26 @@ def load_keras_model(path: str | Path) -> object:
     return _naming_the_file("load_model", path, lambda: load(path))
 
 
-def save_keras_model(model: object, path: str | Path) -> None:
+def save_keras_model(model: object, path: str | os.PathLike[str]) -> None:
     from tinynet.interop.keras_h5 import save_h5_model
     from tinynet.interop.keras_zip import save_keras_model as save_zip
 
     (save_zip if keras_format_of(path) == "keras" else save_h5_model)(model, path)
 
 
-def save_keras_weights(model: object, path: str | Path) -> None:
+def save_keras_weights(model: object, path: str | os.PathLike[str]) -> None:
     from tinynet.interop.keras_weights import save_weights
 
     save_weights(model, path)
 
 
-def load_keras_weights(model: object, path: str | Path) -> None:
+def load_keras_weights(model: object, path: str | os.PathLike[str]) -> None:
     from tinynet.interop.keras_weights import load_weights
 
     _naming_the_file("load_weights", path, lambda: load_weights(model, path))
 
 
-def _naming_the_file(entry_point: str, path: str | Path, action):
+def _naming_the_file(entry_point: str, path: str | os.PathLike[str], action: Callable[[], _Result]) -> _Result:
     from tinynet.fileio import NotARegularFileError
     from tinynet.interop.errors import KerasFormatError
 

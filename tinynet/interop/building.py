@@ -46,6 +46,8 @@ def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]])
 
     layers = []
     shape = translated.input_shape
+    if shape is None:  # translate_model refuses such a config; this keeps a hand-made TranslatedModel honest too
+        raise KerasFormatError("the model config gives no input shape: a model that was never built has no weights")
     with random_streams_untouched(), checking_weight_allocations(check_allocation):
         for position, ((layer_class, kwargs, keras_class), held) in enumerate(
                 zip(translated.layers, stored, strict=True)):
@@ -66,7 +68,7 @@ def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]])
             if allocated.get(id(layer), 0) != len(held):
                 raise KerasFormatError(f"layer {layer.name!r} has {allocated.get(id(layer), 0)} weights, the file "
                                        f"holds {len(held)} arrays for it")
-            shape = layer.output_shape
+            shape = layer._built_output_shape
             layers.append(layer)
         try:
             model = Sequential(layers, name=translated.name)

@@ -76,7 +76,7 @@ def metrics_from_keras(value: Any) -> list[str]:
 def optimizer_from_keras(class_name: Any, config: Any) -> Any:
     """A tinynet optimizer of the same class from Keras 2's or Keras 3's optimizer config."""
     optimizer_class = getattr(optimizers, class_name, None) if isinstance(class_name, str) else None
-    if not (isinstance(optimizer_class, type) and hasattr(optimizer_class, "apply_gradients")):
+    if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, optimizers.Optimizer)):
         raise KerasFormatError(f"the optimizer {class_name!r:.80} is not one tinynet has")
     config = dict(_typed(config, dict, "the optimizer config"))
     for key in _OPTIMIZER_IGNORED:

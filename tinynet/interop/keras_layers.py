@@ -308,7 +308,7 @@ def keras_layer_config(layer: Layer) -> dict[str, Any]:
         keras_config["keepdims"] = False
     entry = {"module": "keras.layers", "class_name": class_name, "config": keras_config, "registered_name": None}
     if layer.built:
-        entry["build_config"] = {"input_shape": [None, *layer.input_shape]}
+        entry["build_config"] = {"input_shape": [None, *layer._built_input_shape]}
     return entry
 
 

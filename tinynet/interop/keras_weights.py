@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tinynet.fileio import atomic_write, open_regular_file
 from tinynet.interop import h5_reading
 from tinynet.interop.dependencies import h5py as import_h5py
@@ -64,7 +66,7 @@ def write_variables(root: Any, model: Any) -> None:
 def read_variables(root: Any, groups: list[str], where: str = "") -> list[list[h5_reading.Stored]]:
     """Per layer, the datasets of ``/layers/<group>/vars`` in index order (headers only)."""
     layers_group = h5_reading.child(root, "layers", where)
-    result = []
+    result: list[list[h5_reading.Stored]] = []
     for group_name in groups:
         if not h5_reading.has_hard_child(layers_group, group_name):
             result.append([])  # a layer without weights; a layer that needs some is refused when built
@@ -96,7 +98,7 @@ def load_weights(model: Any, path: str | os.PathLike) -> None:
             group = h5_reading.child(root, "model_weights", "") if h5_reading.has_hard_child(root, "model_weights") \
                 else root
             held = _legacy_arrays(group, model, "/model_weights" if group is not root else "")
-        values = []
+        values: list[np.ndarray] = []
         for layer, arrays in zip(model.layers, held, strict=True):
             if len(arrays) != len(layer.weight_names):
                 raise KerasFormatError(f"layer {layer.name!r} has {len(layer.weight_names)} weights, the file holds "

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tinynet.fileio import atomic_write
 from tinynet.interop.dependencies import onnx as import_onnx
@@ -52,7 +53,7 @@ class _Graph:
         self.count += 1
         return f"{hint}_{self.count}"
 
-    def constant(self, hint: str, value: np.ndarray, dtype: Any = None) -> str:
+    def constant(self, hint: str, value: npt.ArrayLike, dtype: Any = None) -> str:
         name = self.name(hint)
         array = np.ascontiguousarray(np.asarray(value, dtype=dtype or self.dtype))
         self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
@@ -125,7 +126,7 @@ def _layer(graph: _Graph, layer: Any) -> None:
     elif kind in ("MaxPooling2D", "AveragePooling2D"):
         graph.to_layout("NCHW", rank)
         height, width = layer.input_shape[:2]
-        options = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides),
+        options: dict[str, Any] = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides),
                    "pads": _window_pads(layer, layer.pool_size, height, width)}
         if kind == "AveragePooling2D":
             options["count_include_pad"] = 0

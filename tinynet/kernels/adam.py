@@ -63,7 +63,7 @@ def adam_update(param: np.ndarray, grad: np.ndarray, first_moment: np.ndarray, s
     dtype = param.dtype.type
     amsgrad = max_second_moment is not None
     # Numba wants an array of the same type in both cases; AMSGrad off never reads it.
-    vhat = max_second_moment.reshape(-1) if amsgrad else first_moment.reshape(-1)
+    vhat = max_second_moment.reshape(-1) if max_second_moment is not None else first_moment.reshape(-1)
     return int(_adam(param.reshape(-1), flat_grad(grad, param), first_moment.reshape(-1), second_moment.reshape(-1),
                      vhat, amsgrad, dtype(learning_rate_t), dtype(beta_1), dtype(1.0 - beta_1), dtype(beta_2),
                      dtype(1.0 - beta_2), dtype(epsilon), weight_decay > 0, dtype(weight_decay),

@@ -35,6 +35,7 @@ loop only over the ``kh * kw`` kernel offsets, each one a strided slice of the w
 from __future__ import annotations
 
 import operator
+from typing import SupportsIndex
 
 import numba
 import numpy as np
@@ -54,10 +55,9 @@ def _require_int(function: str, name: str, value: object, minimum: int) -> int:
     """Return ``value`` as a Python int, raising if it is not an integer or is below ``minimum``."""
     if isinstance(value, bool | np.bool_):
         raise TypeError(f"{function}: {name} must be an integer, got bool {value!r}")
-    try:
-        as_int = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{function}: {name} must be an integer, got {type(value).__name__} {value!r}") from None
+    if not isinstance(value, SupportsIndex):  # what operator.index takes: int, NumPy's integers
+        raise TypeError(f"{function}: {name} must be an integer, got {type(value).__name__} {value!r}")
+    as_int = operator.index(value)
     if as_int < minimum:
         raise ValueError(f"{function}: {name} must be >= {minimum}, got {as_int}")
     return as_int

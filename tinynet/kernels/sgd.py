@@ -59,6 +59,7 @@ def sgd_update(param: np.ndarray, velocity: np.ndarray | None, grad: np.ndarray,
     flat_param, flat_grad = param.reshape(-1), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1)
     if momentum == 0:
         return int(_plain(flat_param, flat_grad, dtype(learning_rate)))
+    assert velocity is not None  # _check_operands refused momentum without a velocity
     return int(_momentum(flat_param, velocity.reshape(-1), flat_grad, dtype(learning_rate), dtype(momentum),
                          nesterov))
 

@@ -39,7 +39,7 @@ class AveragePooling2D(Pooling2D):
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         super().build(input_shape)  # the window geometry: out_h, out_w, pad_top, pad_left
-        input_shape = self.input_shape
+        input_shape = self._built_input_shape
         height, width, _ = input_shape
         (pool_h, pool_w), (stride_h, stride_w) = self.pool_size, self.strides
         # The padded plane must hold the last window; 'valid' may leave rows past it unread (never padded).
@@ -65,7 +65,7 @@ class AveragePooling2D(Pooling2D):
         return sums
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
-        height, width, _ = self.input_shape
+        height, width, _ = self._built_input_shape
         if (self.padded_h, self.padded_w) == (height, width):
             return x
         padded = np.zeros((x.shape[0], self.padded_h, self.padded_w, x.shape[3]), dtype=x.dtype)
@@ -81,11 +81,11 @@ class AveragePooling2D(Pooling2D):
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         batch = self._take_cache()
-        dy = self._check_output_gradient(dy, (batch, *self.output_shape))
+        dy = self._check_output_gradient(dy, (batch, *self._built_output_shape))
         if not self.needs_input_gradient:
             return None
         share = dy * self._inverse_count.astype(self.dtype)
-        height, width, channels = self.input_shape
+        height, width, channels = self._built_input_shape
         dpadded = np.zeros((batch, self.padded_h, self.padded_w, channels), dtype=self.dtype)
         for offset_h in range(self.pool_size[0]):
             for offset_w in range(self.pool_size[1]):

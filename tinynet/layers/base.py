@@ -27,7 +27,7 @@ import contextlib
 import contextvars
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -60,6 +60,10 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+@overload
+def normalize_tuple(value: Any, n: Literal[2], argument: str, owner: str) -> tuple[int, int]: ...
+@overload
+def normalize_tuple(value: Any, n: int, argument: str, owner: str) -> tuple[int, ...]: ...
 def normalize_tuple(value: Any, n: int, argument: str, owner: str) -> tuple[int, ...]:
     """Turn ``3`` or ``(3, 3)`` into an ``n``-tuple of positive ints, or raise naming the argument."""
     values = (value,) * n if isinstance(value, int | np.integer) and not isinstance(value, bool) else value
@@ -118,6 +122,21 @@ class Layer:
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         """Per-sample output shape for a per-sample input shape (identity unless overridden)."""
         return tuple(input_shape)
+
+    @property
+    def _built_input_shape(self) -> Shape:
+        """``input_shape`` where the layer must already be built (forward after ``_prepare_input``, backward, the
+        engine's stages): the shape itself, never ``None``."""
+        if self.input_shape is None:
+            raise RuntimeError(f"{self.name}: the layer is not built yet, so its input shape is unknown")
+        return self.input_shape
+
+    @property
+    def _built_output_shape(self) -> Shape:
+        """``output_shape`` where the layer must already be built; see :attr:`_built_input_shape`."""
+        if self.output_shape is None:
+            raise RuntimeError(f"{self.name}: the layer is not built yet, so its output shape is unknown")
+        return self.output_shape
 
     def add_weight(self, name: str, shape: Shape, initializer: Any = "zeros", trainable: bool = True) -> np.ndarray:
         """Create a parameter (in ``params``, with a zero gradient in ``grads``) or a state array."""
@@ -248,9 +267,10 @@ class Layer:
             if x.ndim < 2:
                 raise ValueError(f"{self.name}: expected a batch of shape (batch, ...), got shape {x.shape}")
             self.build(self._declared_input_shape or x.shape[1:])
-        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
+        input_shape = self._built_input_shape
+        if x.ndim != len(input_shape) + 1 or x.shape[1:] != input_shape:
             raise ValueError(
-                f"{self.name}: expected input of shape (batch, {', '.join(map(str, self.input_shape))}), "
+                f"{self.name}: expected input of shape (batch, {', '.join(map(str, input_shape))}), "
                 f"got {x.shape}"
             )
         if x.shape[0] == 0:

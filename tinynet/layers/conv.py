@@ -101,7 +101,7 @@ class Conv2D(Layer):
         x = self._prepare_input(x)
         batch = x.shape[0]
         kh, kw = self.kernel_size
-        rows, depth = batch * self.out_h * self.out_w, kh * kw * self.input_shape[-1]
+        rows, depth = batch * self.out_h * self.out_w, kh * kw * self._built_input_shape[-1]
         # The im2col matrix is rebuilt every step into the same buffer (it is also what backward needs for dW).
         cols = im2col(x, *self.window, out=self._scratch("cols", (rows, depth)))
         z = blocked_matmul(cols, self.params["kernel"].reshape(depth, self.filters))
@@ -132,7 +132,7 @@ class Conv2D(Layer):
         if not self.needs_input_gradient:
             return None
         dcols = blocked_matmul(dz_rows, kernel.T, out=self._scratch("dcols", cols.shape))
-        height, width, channels = self.input_shape
+        height, width, channels = self._built_input_shape
         return col2im(dcols, batch, height, width, channels, *self.window)
 
     def get_config(self) -> dict[str, Any]:

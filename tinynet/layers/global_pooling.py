@@ -50,10 +50,10 @@ class GlobalAveragePooling2D(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         batch = self._take_cache()
-        dy = self._check_output_gradient(dy, (batch, *self.output_shape))
+        dy = self._check_output_gradient(dy, (batch, *self._built_output_shape))
         if not self.needs_input_gradient:
             return None
-        height, width, channels = self.input_shape
+        height, width, channels = self._built_input_shape
         share = dy * self.dtype.type(1.0 / (height * width))
         # broadcast_to gives a read-only view; the next layer may write into dx, so copy it into its own array.
         return np.ascontiguousarray(np.broadcast_to(share[:, None, None, :], (batch, height, width, channels)))

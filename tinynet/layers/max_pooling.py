@@ -40,5 +40,5 @@ class MaxPooling2D(Pooling2D):
         dy = self._check_output_gradient(dy, argmax_index.shape)
         if not self.needs_input_gradient:
             return None
-        height, width, _ = self.input_shape
+        height, width, _ = self._built_input_shape
         return maxpool_backward(dy, argmax_index, height, width)

@@ -140,7 +140,7 @@ class BatchNormalization(Layer):
 
     def _broadcast(self, vector: np.ndarray) -> np.ndarray:
         """A ``(C,)`` vector shaped to broadcast along the feature axis of a batch."""
-        shape = [1] * (len(self.input_shape) + 1)
+        shape = [1] * (len(self._built_input_shape) + 1)
         shape[self.feature_axis] = -1
         return vector.reshape(shape)
 

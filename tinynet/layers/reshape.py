@@ -28,5 +28,5 @@ class Flatten(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         batch = self._take_cache()
-        dy = self._check_output_gradient(dy, (batch, *self.output_shape))
-        return dy.reshape(batch, *self.input_shape)
+        dy = self._check_output_gradient(dy, (batch, *self._built_output_shape))
+        return dy.reshape(batch, *self._built_input_shape)

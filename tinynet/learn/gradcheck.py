@@ -204,6 +204,7 @@ class _Float64WorkingState:
     def _copy(self, value: Any, where: str, original_dtype: np.dtype) -> Any:
         if id(value) in self._copies:
             return self._copies[id(value)][1]
+        copy: Any  # the value's float64 twin: an array, a dict, a tuple, a dtype, a generator...
         if isinstance(value, np.ndarray):
             copy = value.astype(np.float64) if value.dtype.kind == "f" else value.copy(order="K")
             self._arrays.append((where, value))
@@ -300,6 +301,9 @@ def _check_float64_layer(layer: Layer, x: np.ndarray, training: bool, rng: np.ra
     output = forward()
     upstream = rng.standard_normal(output.shape)
     dx = layer.backward(upstream.copy())
+    if dx is None:
+        raise ValueError(f"check_layer: {layer.name}.backward returned None with needs_input_gradient on; it must "
+                         "return dx, the gradient with respect to its input")
     analytic = {name: grad.copy() for name, grad in layer.grads.items()}
 
     def objective() -> float:

@@ -34,10 +34,13 @@ def install_hooks(layers: Iterable[Layer], after_forward: ForwardHook | None = N
     restorers = []
     for layer in layers:
         saved = {name: vars(layer).get(name) for name in _HOOKED_METHODS}
+        # Each wrapper is an instance attribute shadowing the class's method until restore() removes it, which mypy
+        # (rightly, in general) calls assigning to a method.
         if after_forward is not None:
-            layer.forward = _forward_wrapper(layer, layer.forward, after_forward)
+            layer.forward = _forward_wrapper(layer, layer.forward, after_forward)  # type: ignore[method-assign]
         if after_backward is not None:
-            layer.backward = _backward_wrapper(layer, layer.backward, after_backward, fused=False)
+            layer.backward = _backward_wrapper(  # type: ignore[method-assign]
+                layer, layer.backward, after_backward, fused=False)
             if hasattr(layer, "backward_preactivation"):
                 layer.backward_preactivation = _backward_wrapper(layer, layer.backward_preactivation,
                                                                  after_backward, fused=True)

@@ -18,7 +18,7 @@ from tinynet.models.checks import check_x, check_xy
 from tinynet.models.sample_weights import sample_weights
 from tinynet.utils import Sequence
 
-Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+Batch = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 def is_batch_source(data: Any) -> bool:

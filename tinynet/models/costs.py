@@ -38,16 +38,16 @@ def forward_flops(layer: Layer) -> int:
     own_count = getattr(layer, "flops_per_sample", None)
     if callable(own_count):
         return int(own_count())
-    outputs = math.prod(layer.output_shape)
+    outputs = math.prod(layer._built_output_shape)
     if isinstance(layer, Conv2D):
         kernel_h, kernel_w = layer.kernel_size
-        return 2 * layer.out_h * layer.out_w * kernel_h * kernel_w * layer.input_shape[-1] * layer.filters
+        return 2 * layer.out_h * layer.out_w * kernel_h * kernel_w * layer._built_input_shape[-1] * layer.filters
     if isinstance(layer, Dense):
-        return 2 * math.prod(layer.input_shape) * layer.units
+        return 2 * math.prod(layer._built_input_shape) * layer.units
     if isinstance(layer, MaxPooling2D | AveragePooling2D):
         return outputs * layer.pool_size[0] * layer.pool_size[1]
     if isinstance(layer, GlobalAveragePooling2D):
-        return math.prod(layer.input_shape)
+        return math.prod(layer._built_input_shape)
     if isinstance(layer, Flatten):
         return 0
     return outputs
@@ -63,7 +63,7 @@ def activation_bytes(layer: Layer, batch_size: int) -> int:
     _require_built(layer, "activation_bytes")
     if isinstance(layer, Flatten):
         return 0
-    return int(batch_size) * math.prod(layer.output_shape) * layer.dtype.itemsize
+    return int(batch_size) * math.prod(layer._built_output_shape) * layer.dtype.itemsize
 
 
 def format_bytes(count: int) -> str:

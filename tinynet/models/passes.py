@@ -7,18 +7,23 @@ in :mod:`tinynet.models.sequential`'s docstring.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tinynet import engine
 from tinynet.engine import blas
+from tinynet.layers.base import Layer
+
+if TYPE_CHECKING:
+    from tinynet.models.sequential import Sequential
 
 # Largest slice of a batch that inference runs in one pass (see forward_in_scope).
 INFERENCE_CHUNK = 128
 
 
-def stages(model: Any) -> list[engine.Stage]:
+def stages(model: Sequential) -> list[engine.Stage]:
     """The layers, with fusable runs replaced by fused stages. The plan is cached on the model and made again
     whenever the layers, their built state or ``model.fuse`` change."""
     key = (model.fuse, tuple((id(layer), layer.built) for layer in model.layers))
@@ -27,7 +32,7 @@ def stages(model: Any) -> list[engine.Stage]:
     return model._stage_plan[1]
 
 
-def uses_fused_softmax(model: Any) -> bool:
+def uses_fused_softmax(model: Sequential) -> bool:
     """Whether the backward pass starts from ``(p - y) / N`` (times the sample weights) at the softmax's input (a
     softmax output layer and a cross-entropy loss), skipping the softmax's own Jacobian."""
     last_activation = getattr(model.layers[-1], "activation", None)
@@ -36,19 +41,19 @@ def uses_fused_softmax(model: Any) -> bool:
             and hasattr(model.layers[-1], "backward_preactivation"))
 
 
-def compute_scope(model: Any) -> Any:
+def compute_scope(model: Sequential) -> AbstractContextManager[object]:
     """Held around a step or a prediction: the engine at work (started on first use) with ``fuse`` on; with it
     off, only OpenBLAS held to one thread, so that the layers' products round as the engine's do and a seeded run
     gives the same bits on any machine (:func:`tinynet.engine.blas.single_threaded`)."""
     return engine.engine_scope() if model.fuse else blas.single_threaded()
 
 
-def forward(model: Any, x: np.ndarray, training: bool) -> np.ndarray:
+def forward(model: Sequential, x: np.ndarray, training: bool) -> np.ndarray:
     with compute_scope(model):
         return forward_in_scope(model, x, training)
 
 
-def forward_in_scope(model: Any, x: np.ndarray, training: bool) -> np.ndarray:
+def forward_in_scope(model: Sequential, x: np.ndarray, training: bool) -> np.ndarray:
     if training or len(x) <= INFERENCE_CHUNK:
         for stage in stages(model):
             x = stage.forward(x, training=training)
@@ -56,38 +61,52 @@ def forward_in_scope(model: Any, x: np.ndarray, training: bool) -> np.ndarray:
     # Inference treats every sample on its own, so a large batch runs as slices small enough for each layer's
     # output to stay in cache (the convolution blocks cut their slices finer still). Measured at batch 1000:
     # 128-image slices 14,600-14,900 img/s, 32-image slices 13,700.
-    outputs = None
-    for start in range(0, len(x), INFERENCE_CHUNK):
+    # The first slice gives the output's shape and dtype (the batch is not empty: the layers refuse that).
+    first = forward_in_scope(model, x[:INFERENCE_CHUNK], training=False)
+    outputs = np.empty((len(x), *first.shape[1:]), dtype=first.dtype)
+    outputs[:len(first)] = first
+    for start in range(INFERENCE_CHUNK, len(x), INFERENCE_CHUNK):
         chunk = forward_in_scope(model, x[start:start + INFERENCE_CHUNK], training=False)
-        if outputs is None:
-            outputs = np.empty((len(x), *chunk.shape[1:]), dtype=chunk.dtype)
         outputs[start:start + len(chunk)] = chunk
     return outputs
 
 
-def backward(model: Any, targets: np.ndarray, outputs: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
+def backward(model: Sequential, targets: np.ndarray, outputs: np.ndarray,
+             sample_weight: np.ndarray | None = None) -> None:
     """From the gradient of the (weighted) loss back through every stage that leads to a parameter; fills
     ``layer.grads``."""
     planned = stages(model)
     # Stages before the first one with parameters need no backward pass at all, and the first stage with
     # parameters has no one to hand dx to (Caffe's propagate_down).
     stop = next((index for index, stage in enumerate(planned)
-                 if any(layer.params and layer.trainable for layer in getattr(stage, "layers", (stage,)))),
+                 if any(layer.params and layer.trainable for layer in _layers_of(stage))),
                 len(planned))
     for index, stage in enumerate(planned):
         stage.needs_input_gradient = index > stop
     last = len(planned) - 1
-    if uses_fused_softmax(model):  # then the last stage is the softmax layer itself (no pattern ends in one)
-        gradient = planned[last].backward_preactivation(model.loss.softmax_gradient(targets, outputs, sample_weight))
+    loss = model.loss
+    if loss is None:  # the public entry points refused an uncompiled model already, naming themselves
+        raise RuntimeError(f"{model.name}: the model has no loss; compile it first")
+    last_stage = planned[last]
+    # With a fused softmax the last stage is the softmax layer itself or its engine stand-in (no pattern ends in one).
+    if uses_fused_softmax(model) and isinstance(last_stage, engine.SoftmaxOutputStage):
+        gradient = last_stage.backward_preactivation(loss.softmax_gradient(targets, outputs, sample_weight))
     else:
-        gradient = planned[last].backward(model.loss.gradient(targets, outputs, sample_weight))
+        gradient = last_stage.backward(loss.gradient(targets, outputs, sample_weight))
     for index in range(last - 1, stop - 1, -1):
+        if gradient is None:  # only the stage at ``stop`` may return none, and nothing runs below it
+            raise RuntimeError(f"{model.name}: stage {index + 1} returned no input gradient")
         gradient = planned[index].backward(gradient)
     for stage in planned[:stop]:
         stage._cache = None  # never backpropagated into; drop what their forward kept
 
 
-def clear_caches(model: Any) -> None:
+def _layers_of(stage: engine.Stage) -> tuple[Layer, ...]:
+    """The layers a stage computes: a layer stands for itself, an engine stage lists its own in ``layers``."""
+    return (stage,) if isinstance(stage, Layer) else tuple(getattr(stage, "layers", ()))
+
+
+def clear_caches(model: Sequential) -> None:
     """Drop what every layer and stage kept for a backward pass that will not come."""
     for layer in model.layers:
         layer._cache = None

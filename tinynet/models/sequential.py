@@ -26,6 +26,7 @@ import numpy as np
 from tinynet import backend, losses, optimizers
 from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, History
+from tinynet.engine.stage import Stage
 from tinynet.layers.base import Layer
 from tinynet.models import evaluation, passes
 from tinynet.models.checks import check_model_weights, check_x, check_xy
@@ -57,7 +58,8 @@ class Sequential(Keras2Aliases):
         self._shuffle_generator = backend.new_generator()
         #: Run fusable layer patterns as the engine's stages (:mod:`tinynet.engine`); False runs every layer on its own.
         self.fuse = True
-        self._stage_plan: tuple | None = None
+        # (what the plan was made for, the plan): see passes.stages.
+        self._stage_plan: tuple[object, list[Stage]] | None = None
         #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
         self.epochs_done = 0
         #: The :class:`NumericalFaultError` ``fit`` handed to the callbacks (TerminateOnNaN) in the current epoch,
@@ -79,7 +81,7 @@ class Sequential(Keras2Aliases):
             raise ValueError(f"{self.name}.add: a layer named {layer.name!r} is already in the model")
         if self.layers:
             if self.layers[-1].built:
-                self._build_layer(layer, self.layers[-1].output_shape)
+                self._build_layer(layer, self.layers[-1]._built_output_shape)
         elif layer._declared_input_shape is not None:
             self._build_layer(layer, layer._declared_input_shape)
         self.layers.append(layer)
@@ -105,7 +107,7 @@ class Sequential(Keras2Aliases):
                              "call build((None, *shape))")
         for layer in self.layers:
             self._build_layer(layer, shape)
-            shape = layer.output_shape
+            shape = layer._built_output_shape
 
     @property
     def built(self) -> bool:
@@ -114,12 +116,12 @@ class Sequential(Keras2Aliases):
     @property
     def input_shape(self) -> tuple:
         self._require_built("input_shape")
-        return (None, *self.layers[0].input_shape)
+        return (None, *self.layers[0]._built_input_shape)
 
     @property
     def output_shape(self) -> tuple:
         self._require_built("output_shape")
-        return (None, *self.layers[-1].output_shape)
+        return (None, *self.layers[-1]._built_output_shape)
 
     def _require_built(self, what: str) -> None:
         if not self.built:
@@ -218,7 +220,10 @@ class Sequential(Keras2Aliases):
 
     def _batch_figures(self, targets: np.ndarray, outputs: np.ndarray,
                        sample_weight: np.ndarray | None = None) -> dict[str, float]:
-        figures = {"loss": self.loss(targets, outputs, sample_weight)}
+        loss = self.loss
+        if loss is None:  # the public entry points refused an uncompiled model already, naming themselves
+            raise RuntimeError(f"{self.name}: the model has no loss; compile it first")
+        figures = {"loss": loss(targets, outputs, sample_weight)}
         for key, metric in self._metrics:
             figures[key] = metrics_module.batch_value(metric, targets, outputs)
         return figures

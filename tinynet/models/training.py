@@ -76,7 +76,7 @@ def _validation_batches(model: Any, validation_data: Any, batch_size: int, valid
         return None
     if is_batch_source(validation_data):
         return SourceBatches(model, validation_data, validation_steps, where, "validation_steps")
-    x_val, y_val = check_xy(model, *validation_data[:2], "fit", suffix="_val")
+    x_val, y_val = check_xy(model, validation_data[0], validation_data[1], "fit", suffix="_val")
     val_weight = validation_data[2] if len(validation_data) == 3 else None
     return ArrayBatches(model, x_val, y_val, sample_weights(val_weight, None, y_val, f"{where}: validation_data"),
                         batch_size)

@@ -8,6 +8,8 @@ optimizer's equations live in a file of their own (:mod:`.sgd`, :mod:`.rmsprop`,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tinynet.optimizers import schedules
 from tinynet.optimizers.adadelta import Adadelta
 from tinynet.optimizers.adagrad import Adagrad
@@ -23,7 +25,7 @@ __all__ = ["MAX_ITERATIONS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Ada
            "RMSprop", "SlotName", "check_iterations", "get", "schedules"]
 
 #: ``compile(optimizer='adam')``: every name builds the optimizer with Keras 2.2.4's defaults (Keras 3's for AdamW).
-_BY_NAME: dict[str, type[Optimizer]] = {
+_BY_NAME: dict[str, Callable[[], Optimizer]] = {
     "sgd": SGD, "rmsprop": RMSprop, "adagrad": Adagrad, "adadelta": Adadelta, "adam": Adam, "adamw": AdamW,
     "adamax": Adamax, "nadam": Nadam,
 }

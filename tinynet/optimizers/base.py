@@ -98,6 +98,8 @@ class Optimizer:
     #: False for an optimizer without Keras 2's ``decay`` argument (Nadam): ``decay`` then stays 0.
     has_decay = True
 
+    _learning_rate: float | schedules.LearningRateSchedule  # set through the learning_rate property's checks
+
     # Every setter checks, so ``optimizer.lr = -1`` or ``optimizer.iterations = -1000`` between two fits is refused
     # as the constructor would refuse it.
     @property
@@ -168,12 +170,13 @@ class Optimizer:
 
     def current_learning_rate(self) -> float:
         """``lr_t`` for the next update: the schedule at ``iterations``, or Keras 2's time-based decay."""
-        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
-            return check_real(type(self).__name__, f"the learning rate {self._learning_rate!r} gives at step "
-                              f"{self.iterations}, which", self._learning_rate(self.iterations))
+        learning_rate = self._learning_rate
+        if isinstance(learning_rate, schedules.LearningRateSchedule):
+            return check_real(type(self).__name__, f"the learning rate {learning_rate!r} gives at step "
+                              f"{self.iterations}, which", learning_rate(self.iterations))
         if self.decay > 0:
-            return self.learning_rate / (1.0 + self.decay * self.iterations)
-        return self.learning_rate
+            return learning_rate / (1.0 + self.decay * self.iterations)
+        return learning_rate
 
     def check_learning_rate(self, layers: Iterable[Layer]) -> None:
         """Raise ``ValueError`` if the learning rate is infinite in the float type of a parameter of ``layers``.
@@ -341,9 +344,8 @@ class Optimizer:
         """The constructor's arguments; a schedule as ``{"class_name", "config"}`` so that JSON can hold it, and
         ``clipnorm`` / ``clipvalue`` only when set (as Keras 2.2.4 writes them)."""
         learning_rate = self.learning_rate
-        if isinstance(learning_rate, schedules.LearningRateSchedule):
-            learning_rate = schedules.serialize(learning_rate)
-        config: dict[str, Any] = {"learning_rate": learning_rate}
+        config: dict[str, Any] = {"learning_rate": schedules.serialize(learning_rate)
+                                  if isinstance(learning_rate, schedules.LearningRateSchedule) else learning_rate}
         if self.has_decay:
             config["decay"] = self.decay
         if self.clipnorm is not None:

@@ -180,11 +180,11 @@ class CosineDecay(LearningRateSchedule):
     def __call__(self, step: int) -> float:
         if self.warmup_target is None:
             return self._decay(min(step, self.decay_steps), self.initial_learning_rate)
-        step = min(step, self.decay_steps + self.warmup_steps)
-        if step < self.warmup_steps:
+        position = min(step, self.decay_steps + self.warmup_steps)
+        if position < self.warmup_steps:
             delta = self.warmup_target - self.initial_learning_rate
-            return delta * (step / self.warmup_steps) + self.initial_learning_rate
-        return self._decay(step - self.warmup_steps, self.warmup_target)
+            return delta * (position / self.warmup_steps) + self.initial_learning_rate
+        return self._decay(position - self.warmup_steps, self.warmup_target)
 
     def get_config(self) -> dict[str, Any]:
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,

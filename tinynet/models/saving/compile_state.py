@@ -3,6 +3,7 @@ per-parameter slots and scalar state; written from a model and rebuilt, checked 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,7 @@ def rebuild_loss(loss_document: dict, custom_objects: dict[str, Any]) -> Any:
                        f"custom_objects={{{class_name!r}: YourLoss}}")
 
 
-def rebuild_optimizer(optimizer_document: dict, arrays: dict[str, np.ndarray], custom_objects: dict[str, Any],
+def rebuild_optimizer(optimizer_document: dict, arrays: Mapping[str, np.ndarray], custom_objects: dict[str, Any],
                        model: Any):
     """The optimizer of the file, with its ``iterations`` and slots checked against the rebuilt ``model``.
 

@@ -71,7 +71,7 @@ def checked_payload(file: Any, size: int, path: Path) -> bytes:
     return payload
 
 
-class StoredArrays(Mapping):
+class StoredArrays(Mapping[str, np.ndarray]):
     """The archive's arrays by key, each read (and checked: tinynet.archive) only when first asked for.
 
     Records which keys were asked for, so that members the document never names are refused without ever being
@@ -107,13 +107,13 @@ class StoredArrays(Mapping):
         return [key for key in self._archive.keys if key != DOCUMENT_KEY and key not in self._read]
 
 
-def stored_array(arrays: StoredArrays, key: Any, what: str) -> np.ndarray:
+def stored_array(arrays: Mapping[str, np.ndarray], key: Any, what: str) -> np.ndarray:
     if key not in arrays:
         raise FormatError(f"the array of {what} ({key!r}) is missing from the payload")
     return arrays[key]
 
 
-def stored_key(arrays: StoredArrays, key: Any, what: str) -> str:
+def stored_key(arrays: Mapping[str, np.ndarray], key: Any, what: str) -> str:
     if key not in arrays:
         raise FormatError(f"the array of {what} ({key!r}) is missing from the payload")
     return key

@@ -17,7 +17,7 @@ BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 def generator_state(generator: np.random.Generator) -> dict[str, Any]:
     """The full state of a NumPy Generator as a JSON-ready dict (``bit_generator`` names its class)."""
-    return generator.bit_generator.state
+    return dict(generator.bit_generator.state)  # NumPy types the state as a read-only Mapping; it is a new dict
 
 
 def restore_generator(state: dict[str, Any], existing: Any = None) -> np.random.Generator:

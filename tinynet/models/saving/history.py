@@ -11,13 +11,13 @@ from tinynet.models.saving.file_format import FormatError, typed
 MAX_EPOCHS = 2**31 - 1
 
 
-def merged_history(model: Any) -> tuple[list[int], dict[str, list[float]]]:
+def merged_history(model: Any) -> tuple[list[int], dict[str, list[float | None]]]:
     """Every epoch recorded so far: a loaded model's saved history, continued by the last ``fit``'s.
 
     Epochs of the saved history at or after the first epoch of the last fit are replaced by the new ones.
     """
     epochs: list[int] = []
-    history: dict[str, list[float]] = {}
+    history: dict[str, list[float | None]] = {}  # None: the metric was not recorded in that epoch
     restored = getattr(model, "_restored_history", None)
     current = getattr(model, "history", None)
     sources = [source for source in (restored, current) if source is not None]

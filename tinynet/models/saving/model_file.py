@@ -55,7 +55,8 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
                         "must hold numbers, strings, None, lists, tuples and dicts") from error
     arrays[DOCUMENT_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    # mypy matches a ``**dict`` against savez's ``allow_pickle: bool`` too; every key here is a member name.
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     payload = buffer.getvalue()
     header = HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), hashlib.sha256(payload).digest())
     with atomic_write(path) as file:

@@ -121,7 +121,7 @@ def model_from_document(document: dict, arrays: StoredArrays, custom_objects: di
     return model
 
 
-def _layer_class(class_name: Any, custom_objects: dict[str, Any]) -> type:
+def _layer_class(class_name: Any, custom_objects: dict[str, Any]) -> type[Layer]:
     if isinstance(class_name, str) and class_name in custom_objects:
         return custom_objects[class_name]
     try:

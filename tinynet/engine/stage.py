@@ -1,0 +1,34 @@
+"""What a model's passes run: a *stage*, the layer contract's running half.
+
+A stage is a layer itself (``model.fuse = False``, or a layer the engine has no stand-in for) or an engine object
+standing in for one layer or a run of them (:mod:`tinynet.engine.planner`). The passes in
+:mod:`tinynet.models.passes` know nothing else about it: they call ``forward`` down the list and ``backward`` back
+up, tell each stage whether anyone needs its input gradient, and drop its cache when no backward will come.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+class Stage(Protocol):
+    """One step of a pass. ``backward`` returns ``None`` when ``needs_input_gradient`` is off (Caffe's
+    ``propagate_down``): the first stage with parameters has nobody to hand ``dx`` to."""
+
+    needs_input_gradient: bool
+    _cache: Any  # what forward keeps for backward; ``None`` when there is nothing to keep
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray: ...
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None: ...
+
+
+@runtime_checkable
+class SoftmaxOutputStage(Protocol):
+    """A last stage that can start the backward pass at its softmax's input: with a cross-entropy loss the
+    gradient there is ``(p - y) / N``, and the softmax's own Jacobian is skipped (Dense, Activation and the
+    engine's threaded stand-ins for them)."""
+
+    def backward_preactivation(self, dz: np.ndarray) -> np.ndarray | None: ...
