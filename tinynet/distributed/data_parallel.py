@@ -128,6 +128,8 @@ class DataParallel(OneProcess):
             totals[-1] += shard.global_size
             if not shard.counted:
                 continue
+            if y is None:
+                raise ValueError("validation batches must carry targets")
             outputs = passes.forward(model, x[shard.start:shard.stop], training=False)
             figures = model._batch_figures(y[shard.start:shard.stop], outputs, share_weights)
             metric_share = shard.rows / shard.global_size
@@ -139,7 +141,7 @@ class DataParallel(OneProcess):
         return {key: float(totals[index] / totals[-1]) for index, key in enumerate(keys)}
 
 
-def layer_generators(layer: Any) -> dict[str, dict]:
+def layer_generators(layer: Any) -> dict[str, Any]:
     """The states of a layer's random generators (Dropout's mask stream), by attribute name."""
     return {name: value.bit_generator.state for name, value in vars(layer).items()
             if isinstance(value, np.random.Generator)}

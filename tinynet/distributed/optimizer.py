@@ -131,7 +131,7 @@ def DistributedOptimizer(optimizer: Any, world: World | None = None,  # noqa: N8
     if not hasattr(optimizer, "apply_gradients"):
         raise TypeError(f"DistributedOptimizer: expected a tinynet optimizer (or its name), got "
                         f"{type(optimizer).__name__}")
-    wrapped = object.__new__(_data_parallel_class(type(optimizer)))
+    wrapped: Any = object.__new__(_data_parallel_class(type(optimizer)))
     wrapped.__dict__.update(optimizer.__dict__)
     wrapped._world = world if world is not None else init()
     wrapped._packer = None

@@ -29,7 +29,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_parser(commands: argparse._SubParsersAction, formatter_class: type) -> argparse.ArgumentParser:
+def add_parser(commands: argparse._SubParsersAction, formatter_class: type[argparse.HelpFormatter]) \
+        -> argparse.ArgumentParser:
     """The ``explain`` subcommand and its flags."""
     explain = commands.add_parser(
         "explain", help="write one HTML page showing real training steps tensor by tensor (opens offline)",
@@ -72,7 +73,7 @@ def _error(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from tinynet import applications
-    from tinynet.optimizers import get
+    from tinynet.optimizers import SGD, get
     from tinynet.utils import set_random_seed, to_categorical
 
     from . import explain
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     model = applications.mnist_cnn(input_shape=x.shape[1:], classes=10)
     optimizer = get(args.optimizer)
     if args.optimizer == "sgd":
-        optimizer.learning_rate, optimizer.decay, optimizer.nesterov = 0.001, 1e-6, True  # the tutorial's
+        optimizer = SGD(learning_rate=0.001, decay=1e-6, nesterov=True)  # the tutorial's
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     started = time.perf_counter()
     try:

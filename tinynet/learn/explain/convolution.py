@@ -65,8 +65,14 @@ def applies_to(record: LayerRecord) -> bool:
     return isinstance(record.layer, Conv2D)
 
 
+def _convolution(record: LayerRecord) -> Conv2D:
+    if not isinstance(record.layer, Conv2D):
+        raise TypeError(f"{record.layer.name}: im2col and col2im are shown for Conv2D layers only")
+    return record.layer
+
+
 def receptive_field(record: LayerRecord) -> ReceptiveField:
-    layer = record.layer
+    layer = _convolution(record)
     kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = layer.window
     x = np.ascontiguousarray(record.x[:1], dtype=np.float64)
     kernel = np.asarray(record.params_before["kernel"], dtype=np.float64)
@@ -93,7 +99,7 @@ def receptive_field(record: LayerRecord) -> ReceptiveField:
 
 
 def gradient_back(record: LayerRecord) -> GradientBack:
-    layer = record.layer
+    layer = _convolution(record)
     kh, kw, sh, sw, pad_top, pad_left, out_h, out_w = layer.window
     kernel = np.asarray(record.params_before["kernel"], dtype=np.float64)
     filters = kernel.shape[-1]

@@ -75,7 +75,7 @@ class LossRecord:
     gradient: np.ndarray | None         # what the last layer received: (p - y) / N when fused
     fused: bool
     numeric: np.ndarray | None = None   # central differences of the loss for the entries at ``checked``
-    checked: list[tuple[int, int]] = field(default_factory=list)
+    checked: list[tuple[int, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -214,8 +214,11 @@ def _check_fused_gradient(model: Any, record: LossRecord, entries: int = 8, step
         return float(model.loss(targets, shifted / shifted.sum(axis=-1, keepdims=True)))
 
     # The largest entries of (p - y): the true class of the first samples and their strongest wrong guesses.
-    order = np.argsort(-np.abs(record.gradient[:4]), axis=None)[:entries]
-    checked = [tuple(int(i) for i in np.unravel_index(flat, record.gradient[:4].shape)) for flat in order]
+    if record.gradient is None:
+        raise ValueError("explain: no loss gradient was recorded for this step")
+    first = record.gradient[:4]
+    order = np.argsort(-np.abs(first), axis=None)[:entries]
+    checked: list[tuple[int, ...]] = [tuple(int(i) for i in np.unravel_index(flat, first.shape)) for flat in order]
     numeric = np.empty(len(checked))
     for position, index in enumerate(checked):
         original = logits[index]

@@ -75,7 +75,7 @@ def _clipped_gradient(optimizer: Any, step: StepRecord, grad: np.ndarray) -> tup
 
 def explain_updates(step: StepRecord, record: LayerRecord, optimizer: Any) -> list[UpdateExplanation]:
     """One :class:`UpdateExplanation` per parameter of the layer (none for a frozen layer)."""
-    explanations = []
+    explanations: list[UpdateExplanation] = []
     if not record.layer.trainable:
         return explanations
     for name, before in record.params_before.items():
