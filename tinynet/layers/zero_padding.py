@@ -9,8 +9,17 @@ import numpy as np
 from tinynet.layers.base import Layer
 
 
-def _non_negative_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _lengths_of_pair(padding: Any, expected: str, owner: str) -> tuple[Any, Any]:
+    """The (height, width) parts of a padding that is not a plain int."""
+    if isinstance(padding, str | bytes | bool) or not hasattr(padding, "__len__"):
+        raise TypeError(f"{owner}: padding must be {expected}, got {padding!r}")
+    if len(padding) != 2:
+        raise ValueError(f"{owner}: padding must be {expected}, got {padding!r}")
+    return padding[0], padding[1]
 
 
 class ZeroPadding2D(Layer):
@@ -37,22 +46,25 @@ class ZeroPadding2D(Layer):
 
     def _normalize_padding(self, padding: Any) -> tuple[tuple[int, int], tuple[int, int]]:
         expected = "an int, (rows, columns) or ((top, bottom), (left, right)) of ints >= 0"
-        if _non_negative_int(padding):
-            return ((int(padding),) * 2,) * 2
-        try:
-            pair = tuple(padding)
-        except TypeError:
-            raise TypeError(f"{self.name}: padding must be {expected}, got {padding!r}") from None
-        if len(pair) == 2 and all(_non_negative_int(v) for v in pair):
-            return ((int(pair[0]),) * 2, (int(pair[1]),) * 2)
-        try:
-            nested = tuple(tuple(side) for side in pair)
-        except TypeError:
-            raise TypeError(f"{self.name}: padding must be {expected}, got {padding!r}") from None
-        if len(nested) != 2 or not all(len(side) == 2 and all(_non_negative_int(v) for v in side) for side in nested):
-            raise ValueError(f"{self.name}: padding must be {expected}, got {padding!r}")
-        (top, bottom), (left, right) = nested
-        return ((int(top), int(bottom)), (int(left), int(right)))
+
+        def lengths(value: Any, count: int) -> tuple[int, ...]:
+            """``count`` ints >= 0 from an int (repeated) or a sequence of ``count`` of them."""
+            values = (value,) * count if _is_int(value) else value
+            if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+                raise TypeError(f"{self.name}: padding must be {expected}, got {padding!r}")
+            if len(values) != count:
+                raise ValueError(f"{self.name}: padding must be {expected}, got {padding!r}")
+            if not all(_is_int(v) for v in values):
+                raise TypeError(f"{self.name}: padding must be {expected}, got {padding!r}")
+            if any(v < 0 for v in values):
+                raise ValueError(f"{self.name}: padding must be {expected}, got {padding!r}")
+            return tuple(int(v) for v in values)
+
+        if _is_int(padding):
+            padding_h = padding_w = padding
+        else:
+            padding_h, padding_w = _lengths_of_pair(padding, expected, self.name)
+        return lengths(padding_h, 2), lengths(padding_w, 2)  # type: ignore[return-value]
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
