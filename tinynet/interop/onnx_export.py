@@ -21,8 +21,8 @@ then ``Flatten``; Dense -> ``Gemm`` (``MatMul`` + ``Add`` on inputs of more than
 ``BatchNormalization`` (inference: the moving statistics); Dropout -> nothing (inference); ReLU, LeakyReLU,
 Activation -> ``Relu``, ``LeakyRelu``, ``Sigmoid``, ``Tanh``, ``Softmax``, ``Elu``, ``Selu`` (Keras's constants
 as ``alpha`` and ``gamma``), ``Softplus``, ``Softsign``, ``HardSigmoid`` (``alpha=0.2, beta=0.5``: Keras 2's, which
-are ONNX's defaults), ``Exp``; ELU -> ``Elu`` with its ``alpha`` (a ReLU with ``threshold``,
-``max_value`` or ``negative_slope`` is composed from ``Where``/``Clip``/``Relu``, as Keras's backend composes it).
+are ONNX's defaults), ``Exp`` (a ReLU with ``threshold``, ``max_value`` or ``negative_slope`` is composed from
+``Where``/``Clip``/``Relu``, as Keras's backend composes it); ELU -> ``Elu`` with its ``alpha``.
 
 Weights are exported as float32 (ONNX Runtime's CPU kernels are float32), opset 17, and the graph passes
 ``onnx.checker.check_model(full_check=True)`` before it is written (atomically).
