@@ -113,3 +113,14 @@ def test_an_uncompiled_keras3_model_loads_uncompiled(tmp_path):
     assert model.optimizer is None
     x = np.random.default_rng(0).random((4, 3), dtype=np.float32)
     np.testing.assert_allclose(model.predict(x), original.predict(x, verbose=0), atol=1e-6)
+
+
+def test_a_keras_file_whose_last_layer_would_output_a_huge_sample_is_refused(tmp_path):
+    # A few bytes of JSON asking for 10^6 rows of zeros around each image: 4 * 10^12 numbers per sample.
+    Sequential([L.Conv2D(1, 1, input_shape=(4, 4, 1)), L.ZeroPadding2D(1)]).save(tmp_path / "model.h5")
+    with h5py.File(tmp_path / "model.h5", "r+") as root:
+        config = json.loads(root.attrs["model_config"])
+        config["config"]["layers"][-1]["config"]["padding"] = 10**6
+        root.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(ValueError, match="numbers per sample"):
+        load_model(tmp_path / "model.h5")
