@@ -45,7 +45,19 @@ def global_pooling() -> Sequential:
     return Sequential([L.Conv2D(4, 3, input_shape=(9, 9, 3)), L.GlobalAveragePooling2D(), L.Dense(3)])
 
 
-@pytest.mark.parametrize("make", [tutorial_cnn, every_layer, global_pooling])
+def keras2_layers() -> Sequential:
+    """ZeroPadding2D before the first convolution (NHWC) and after one (NCHW), dilated convolutions (valid and
+    same), ELU, Reshape and every activation of Keras 2 beyond the first five."""
+    backend.set_random_seed(8)
+    return Sequential([
+        L.ZeroPadding2D(((1, 0), (2, 1)), input_shape=(9, 8, 2)), L.Conv2D(4, 3, dilation_rate=(2, 1)),
+        L.ZeroPadding2D(1), L.ELU(0.4), L.Activation("selu"), L.Activation("softsign"),
+        L.Conv2D(3, (2, 3), padding="same", dilation_rate=(3, 2), activation="elu"), L.Activation("hard_sigmoid"),
+        L.Reshape((-1, 6)), L.Activation("softplus"), L.Dense(4, activation="exponential"), L.Flatten(),
+        L.Dense(3, activation="softmax")])
+
+
+@pytest.mark.parametrize("make", [tutorial_cnn, every_layer, global_pooling, keras2_layers])
 def test_onnx_runtime_matches_tinynet(tmp_path, make):
     model = make()
     path = tmp_path / "model.onnx"

@@ -236,6 +236,14 @@ def test_activation_values():
         "sigmoid": 1 / (1 + np.exp(-z)),
         "tanh": np.tanh(z),
         "softmax": np.exp(z) / np.exp(z).sum(),
+        # Keras 2.2.4's keras/activations.py, written out element by element with the math module.
+        "elu": np.array([[v if v > 0 else math.exp(v) - 1 for v in z[0]]]),
+        "selu": np.array([[1.0507009873554804934193349852946
+                           * (v if v > 0 else 1.6732632423543772848170429916717 * (math.exp(v) - 1)) for v in z[0]]]),
+        "softplus": np.array([[math.log(math.exp(v) + 1) for v in z[0]]]),
+        "softsign": np.array([[v / (abs(v) + 1) for v in z[0]]]),
+        "hard_sigmoid": np.array([[min(max(0.2 * v + 0.5, 0.0), 1.0) for v in z[0]]]),
+        "exponential": np.array([[math.exp(v) for v in z[0]]]),
     }
     assert sorted(expected) == activations.names()
     for name, values in expected.items():

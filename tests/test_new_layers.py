@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import tinynet.layers as layers_module
 from tinynet.layers import (
+    ELU,
     Activation,
     AveragePooling2D,
     BatchNormalization,
@@ -26,6 +27,8 @@ from tinynet.layers import (
     LeakyReLU,
     MaxPooling2D,
     ReLU,
+    Reshape,
+    ZeroPadding2D,
 )
 from tinynet.learn.gradcheck import GradcheckReport, check_layer, check_model
 from tinynet.models import Sequential, load_model, saving
@@ -410,11 +413,14 @@ BUILTIN_CASES = {
     "Conv2D": (lambda: Conv2D(3, 2, strides=2, padding="same", activation="sigmoid"), (5, 4, 2)),
     "Dense": (lambda: Dense(3, activation="softmax"), (4,)),
     "Dropout": (lambda: Dropout(0.4, seed=3), (3, 4)),
+    "ELU": (lambda: ELU(0.7), (3, 4)),
     "Flatten": (lambda: Flatten(), (2, 3, 2)),
     "GlobalAveragePooling2D": (lambda: GlobalAveragePooling2D(), (3, 2, 2)),
     "LeakyReLU": (lambda: LeakyReLU(), (3, 4)),
     "MaxPooling2D": (lambda: MaxPooling2D(2, padding="same"), (5, 5, 2)),
     "ReLU": (lambda: ReLU(max_value=1.0, negative_slope=0.1), (3, 4)),
+    "Reshape": (lambda: Reshape((-1, 2)), (3, 2, 2)),
+    "ZeroPadding2D": (lambda: ZeroPadding2D(((1, 0), (2, 1))), (3, 2, 2)),
 }
 
 

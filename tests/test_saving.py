@@ -38,6 +38,9 @@ LAYER_FACTORIES = {
     "Dropout": lambda: layers.Dropout(0.3, noise_shape=(None, 1, 1, None)),
     "MaxPooling2D": lambda: layers.MaxPooling2D((2, 2), strides=1, padding="same"),
     "ReLU": lambda: layers.ReLU(max_value=6.0, negative_slope=0.1, threshold=0.05),
+    "Reshape": lambda: layers.Reshape((-1, 5)),
+    "ZeroPadding2D": lambda: layers.ZeroPadding2D(((1, 0), (2, 1))),
+    "ELU": lambda: layers.ELU(0.5),
 }
 VECTOR_LAYERS = {"Dense"}
 

@@ -25,6 +25,10 @@ Single layers (:data:`ENGINE_IMPLEMENTATIONS`): ``Dense`` -> :class:`tinynet.eng
 ``Conv2D`` -> :class:`tinynet.engine.conv.ThreadedConv2D`: the layer's equations with the matrix products
 shared by the threads, bit for bit the layer's.
 
+Layers with an option the stages lack (a Conv2D with ``dilation_rate`` other than 1) run as themselves, and so do
+the layers the engine has no stage for (Reshape, ZeroPadding2D, ELU, Activation of any function but a plain ReLU
+after max pooling).
+
 ``model.fuse = False`` turns the engine off: the layers then run their own code, one by one (the reference the
 stages are tested against).
 """
@@ -47,11 +51,20 @@ from tinynet.layers.dropout import Dropout
 from tinynet.layers.max_pooling import MaxPooling2D
 
 #: The engine's implementation of a single layer, by the layer's exact class (a subclass may have changed the
-#: math, so it runs as itself). Each takes a layer of its key's class, which a dict's type cannot say: ``Any``.
+#: math, so it runs as itself), for the options its stages implement (:func:`_engine_implements`). Each takes a
+#: layer of its key's class, which a dict's type cannot say: ``Any``.
 ENGINE_IMPLEMENTATIONS: dict[type[Layer], Callable[[Any], Stage]] = {
     Dense: ThreadedDense,
     Conv2D: ThreadedConv2D,
 }
+
+
+def _engine_implements(layer: Stage) -> bool:
+    """Whether the engine's stages compute this layer: its exact class, and no option they lack (a dilated
+    Conv2D runs its own code; the stages' im2col takes no dilation)."""
+    if type(layer) is Conv2D:
+        return layer.dilation_rate == (1, 1)
+    return type(layer) in ENGINE_IMPLEMENTATIONS
 
 
 def _is_plain_relu(layer: Layer) -> bool:
@@ -63,7 +76,8 @@ def _is_plain_relu(layer: Layer) -> bool:
 
 def _absorbs_convolution(conv: Conv2D, following: PoolReluDropout) -> bool:
     """A Conv2D whose output goes, unactivated and unchanged, into a fused pooling stage."""
-    return conv.built and conv.activation.name == "linear" and conv.dtype == following.pool.dtype
+    return (_engine_implements(conv) and conv.built and conv.activation.name == "linear"
+            and conv.dtype == following.pool.dtype)
 
 
 def _pooling_stages(layers: list[Layer]) -> list[Stage]:
@@ -98,6 +112,5 @@ def plan(layers: list[Layer]) -> list[Stage]:
             merged.append(ConvPoolReluDropout(previous, stage))
         else:
             merged.append(stage)
-    return [ENGINE_IMPLEMENTATIONS[type(stage)](stage)
-            if isinstance(stage, Layer) and type(stage) in ENGINE_IMPLEMENTATIONS else stage
-            for stage in merged]
+    return [ENGINE_IMPLEMENTATIONS[type(stage)](stage) if isinstance(stage, Layer) and _engine_implements(stage)
+            else stage for stage in merged]

@@ -70,6 +70,10 @@ def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]])
                                        f"holds {len(held)} arrays for it")
             shape = layer._built_output_shape
             layers.append(layer)
+        # The last layer's output has no next layer to check it (ZeroPadding2D's padding can make it any size).
+        if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
+            raise KerasFormatError(f"layer {layers[-1].name!r} gives outputs of shape {shape}: {math.prod(shape):,} "
+                                   f"numbers per sample, more than the {MAX_SAMPLE_ELEMENTS:,} allowed")
         try:
             model = Sequential(layers, name=translated.name)
         except (TypeError, ValueError) as error:

@@ -44,7 +44,7 @@ def model_from_h5(root: Any) -> Any:
     model_config = h5_reading.json_attribute(root, "model_config", "/")
     if model_config is None:
         raise KerasFormatError("it has no model_config attribute: a weights file? use model.load_weights")
-    translated = sequential_from_keras(model_config)
+    translated = sequential_from_keras(model_config, _keras_major(root))
     weights_group = h5_reading.child(root, "model_weights", "")
     stored = [layer_arrays(weights_group, kwargs.get("name"), "/model_weights")
               for _, kwargs, _ in translated.layers]
@@ -63,6 +63,17 @@ def model_from_h5(root: Any) -> Any:
         if h5_reading.has_hard_child(root, "optimizer_weights"):
             keras_compile.restore_optimizer_state(model, optimizer_arrays(root))
     return model
+
+
+def _keras_major(root: Any) -> int | None:
+    """The major version in the file's ``keras_version`` attribute ("2.2.4" -> 2), None when absent or unreadable."""
+    version = h5_reading.attribute(root, "keras_version", "/")
+    if isinstance(version, bytes | np.bytes_):
+        version = bytes(version).decode("utf-8", errors="replace")
+    major = version.split(".")[0] if isinstance(version, str) else ""
+    if not (major.isascii() and major.isdigit() and len(major) <= 3):
+        return None
+    return int(major)
 
 
 def layer_arrays(group: Any, layer_name: Any, where: str) -> list[h5_reading.Stored]:

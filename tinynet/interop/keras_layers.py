@@ -10,9 +10,12 @@ mostly copying its config. What needs care:
 * **Renamed options.** Keras 3's ``LeakyReLU(negative_slope)`` is Keras 2's (and tinynet's) ``alpha``; dtypes
   are ``DTypePolicy`` objects in Keras 3, strings in Keras 2; initializers are ``VarianceScaling`` configs in
   Keras 2.2 and named classes in Keras 3.
-* **Options tinynet lacks.** Regularizers, constraints, grouped or dilated convolutions, mixed precision,
-  ``channels_first``, any activation beyond relu/softmax/sigmoid/tanh/linear: a layer using one is refused with
-  an error naming the layer and the option, never silently loaded as something else. An option left at the value
+* **Options tinynet lacks.** Regularizers, constraints, grouped convolutions, mixed precision,
+  ``channels_first``, any activation tinynet does not have (``tinynet.activations.names()``): a layer using one is
+  refused with an error naming the layer and the option, never silently loaded as something else.
+* **A name with two meanings.** ``hard_sigmoid`` is ``clip(0.2 x + 0.5, 0, 1)`` in Keras 2 (and tinynet) but
+  ``clip(x / 6 + 0.5, 0, 1)`` in Keras 3: it is read only from a Keras 2 file and never written (tinynet writes
+  Keras 3's format). An option left at the value
   that means "off" (``kernel_regularizer: null``, ``groups: 1``) is accepted.
 * **Code.** ``Lambda`` layers hold Python bytecode, and a custom class (``registered_name``, a module outside
   Keras) would need code from the file's author: both are refused. Nothing read from a file is ever executed.
@@ -34,7 +37,8 @@ LAYER_CLASSES = {
     "MaxPool2D": "MaxPooling2D", "AveragePooling2D": "AveragePooling2D", "AvgPool2D": "AveragePooling2D",
     "GlobalAveragePooling2D": "GlobalAveragePooling2D", "GlobalAvgPool2D": "GlobalAveragePooling2D",
     "BatchNormalization": "BatchNormalization", "Dropout": "Dropout", "Flatten": "Flatten",
-    "Activation": "Activation", "ReLU": "ReLU", "LeakyReLU": "LeakyReLU",
+    "Activation": "Activation", "ReLU": "ReLU", "LeakyReLU": "LeakyReLU", "ELU": "ELU", "Reshape": "Reshape",
+    "ZeroPadding2D": "ZeroPadding2D",
 }
 #: Layers that carry code (Python bytecode or a TensorFlow op) in their config: never loaded.
 CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
@@ -55,7 +59,12 @@ _OPTIONS = {
     "Activation": ("activation",),
     "ReLU": ("max_value", "negative_slope", "threshold"),
     "LeakyReLU": ("alpha",),
+    "ELU": ("alpha",),
+    "Reshape": ("target_shape",),
+    "ZeroPadding2D": ("padding", "data_format"),
 }
+#: Activation names that mean another function in Keras 3 than in Keras 2 and tinynet.
+_KERAS2_ONLY_ACTIVATIONS = ("hard_sigmoid",)
 #: Options tinynet lacks, accepted only at the value that switches them off.
 _OFF_VALUES = {
     "kernel_regularizer": None, "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
@@ -80,8 +89,11 @@ class TranslatedModel:
 
 
 # --------------------------------------------------------------------------------------------- Keras -> tinynet
-def sequential_from_keras(model_config: Any) -> TranslatedModel:
-    """Translate a model config (``{"class_name": "Sequential", "config": ...}``) in any of Keras's forms."""
+def sequential_from_keras(model_config: Any, keras_major: int | None = 3) -> TranslatedModel:
+    """Translate a model config (``{"class_name": "Sequential", "config": ...}``) in any of Keras's forms.
+
+    ``keras_major`` is the major version of the Keras that wrote it (None when the file does not say): the
+    activations whose meaning changed between Keras 2 and 3 are read only from a Keras 2 file."""
     model_config = _typed(model_config, dict, "the model config")
     class_name = model_config.get("class_name")
     if class_name != "Sequential":
@@ -114,7 +126,7 @@ def sequential_from_keras(model_config: Any) -> TranslatedModel:
             _check_off_options(layer_config, ("batch_shape", "batch_input_shape", "dtype", "name", "input_tensor"),
                                where)
             continue
-        layer_class, kwargs = layer_from_keras(keras_class, layer_config, where)
+        layer_class, kwargs = layer_from_keras(keras_class, layer_config, where, keras_major)
         declared = kwargs.pop("input_shape", None)
         if declared is not None and translated.input_shape is None and not translated.layers:
             translated.input_shape = declared
@@ -129,7 +141,8 @@ def sequential_from_keras(model_config: Any) -> TranslatedModel:
     return translated
 
 
-def layer_from_keras(keras_class: Any, config: dict[str, Any], where: str) -> tuple[type[Layer], dict[str, Any]]:
+def layer_from_keras(keras_class: Any, config: dict[str, Any], where: str,
+                     keras_major: int | None = 3) -> tuple[type[Layer], dict[str, Any]]:
     """The tinynet class and constructor arguments of one Keras layer config (refusing what tinynet lacks)."""
     if keras_class in CODE_LAYERS:
         raise KerasFormatError(f"{where}: {keras_class} layers hold Python code, which tinynet never runs from a "
@@ -175,12 +188,18 @@ def layer_from_keras(keras_class: Any, config: dict[str, Any], where: str) -> tu
     for key in _INITIALIZER_KEYS:
         if key in kwargs:
             kwargs[key] = initializer_from_keras(kwargs[key], f"{where}: {key}")
-    for key in ("kernel_size", "strides", "pool_size", "dilation_rate", "noise_shape"):
+    for key in ("kernel_size", "strides", "pool_size", "dilation_rate", "noise_shape", "target_shape"):
         if isinstance(kwargs.get(key), list):
             kwargs[key] = tuple(kwargs[key])
     if "activation" in kwargs and not (kwargs["activation"] is None or isinstance(kwargs["activation"], str)):
         raise KerasFormatError(f"{where}: the activation {kwargs['activation']!r:.80} is a serialized object "
-                               "(a custom activation?); tinynet takes relu, softmax, sigmoid, tanh or linear")
+                               "(a custom activation?); tinynet takes the names in tinynet.activations.names()")
+    if kwargs.get("activation") in _KERAS2_ONLY_ACTIVATIONS and keras_major != 2:
+        raise KerasFormatError(f"{where}: activation {kwargs['activation']!r} in a file from Keras "
+                               f"{keras_major or '(version not given)'}: Keras 3's hard_sigmoid is clip(x / 6 + 0.5, "
+                               "0, 1), tinynet's is Keras 2's clip(0.2 x + 0.5, 0, 1)")
+    if tinynet_class == "ZeroPadding2D" and isinstance(kwargs.get("padding"), list):
+        kwargs["padding"] = tuple(tuple(side) if isinstance(side, list) else side for side in kwargs["padding"])
     return layers_module.get(tinynet_class), kwargs
 
 
@@ -286,21 +305,25 @@ def keras_layer_config(layer: Layer) -> dict[str, Any]:
         raise TypeError(f"{layer.name}: Keras has no layer for tinynet's {class_name}; save in tinynet's format")
     config = layer.get_config()
     config.pop("input_shape", None)
+    if config.get("activation") in _KERAS2_ONLY_ACTIVATIONS:
+        raise TypeError(f"{layer.name}: activation {config['activation']!r} is another function in Keras 3 "
+                        "(clip(x / 6 + 0.5, 0, 1)), whose format tinynet writes; save in tinynet's format")
     keras_config: dict[str, Any] = {"name": layer.name, "trainable": layer.trainable,
                                     "dtype": dtype_policy(layer.dtype.name)}
     for key in _OPTIONS[class_name]:
         if key in config:
             value = config[key]
-            keras_config[key] = list(value) if isinstance(value, tuple) else value
+            keras_config[key] = _json_lists(value)
     if class_name == "LeakyReLU":
         keras_config["negative_slope"] = keras_config.pop("alpha")
     for key in _INITIALIZER_KEYS:
         if key in keras_config:
             keras_config[key] = keras_initializer(getattr(layer, key))
-    if class_name in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten"):
+    if class_name in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Flatten",
+                      "ZeroPadding2D"):
         keras_config["data_format"] = "channels_last"
     if class_name == "Conv2D":
-        keras_config.update(dilation_rate=[1, 1], groups=1)
+        keras_config.update(groups=1)
     if class_name in ("Conv2D", "Dense"):
         keras_config.update(kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                             kernel_constraint=None, bias_constraint=None)
@@ -310,6 +333,11 @@ def keras_layer_config(layer: Layer) -> dict[str, Any]:
     if layer.built:
         entry["build_config"] = {"input_shape": [None, *layer._built_input_shape]}
     return entry
+
+
+def _json_lists(value: Any) -> Any:
+    """Tuples (nested ones too, as ZeroPadding2D's padding) as the lists Keras writes."""
+    return [_json_lists(item) for item in value] if isinstance(value, tuple) else value
 
 
 def keras_initializer(initializer: Any) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def load_keras_model(path: str | os.PathLike) -> Any:
                 groups = _groups([keras_class for _, _, keras_class in translated.layers])
                 model = build_model(translated, read_variables(root, groups, WEIGHTS_MEMBER))
                 compile_config = config.get("compile_config")
-                if compile_config is not None:
+                if compile_config is not None and compile_config != {}:  # Keras 3 writes {} for an uncompiled model
                     _compile(model, compile_config)
                     if h5_reading.has_hard_child(root, "optimizer"):
                         optimizer_group = h5_reading.child(root, "optimizer", WEIGHTS_MEMBER)

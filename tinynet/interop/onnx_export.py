@@ -9,14 +9,20 @@ so the graph transposes to NCHW once at the first image layer and back to NHWC o
   graph transposes back to NHWC before ``Flatten``: the classic pitfall of exporting a Keras CNN.
 * **Softmax, Dense** act on the last axis, which must be the channels: NHWC again.
 
+* **Reshape** reorders nothing in Keras's channels-last C order: NHWC again, then ``Reshape`` to
+  ``[0, *target]`` (0 keeps the dynamic batch axis).
+
 Operators, layer by layer: Conv2D -> ``Conv`` (kernel ``(kh, kw, in, out)`` transposed to ``(out, in, kh, kw)``;
-``same`` padding as explicit ``pads``, tinynet's split: the extra row at the bottom/right as in Keras) and its
-activation; MaxPooling2D -> ``MaxPool`` (padding never wins a max); AveragePooling2D -> ``AveragePool`` with
+``dilations``; ``same`` padding as explicit ``pads`` over the dilated span, tinynet's split: the extra row at the
+bottom/right as in Keras) and its activation; ZeroPadding2D -> ``Pad`` (constant 0, in the running layout);
+MaxPooling2D -> ``MaxPool`` (padding never wins a max); AveragePooling2D -> ``AveragePool`` with
 ``count_include_pad=0`` (Keras averages the real pixels only); GlobalAveragePooling2D -> ``GlobalAveragePool``
 then ``Flatten``; Dense -> ``Gemm`` (``MatMul`` + ``Add`` on inputs of more than two axes); BatchNormalization ->
 ``BatchNormalization`` (inference: the moving statistics); Dropout -> nothing (inference); ReLU, LeakyReLU,
-Activation -> ``Relu``, ``LeakyRelu``, ``Sigmoid``, ``Tanh``, ``Softmax`` (a ReLU with ``threshold``,
-``max_value`` or ``negative_slope`` is composed from ``Where``/``Clip``/``Relu``, as Keras's backend composes it).
+Activation -> ``Relu``, ``LeakyRelu``, ``Sigmoid``, ``Tanh``, ``Softmax``, ``Elu``, ``Selu`` (Keras's constants
+as ``alpha`` and ``gamma``), ``Softplus``, ``Softsign``, ``HardSigmoid`` (``alpha=0.2, beta=0.5``: Keras 2's, which
+are ONNX's defaults), ``Exp`` (a ReLU with ``threshold``, ``max_value`` or ``negative_slope`` is composed from
+``Where``/``Clip``/``Relu``, as Keras's backend composes it); ELU -> ``Elu`` with its ``alpha``.
 
 Weights are exported as float32 (ONNX Runtime's CPU kernels are float32), opset 17, and the graph passes
 ``onnx.checker.check_model(full_check=True)`` before it is written (atomically).
@@ -31,6 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tinynet import activations
 from tinynet.fileio import atomic_write
 from tinynet.interop.dependencies import onnx as import_onnx
 from tinynet.interop.errors import require_built
@@ -88,10 +95,13 @@ def _activation(graph: _Graph, name: str, rank: int, hint: str) -> None:
         graph.to_layout("NHWC", rank)  # over the channels, the last axis in Keras
         graph.add("Softmax", [graph.current], hint, axis=-1)
         return
-    ops = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+    attributes = {"elu": {"alpha": 1.0}, "hard_sigmoid": {"alpha": 0.2, "beta": 0.5},
+                  "selu": {"alpha": activations.SELU_ALPHA, "gamma": activations.SELU_SCALE}}
+    ops = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "elu": "Elu", "selu": "Selu", "softplus": "Softplus",
+           "softsign": "Softsign", "hard_sigmoid": "HardSigmoid", "exponential": "Exp"}
     if name not in ops:
         raise ValueError(f"export: the activation {name!r} has no ONNX operator here")
-    graph.add(ops[name], [graph.current], hint)
+    graph.add(ops[name], [graph.current], hint, **attributes.get(name, {}))
 
 
 def _relu(graph: _Graph, layer: Any) -> None:
@@ -121,7 +131,8 @@ def _layer(graph: _Graph, layer: Any) -> None:
         if layer.use_bias:
             inputs.append(graph.constant("bias", layer.params["bias"]))
         graph.add("Conv", inputs, layer.name, kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
-                  pads=_window_pads(layer, layer.kernel_size, height, width))
+                  dilations=list(layer.dilation_rate), pads=_window_pads(layer, layer.dilated_kernel_size, height,
+                                                                         width))
         _activation(graph, layer.activation.name, rank, f"{layer.name}_activation")
     elif kind in ("MaxPooling2D", "AveragePooling2D"):
         graph.to_layout("NCHW", rank)
@@ -167,6 +178,17 @@ def _layer(graph: _Graph, layer: Any) -> None:
         _relu(graph, layer)
     elif kind == "LeakyReLU":
         graph.add("LeakyRelu", [graph.current], layer.name, alpha=layer.alpha)
+    elif kind == "ELU":
+        graph.add("Elu", [graph.current], layer.name, alpha=layer.alpha)
+    elif kind == "ZeroPadding2D":
+        (top, bottom), (left, right) = layer.padding
+        begin, end = ([0, 0, top, left], [0, 0, bottom, right]) if graph.layout == "NCHW" else \
+            ([0, top, left, 0], [0, bottom, right, 0])
+        graph.add("Pad", [graph.current, graph.constant("pads", begin + end, np.int64)], layer.name)
+    elif kind == "Reshape":
+        graph.to_layout("NHWC", rank)  # Keras's C order of channels-last data
+        shape = graph.constant("shape", [0, *layer.output_shape], np.int64)
+        graph.add("Reshape", [graph.current, shape], layer.name)
     elif kind != "Dropout":  # dropout is the identity at inference
         raise ValueError(f"export: tinynet's ONNX export has no operator for layer {layer.name!r} ({kind})")
 

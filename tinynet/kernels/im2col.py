@@ -10,6 +10,11 @@ where ``x`` reads as zero outside the image. ``im2col`` gathers every patch into
 
     cols[(n*out_h + i)*out_w + j, (di*kw + dj)*C + c] = x[n, i*sh + di - pad_top, j*sw + dj - pad_left, c]
 
+A dilated (atrous) convolution spaces the kernel's taps ``dilation`` pixels apart: tap ``(di, dj)`` reads
+``x[n, i*sh + di*dh - pad_top, j*sw + dj*dw - pad_left, c]``, so a ``k``-tap kernel spans ``k + (k-1)(d-1)``
+pixels. Every function here takes ``dilation_h``/``dilation_w`` (default 1); the tap offset ``di*dh`` is
+computed once per tap, outside the copy loops, so the undilated case runs the loops it always ran.
+
 so the whole convolution is ``cols @ K.reshape(kh*kw*C, filters)`` reshaped to ``(N, out_h, out_w, filters)``:
 one large matrix product, which BLAS does far faster than any loop over pixels.
 
@@ -113,6 +118,10 @@ def _window_geometry(
     )
 
 
+def _dilation(function: str, dilation_h: object, dilation_w: object) -> tuple[int, int]:
+    return _require_int(function, "dilation_h", dilation_h, 1), _require_int(function, "dilation_w", dilation_w, 1)
+
+
 def _check_im2col_args(function, x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out):
     x = _require_float_array(function, "x", x, 4)
     geometry = _window_geometry(function, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
@@ -176,7 +185,8 @@ def _inside_output_range(out_size, stride, offset, size):
 
 
 @numba.njit(cache=True)
-def _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+def _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
+                      dilation_h, dilation_w):
     """Fill the ``out_h * out_w`` rows of ``cols`` that belong to image ``n``.
 
     The loops run kernel offset first, like the NumPy reference: for a fixed ``(di, dj)`` the inside part of
@@ -185,9 +195,11 @@ def _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_to
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     first_row = n * out_h * out_w
     for di in range(kernel_h):
-        i_first, i_stop = _inside_output_range(out_h, stride_h, di - pad_top, height)
+        tap_h = di * dilation_h - pad_top  # the input row of output row 0 for this tap
+        i_first, i_stop = _inside_output_range(out_h, stride_h, tap_h, height)
         for dj in range(kernel_w):
-            j_first, j_stop = _inside_output_range(out_w, stride_w, dj - pad_left, width)
+            tap_w = dj * dilation_w - pad_left
+            j_first, j_stop = _inside_output_range(out_w, stride_w, tap_w, width)
             # Columns run (di, dj, c) with c fastest, matching both x's channels-last pixels and the Keras
             # kernel's reshape(kh*kw*C, filters).
             column = (di * kernel_w + dj) * channels
@@ -207,8 +219,8 @@ def _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_to
                 for j in range(j_stop, out_w):
                     for c in range(column, column_stop):
                         cols[row + j, c] = 0
-                h = i * stride_h + di - pad_top
-                w = j_first * stride_w + dj - pad_left
+                h = i * stride_h + tap_h
+                w = j_first * stride_w + tap_w
                 if channels == 1:
                     # Single-channel input (a network's first layer): a one-trip channel loop costs more
                     # than the copy it wraps, so it gets a loop of its own.
@@ -223,14 +235,17 @@ def _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_to
 
 
 @numba.njit(cache=True, nogil=True)  # nogil: tinynet's threads run it side by side
-def _im2col_serial(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+def _im2col_serial(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
+                   dilation_h, dilation_w):
     for n in range(x.shape[0]):
-        _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
+        _im2col_one_image(x, n, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
+                          dilation_h, dilation_w)
 
 
 
 @numba.njit(cache=True)
-def _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+def _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
+                      dilation_h, dilation_w):
     """Zero image ``n`` of ``dx``, then add onto it every entry of its ``out_h * out_w`` rows of ``cols``.
 
     The same loops as ``_im2col_one_image`` with ``+=``; entries read from the padding have no pixel to go
@@ -240,14 +255,16 @@ def _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_t
     dx[n, :, :, :] = 0
     first_row = n * out_h * out_w
     for di in range(kernel_h):
-        i_first, i_stop = _inside_output_range(out_h, stride_h, di - pad_top, height)
+        tap_h = di * dilation_h - pad_top
+        i_first, i_stop = _inside_output_range(out_h, stride_h, tap_h, height)
         for dj in range(kernel_w):
-            j_first, j_stop = _inside_output_range(out_w, stride_w, dj - pad_left, width)
+            tap_w = dj * dilation_w - pad_left
+            j_first, j_stop = _inside_output_range(out_w, stride_w, tap_w, width)
             column = (di * kernel_w + dj) * channels
             for i in range(i_first, i_stop):
                 row = first_row + i * out_w
-                h = i * stride_h + di - pad_top
-                w = j_first * stride_w + dj - pad_left
+                h = i * stride_h + tap_h
+                w = j_first * stride_w + tap_w
                 if channels == 1:
                     for j in range(j_first, j_stop):
                         dx[n, h, w, 0] += cols[row + j, column]
@@ -260,9 +277,11 @@ def _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_t
 
 
 @numba.njit(cache=True, nogil=True)  # nogil: tinynet's threads run it side by side
-def _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w):
+def _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
+                   dilation_h, dilation_w):
     for n in range(dx.shape[0]):
-        _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
+        _col2im_one_image(cols, n, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
+                          dilation_h, dilation_w)
 
 
 
@@ -271,7 +290,9 @@ def _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pa
 # ----------------------------------------------------------------------------------------------------
 
 
-def im2col(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None) -> np.ndarray:
+def im2col(
+    x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None, dilation_h=1, dilation_w=1,
+) -> np.ndarray:
     """Gather every ``kernel_h x kernel_w`` patch of ``x`` into one row of a matrix (serial Numba kernel).
 
     Args:
@@ -283,28 +304,30 @@ def im2col(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, 
         out_h, out_w: number of window positions down / across.
         out: optional C-contiguous buffer of the result's shape and dtype; it is filled and returned, so a
             layer can reuse one buffer across steps.
+        dilation_h, dilation_w: spacing of the kernel's taps (>= 1; 1 is an ordinary convolution).
 
     Returns:
         ``cols`` of shape ``(N*out_h*out_w, kernel_h*kernel_w*C)``, dtype of ``x``, with
-        ``cols[(n*out_h + i)*out_w + j, (di*kernel_w + dj)*C + c] = x[n, i*stride_h + di - pad_top,
-        j*stride_w + dj - pad_left, c]`` (zero outside the image).
+        ``cols[(n*out_h + i)*out_w + j, (di*kernel_w + dj)*C + c] = x[n, i*stride_h + di*dilation_h - pad_top,
+        j*stride_w + dj*dilation_w - pad_left, c]`` (zero outside the image).
     """
     x, geometry, cols = _check_im2col_args(
         "im2col", x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out
     )
-    _im2col_serial(x, cols, *geometry)
+    _im2col_serial(x, cols, *geometry, *_dilation("im2col", dilation_h, dilation_w))  # type: ignore[call-arg]  # a Numba dispatcher takes the kernel's own arguments
     return cols
 
 
 
 def col2im(
     cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
-    out_h, out_w, out=None,
+    out_h, out_w, out=None, dilation_h=1, dilation_w=1,
 ) -> np.ndarray:
     """The adjoint of :func:`im2col`: add every entry of ``cols`` back onto the pixel it was read from.
 
     ``dx[n, h, w, c] = sum of cols[(n*out_h + i)*out_w + j, (di*kernel_w + dj)*C + c]`` over all
-    ``(i, j, di, dj)`` with ``i*stride_h + di - pad_top == h`` and ``j*stride_w + dj - pad_left == w``.
+    ``(i, j, di, dj)`` with ``i*stride_h + di*dilation_h - pad_top == h`` and
+    ``j*stride_w + dj*dilation_w - pad_left == w``.
     Entries that were read from the padding are dropped. The window arguments are those given to
     :func:`im2col`; ``(batch, height, width, channels)`` is the shape of the image it was given.
 
@@ -315,22 +338,28 @@ def col2im(
         "col2im", cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w,
         pad_top, pad_left, out_h, out_w, out,
     )
-    _col2im_serial(cols, dx, *geometry)
+    _col2im_serial(cols, dx, *geometry, *_dilation("col2im", dilation_h, dilation_w))  # type: ignore[call-arg]  # (see im2col)
     return dx
 
 
 
-def im2col_unchecked(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w) -> None:
+def im2col_unchecked(
+    x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dilation_h=1, dilation_w=1,
+) -> None:
     """:func:`im2col` into ``cols`` without the argument checks, for callers that checked the geometry once
     (a fused stage calls it per slice of a batch, where the checks would cost more than the copy). Releases the
     GIL. Wrong shapes here write out of bounds: pass only what :func:`im2col` would accept."""
-    _im2col_serial(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
+    _im2col_serial(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dilation_h,
+                   dilation_w)
 
 
-def col2im_unchecked(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w) -> None:
+def col2im_unchecked(
+    cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dilation_h=1, dilation_w=1,
+) -> None:
     """:func:`col2im` into ``dx`` (zeroed first) without the argument checks; the same caveats as
     :func:`im2col_unchecked`."""
-    _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
+    _col2im_serial(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dilation_h,
+                   dilation_w)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -338,23 +367,26 @@ def col2im_unchecked(cols, dx, kernel_h, kernel_w, stride_h, stride_w, pad_top, 
 # ----------------------------------------------------------------------------------------------------
 
 
-def _padded_size(size: int, pad_before: int, kernel: int, stride: int, out: int) -> int:
-    """Rows (or columns) of a padded image big enough for the image itself and for every window."""
-    return max(pad_before + size, (out - 1) * stride + kernel)
+def _padded_size(size: int, pad_before: int, kernel: int, stride: int, out: int, dilation: int = 1) -> int:
+    """Rows (or columns) of a padded image big enough for the image itself and for every (dilated) window."""
+    return max(pad_before + size, (out - 1) * stride + (kernel - 1) * dilation + 1)
 
 
-def im2col_reference(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None):
+def im2col_reference(
+    x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out=None, dilation_h=1, dilation_w=1,
+):
     """Plain NumPy :func:`im2col`: zero-pad the batch, then copy one strided slice per kernel offset."""
     x, geometry, cols = _check_im2col_args(
         "im2col_reference", x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w, out
     )
     kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w = geometry
+    dilation_h, dilation_w = _dilation("im2col_reference", dilation_h, dilation_w)
     batch, height, width, channels = x.shape
     padded = np.zeros(
         (
             batch,
-            _padded_size(height, pad_top, kernel_h, stride_h, out_h),
-            _padded_size(width, pad_left, kernel_w, stride_w, out_w),
+            _padded_size(height, pad_top, kernel_h, stride_h, out_h, dilation_h),
+            _padded_size(width, pad_left, kernel_w, stride_w, out_w, dilation_w),
             channels,
         ),
         dtype=x.dtype,
@@ -363,16 +395,17 @@ def im2col_reference(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_lef
     patches = cols.reshape(batch, out_h, out_w, kernel_h, kernel_w, channels)
     for di in range(kernel_h):
         for dj in range(kernel_w):
-            # Offset (di, dj) of every window at once: rows di, di + stride_h, ..., columns likewise.
+            # Tap (di, dj) of every window at once: rows di*dh, di*dh + stride_h, ..., columns likewise.
+            top, left = di * dilation_h, dj * dilation_w
             patches[:, :, :, di, dj, :] = padded[
-                :, di : di + stride_h * out_h : stride_h, dj : dj + stride_w * out_w : stride_w, :
+                :, top : top + stride_h * out_h : stride_h, left : left + stride_w * out_w : stride_w, :
             ]
     return cols
 
 
 def col2im_reference(
     cols, batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
-    out_h, out_w, out=None,
+    out_h, out_w, out=None, dilation_h=1, dilation_w=1,
 ) -> np.ndarray:
     """Plain NumPy :func:`col2im`: the same loop over kernel offsets as the reference im2col, with ``+=``."""
     cols, geometry, dx = _check_col2im_args(
@@ -380,12 +413,13 @@ def col2im_reference(
         pad_top, pad_left, out_h, out_w, out,
     )
     kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out_h, out_w = geometry
+    dilation_h, dilation_w = _dilation("col2im_reference", dilation_h, dilation_w)
     batch, height, width, channels = dx.shape
     padded = np.zeros(
         (
             batch,
-            _padded_size(height, pad_top, kernel_h, stride_h, out_h),
-            _padded_size(width, pad_left, kernel_w, stride_w, out_w),
+            _padded_size(height, pad_top, kernel_h, stride_h, out_h, dilation_h),
+            _padded_size(width, pad_left, kernel_w, stride_w, out_w, dilation_w),
             channels,
         ),
         dtype=cols.dtype,
@@ -394,8 +428,8 @@ def col2im_reference(
     for di in range(kernel_h):
         for dj in range(kernel_w):
             # Within one offset the strided slice holds distinct pixels, so a vectorised += is safe here.
-            padded[:, di : di + stride_h * out_h : stride_h, dj : dj + stride_w * out_w : stride_w, :] += patches[
-                :, :, :, di, dj, :
-            ]
+            top, left = di * dilation_h, dj * dilation_w
+            padded[:, top : top + stride_h * out_h : stride_h, left : left + stride_w * out_w : stride_w, :] += \
+                patches[:, :, :, di, dj, :]
     dx[...] = padded[:, pad_top : pad_top + height, pad_left : pad_left + width, :]
     return dx

@@ -6,11 +6,14 @@ from tinynet.layers.base import Layer
 from tinynet.layers.conv import Conv2D
 from tinynet.layers.dense import Dense
 from tinynet.layers.dropout import Dropout
+from tinynet.layers.elu import ELU
+from tinynet.layers.flatten import Flatten
 from tinynet.layers.global_pooling import GlobalAveragePooling2D
 from tinynet.layers.leaky_relu import LeakyReLU
 from tinynet.layers.max_pooling import MaxPooling2D
 from tinynet.layers.normalization import BatchNormalization
-from tinynet.layers.reshape import Flatten
+from tinynet.layers.reshape import Reshape
+from tinynet.layers.zero_padding import ZeroPadding2D
 
 # Keras 2 aliases
 Convolution2D = Conv2D
@@ -27,6 +30,7 @@ __all__ = [
     "Convolution2D",
     "Dense",
     "Dropout",
+    "ELU",
     "Flatten",
     "GlobalAveragePooling2D",
     "GlobalAvgPool2D",
@@ -35,6 +39,8 @@ __all__ = [
     "MaxPool2D",
     "MaxPooling2D",
     "ReLU",
+    "Reshape",
+    "ZeroPadding2D",
 ]
 
 

@@ -11,7 +11,8 @@ from tinynet.layers.base import Layer
 
 
 class Activation(Layer):
-    r"""Applies a named element-wise function: ``Activation('relu' | 'softmax' | 'sigmoid' | 'tanh' | 'linear')``.
+    r"""Applies a named element-wise function: ``Activation('relu' | 'softmax' | 'sigmoid' | 'tanh' | 'linear' |
+    'elu' | 'selu' | 'softplus' | 'softsign' | 'hard_sigmoid' | 'exponential')``, Keras 2.2.4's formulas.
 
     Shapes: any ``(N, ...)`` in, the same shape out (softmax normalises over the last axis).
 

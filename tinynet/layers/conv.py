@@ -21,8 +21,12 @@ class Conv2D(Layer):
 
     Forward::
 
-        z[n,i,j,f] = b[f] + sum_{di,dj,c} x[n, i*sh + di - pt, j*sw + dj - pl, c] * K[di,dj,c,f]
+        z[n,i,j,f] = b[f] + sum_{di,dj,c} x[n, i*sh + di*dh - pt, j*sw + dj*dw - pl, c] * K[di,dj,c,f]
         y = activation(z)
+
+    ``dilation_rate = (dh, dw)`` spaces the kernel's taps (an atrous convolution; 1 is the ordinary one). A
+    ``k``-tap kernel then spans ``k + (k-1)(d-1)`` pixels, and Keras's output-size and 'same'-padding rules apply to
+    that span. As in Keras 2 (TensorFlow), a dilation other than 1 together with strides other than 1 is refused.
 
     im2col copies every receptive field into one row, so the triple sum becomes a single matrix product::
 
@@ -69,8 +73,10 @@ class Conv2D(Layer):
         if data_format not in (None, "channels_last"):
             raise ValueError(f"{self.name}: only data_format='channels_last' (N, H, W, C) is supported, "
                              f"got {data_format!r}")
-        if normalize_tuple(dilation_rate, 2, "dilation_rate", self.name) != (1, 1):
-            raise ValueError(f"{self.name}: dilation_rate other than (1, 1) is not supported, got {dilation_rate!r}")
+        self.dilation_rate = normalize_tuple(dilation_rate, 2, "dilation_rate", self.name)
+        if self.dilation_rate != (1, 1) and self.strides != (1, 1):
+            raise ValueError(f"{self.name}: dilation_rate != 1 is incompatible with strides != 1 (as in Keras 2), "
+                             f"got dilation_rate={self.dilation_rate} and strides={self.strides}")
         self.activation = activations.get(activation, owner=f"{self.name} activation")
         self.use_bias = self._flag(use_bias, "use_bias")
         self.kernel_initializer = initializers_module.get(kernel_initializer, owner=f"{self.name} kernel_initializer")
@@ -79,7 +85,7 @@ class Conv2D(Layer):
     def build(self, input_shape: tuple[int, ...]) -> None:
         input_shape = self._validate_shape(input_shape, "input_shape")
         self.out_h, self.out_w, self.pad_top, self.pad_left = window_geometry(
-            input_shape, self.kernel_size, self.strides, self.padding, self.name
+            input_shape, self.dilated_kernel_size, self.strides, self.padding, self.name
         )
         kh, kw = self.kernel_size
         self.add_weight("kernel", (kh, kw, input_shape[-1], self.filters), self.kernel_initializer)
@@ -89,6 +95,12 @@ class Conv2D(Layer):
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_h, self.out_w, self.filters)
+
+    @property
+    def dilated_kernel_size(self) -> tuple[int, int]:
+        """The span of the kernel's taps, ``k + (k-1)(d-1)`` per axis (``kernel_size`` without dilation)."""
+        (kernel_h, kernel_w), (dilation_h, dilation_w) = self.kernel_size, self.dilation_rate
+        return kernel_h + (kernel_h - 1) * (dilation_h - 1), kernel_w + (kernel_w - 1) * (dilation_w - 1)
 
     @property
     def window(self) -> tuple[int, int, int, int, int, int, int, int]:
@@ -103,7 +115,8 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         rows, depth = batch * self.out_h * self.out_w, kh * kw * self._built_input_shape[-1]
         # The im2col matrix is rebuilt every step into the same buffer (it is also what backward needs for dW).
-        cols = im2col(x, *self.window, out=self._scratch("cols", (rows, depth)))
+        cols = im2col(x, *self.window, out=self._scratch("cols", (rows, depth)), dilation_h=self.dilation_rate[0],
+                      dilation_w=self.dilation_rate[1])
         z = blocked_matmul(cols, self.params["kernel"].reshape(depth, self.filters))
         if self.use_bias:
             z += self.params["bias"]
@@ -133,7 +146,8 @@ class Conv2D(Layer):
             return None
         dcols = blocked_matmul(dz_rows, kernel.T, out=self._scratch("dcols", cols.shape))
         height, width, channels = self._built_input_shape
-        return col2im(dcols, batch, height, width, channels, *self.window)
+        return col2im(dcols, batch, height, width, channels, *self.window, dilation_h=self.dilation_rate[0],
+                      dilation_w=self.dilation_rate[1])
 
     def get_config(self) -> dict[str, Any]:
         return super().get_config() | {
@@ -141,6 +155,7 @@ class Conv2D(Layer):
             "kernel_size": self.kernel_size,
             "strides": self.strides,
             "padding": self.padding,
+            "dilation_rate": self.dilation_rate,
             "activation": self.activation.name,
             "use_bias": self.use_bias,
             "kernel_initializer": initializers_module.serialize(self.kernel_initializer),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from tinynet.layers import AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D, MaxPooling2D
+from tinynet.layers import AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D, MaxPooling2D, Reshape
 from tinynet.layers.base import Layer
 
 __all__ = ["activation_bytes", "format_bytes", "forward_flops"]
@@ -27,7 +27,7 @@ def forward_flops(layer: Layer) -> int:
     Dense                         ``2 * in * units`` (times any leading axes)
     MaxPooling2D, AveragePooling  ``Ho * Wo * C * ph * pw``: one comparison or addition per window element
     GlobalAveragePooling2D        ``H * W * C`` additions
-    Flatten                       0 (a reshape moves no data)
+    Flatten, Reshape              0 (a reshape moves no data)
     anything else                 one operation per output element (activations, dropout, normalisation)
     ============================  ============================================================================
 
@@ -48,7 +48,7 @@ def forward_flops(layer: Layer) -> int:
         return outputs * layer.pool_size[0] * layer.pool_size[1]
     if isinstance(layer, GlobalAveragePooling2D):
         return math.prod(layer._built_input_shape)
-    if isinstance(layer, Flatten):
+    if isinstance(layer, Flatten | Reshape):
         return 0
     return outputs
 
@@ -57,11 +57,11 @@ def activation_bytes(layer: Layer, batch_size: int) -> int:
     """Bytes of ``layer``'s output for a batch: ``batch_size * prod(output_shape) * itemsize``.
 
     That is what flows to the next layer. What a layer *caches* for its backward pass can be more (Conv2D keeps
-    its im2col matrix, ``kh*kw*C_in / F`` times the size of its output) or less. Flatten counts 0: its output
-    is a view of its input, no new memory.
+    its im2col matrix, ``kh*kw*C_in / F`` times the size of its output) or less. Flatten and Reshape count 0: their
+    output is a view of their input, no new memory.
     """
     _require_built(layer, "activation_bytes")
-    if isinstance(layer, Flatten):
+    if isinstance(layer, Flatten | Reshape):
         return 0
     return int(batch_size) * math.prod(layer._built_output_shape) * layer.dtype.itemsize
 

@@ -74,6 +74,10 @@ def model_from_document(document: dict, arrays: StoredArrays, custom_objects: di
                 input_shape = tuple(typed(layer_document["input_shape"], list, f"input_shape of {layer.name!r}"))
                 _check_sample_size(input_shape, f"the input shape of layer {layer.name!r}")
                 layer.build(input_shape)
+            if layer.built:
+                # A layer can grow its input (ZeroPadding2D's padding comes from the config); the next layer's input
+                # shape is checked above, the last layer's output only here.
+                _check_sample_size(layer.output_shape, f"the output shape of layer {layer.name!r}")
             layers.append(layer)
         model = model_class(layers, name=model_document["name"])
         if layers and all(document_["built"] for document_ in layer_documents) and not model.built:
