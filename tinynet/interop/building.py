@@ -86,8 +86,7 @@ def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]])
         except ValueError as error:
             raise KerasFormatError(f"weights of layer {layer.name!r}: {error}") from None
     for layer, values in pending:
-        for name, value in zip(layer.weight_names, values, strict=True):
-            layer._weight(name)[...] = value
+        layer.set_weights(values)  # every layer's values checked above, so a bad file changes no layer
     return model
 
 

@@ -63,7 +63,25 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({arguments})"
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _DecayBySteps(LearningRateSchedule):
+    """The arguments ExponentialDecay and InverseTimeDecay share: a rate that decays by ``decay_rate`` over every
+    ``decay_steps`` updates, continuously or (``staircase``) in whole steps."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False,
+                 name: str | None = None) -> None:
+        owner = type(self).__name__
+        self.initial_learning_rate = _finite(owner, "initial_learning_rate", initial_learning_rate)
+        self.decay_steps = _finite(owner, "decay_steps", decay_steps, positive=True)
+        self.decay_rate = _finite(owner, "decay_rate", decay_rate)
+        self.staircase = _flag(owner, "staircase", staircase)
+        self.name = _name(owner, name)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_DecayBySteps):
     r"""``lr(step) = initial_learning_rate * decay_rate ** (step / decay_steps)``.
 
     With ``staircase=True`` the exponent is ``floor(step / decay_steps)``: the rate drops by ``decay_rate`` every
@@ -71,51 +89,25 @@ class ExponentialDecay(LearningRateSchedule):
     the same factor, so the rate halves (for ``decay_rate=0.5``) as often late in training as early.
     """
 
-    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False,
-                 name: str | None = None) -> None:
-        owner = type(self).__name__
-        self.initial_learning_rate = _finite(owner, "initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _finite(owner, "decay_steps", decay_steps, positive=True)
-        self.decay_rate = _finite(owner, "decay_rate", decay_rate)
-        self.staircase = _flag(owner, "staircase", staircase)
-        self.name = _name(owner, name)
-
     def __call__(self, step: int) -> float:
         exponent = step / self.decay_steps
         if self.staircase:
             exponent = math.floor(exponent)
         return self.initial_learning_rate * self.decay_rate ** exponent
 
-    def get_config(self) -> dict[str, Any]:
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
-
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_DecayBySteps):
     r"""``lr(step) = initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (``floor(step / decay_steps)``
     with ``staircase=True``).
 
     Keras 2's ``decay`` argument is the special case ``decay_steps=1, decay_rate=decay``: ``lr / (1 + decay * t)``.
     """
 
-    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float, staircase: bool = False,
-                 name: str | None = None) -> None:
-        owner = type(self).__name__
-        self.initial_learning_rate = _finite(owner, "initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _finite(owner, "decay_steps", decay_steps, positive=True)
-        self.decay_rate = _finite(owner, "decay_rate", decay_rate)
-        self.staircase = _flag(owner, "staircase", staircase)
-        self.name = _name(owner, name)
-
     def __call__(self, step: int) -> float:
         fraction = step / self.decay_steps
         if self.staircase:
             fraction = math.floor(fraction)
         return self.initial_learning_rate / (1 + self.decay_rate * fraction)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):

@@ -98,8 +98,7 @@ def model_from_document(document: dict, arrays: StoredArrays, custom_objects: di
         except ValueError as error:
             raise FormatError(f"weights of layer {layer.name!r}: {error}") from None
     for layer, values in pending:
-        for name, value in zip(layer.weight_names, values, strict=True):
-            layer._weight(name)[...] = value
+        layer.set_weights(values)  # every layer's values checked above, so a bad file changes no layer
 
     # Random streams: only generators the rebuilt layer has (a name from the file must not replace ``forward``).
     for layer, layer_document in zip(model.layers, layer_documents, strict=True):
