@@ -4,9 +4,10 @@ tinynet, unchanged but for their imports, and still ask for Keras's recipes.
 CI has no MNIST and must not fetch it, so ``mnist.load_data`` is replaced by digits-like stand-ins (dim noise with a
 bright bar whose row depends on the label, as in ``conftest.tiny_idx_dataset``), and ``Sequential.fit`` by a
 wrapper that records what the example asked for, then trains on the first few hundred images for a few epochs: the
-full recipe (12 or 20 epochs over 60,000 images) takes an hour on two cores; ``docs/reproduction.md`` has its
-figures. Everything else -- the reshapes, ``K.image_data_format()``, ``keras.utils.to_categorical``, the function
-object ``keras.losses.categorical_crossentropy`` given to ``compile``, ``summary``, ``evaluate`` -- runs as written.
+full recipes (12 and 20 epochs over 60,000 images) took 35 and 9 minutes on two shared cores, and
+``docs/reproduction.md`` has their figures. Everything else -- the reshapes, ``K.image_data_format()``,
+``keras.utils.to_categorical``, the function object ``keras.losses.categorical_crossentropy`` given to ``compile``,
+``summary``, ``evaluate`` -- runs as written.
 """
 
 from __future__ import annotations
