@@ -40,9 +40,11 @@ class ArrayBatches:
 
     def epoch(self) -> Iterator[Batch]:
         model = self.model
-        order = model._shuffle_generator.permutation(self.samples) if self.shuffle else np.arange(self.samples)
+        # Unshuffled (evaluate, validation, shuffle=False) a batch is a slice: a view, copied only if it must be cast.
+        order = model._shuffle_generator.permutation(self.samples) if self.shuffle else None
         for step in range(self.steps):
-            indices = order[step * self.batch_size:(step + 1) * self.batch_size]
+            start, stop = step * self.batch_size, (step + 1) * self.batch_size
+            indices = slice(start, stop) if order is None else order[start:stop]
             weights = None if self.weights is None else self.weights[indices]
             yield model._gather(self.x, indices), model._gather_targets(self.y, indices), weights
 
