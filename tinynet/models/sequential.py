@@ -183,8 +183,7 @@ class Sequential(Keras2Aliases):
         """
         x, y = self._as_model_batch(x, y)
         with passes.compute_scope(self):
-            figures = self.compute_gradients(x, y) if sample_weight is None else \
-                self.compute_gradients(x, y, sample_weight=sample_weight)
+            figures = self.compute_gradients(x, y, sample_weight=sample_weight)
             if hasattr(self.optimizer, "combine_shares"):
                 # Data-parallel training (tinynet.distributed): the gradients and figures of every process's share
                 # of the batch are summed here, in one exchange, so that every process checks and applies the same.
@@ -293,10 +292,7 @@ class Sequential(Keras2Aliases):
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
         """Outputs for one batch, dropout off."""
-        x = check_x(self, x, "predict_on_batch")
-        outputs = passes.forward(self, self._gather(x, slice(None)), training=False)
-        passes.clear_caches(self)
-        return outputs
+        return self(check_x(self, x, "predict_on_batch"), training=False)
 
     # ----------------------------------------------------------------------------- saving, weights, summary
     def save(self, filepath: Any) -> None:
