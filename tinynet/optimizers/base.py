@@ -70,8 +70,8 @@ def check_iterations(value: Any, owner: str = "optimizer") -> int:
     return int(value)
 
 
-# One parameter's share of an update: flat slices of the parameter, its gradient and its slots in use.
-_Slice = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]
+# One parameter's part of an update: the parameter, its gradient (in the parameter's dtype) and its slots in use.
+_Update = tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]
 
 
 class Optimizer:
@@ -226,7 +226,7 @@ class Optimizer:
         owner = type(self).__name__
         lr_t = self.current_learning_rate()
         kinds = self.slots_in_use()
-        updates = []
+        updates: list[_Update] = []
         checked_dtypes: set[np.dtype] = set()
         for layer in layers:
             if not layer.trainable:
@@ -253,8 +253,7 @@ class Optimizer:
         self.iterations += 1
         return non_finite == 0
 
-    def _clipped(self, updates: list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]]) \
-            -> list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]]:
+    def _clipped(self, updates: list[_Update]) -> list[_Update]:
         """The updates with clipped copies of their gradients (``layer.grads`` stay as backward left them).
 
         Keras 2.2.4 (``Optimizer.get_gradients``), with ``c = clipnorm``, ``v = clipvalue``, both when ``> 0``::
@@ -278,8 +277,7 @@ class Optimizer:
                         slots) for param, grad, slots in updates]
         return updates
 
-    def _run_sliced(self, updates: list[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]],
-                    learning_rate: float) -> int:
+    def _run_sliced(self, updates: list[_Update], learning_rate: float) -> int:
         # Each array is cut into one contiguous slice per engine thread and thread k updates slice k of every
         # array: the work is balanced whatever the sizes, and element-wise updates give the same bits either way.
         return threads.parallel_elementwise(
