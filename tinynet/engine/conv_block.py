@@ -39,17 +39,15 @@ Measured on the tutorial CNN at batch 32 (2 cores): the unfused block-2 convolut
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from tinynet.engine import threads
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.engine.scratch import Scratch
+from tinynet.engine.stage import StandIn
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
 from tinynet.kernels.winograd import input_transform, kernel_transform, output_transform, tile_counts
-from tinynet.layers.base import Layer
 from tinynet.layers.conv import Conv2D
 
 # What one slice's im2col matrix plus convolution output may take: well under a core's 1 MB L2 cache, leaving
@@ -78,29 +76,21 @@ def images_per_slice(conv: Conv2D) -> int:
     return max(1, _SLICE_BYTES // per_image)
 
 
-class ConvPoolReluDropout:
+class ConvPoolReluDropout(StandIn):
     """A ``Conv2D`` (no activation) followed by the fused ``MaxPooling2D -> ReLU [-> Dropout]`` stage.
 
     Cache: the block's input ``x`` (the im2col matrix is rebuilt from it slice by slice, or, when the whole
     batch's fits in 1 MB, kept from the forward pass), ``argmax_index`` and ``pass_mask``.
     """
 
+    _forward_needed = "a forward pass (in training mode)"
+
     def __init__(self, conv: Conv2D, pool_stage: PoolReluDropout) -> None:
+        super().__init__(conv, *pool_stage.layers)
         self.conv = conv
         self.pool, self.dropout = pool_stage.pool, pool_stage.dropout
-        self.layers: tuple[Layer, ...] = (conv, *pool_stage.layers)
-        self.name = "+".join(layer.name for layer in self.layers)
-        self._cache: Any = None
         # Work arrays (per-thread slices, the kernel with its bias row, Winograd's transforms): the stage's own.
         self._scratch = Scratch(conv.dtype)
-
-    @property
-    def needs_input_gradient(self) -> bool:
-        return self.conv.needs_input_gradient
-
-    @needs_input_gradient.setter
-    def needs_input_gradient(self, value: bool) -> None:
-        self.conv.needs_input_gradient = value
 
     # ------------------------------------------------------------------------------------------- geometry
     # Read from the layers at each call (cheap), so the stage always follows their current geometry.
@@ -254,10 +244,7 @@ class ConvPoolReluDropout:
 
     # ------------------------------------------------------------------------------------------- backward
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        if self._cache is None:
-            raise RuntimeError(f"{self.name}: backward called without a forward pass (in training mode) before it")
-        x, argmax_index, pass_mask, dropout_on, rate, kept = self._cache
-        self._cache = None
+        x, argmax_index, pass_mask, dropout_on, rate, kept = self._take_cache()
         conv = self.conv
         dy = np.ascontiguousarray(self.pool.check_output_gradient(dy, argmax_index.shape))
         batch = x.shape[0]
