@@ -115,10 +115,6 @@ def elu_backward(da: np.ndarray, a: np.ndarray, alpha: float = 1.0) -> np.ndarra
     return da * np.where(a > 0, a.dtype.type(1), a + a.dtype.type(alpha))
 
 
-def _elu_backward(da: np.ndarray, a: np.ndarray) -> np.ndarray:
-    return elu_backward(da, a)
-
-
 def selu(z: np.ndarray) -> np.ndarray:
     scaled = elu(z, SELU_ALPHA)
     scaled *= z.dtype.type(SELU_SCALE)
@@ -174,7 +170,7 @@ _ACTIVATIONS: dict[str, ActivationFunction] = {
     "sigmoid": ActivationFunction("sigmoid", sigmoid, _sigmoid_backward),
     "tanh": ActivationFunction("tanh", tanh, _tanh_backward),
     "softmax": ActivationFunction("softmax", softmax, _softmax_backward),
-    "elu": ActivationFunction("elu", elu, _elu_backward),
+    "elu": ActivationFunction("elu", elu, elu_backward),  # alpha = 1, its default
     "selu": ActivationFunction("selu", selu, _selu_backward),
     "softplus": ActivationFunction("softplus", softplus, _softplus_backward),
     "softsign": ActivationFunction("softsign", softsign, _softsign_backward),

@@ -4,7 +4,8 @@ The layers (:mod:`tinynet.layers`) are the reference: plain NumPy and the kernel
 threads, no knowledge of this package. The engine stands in for them when a model runs with ``model.fuse``
 on (the default):
 
-- :mod:`tinynet.engine.stage`: what a stage is (the :class:`Stage` protocol the model's passes run);
+- :mod:`tinynet.engine.stage`: what a stage is (the :class:`Stage` protocol the model's passes run, and
+  ``StandIn``, the base the engine's stages share);
 - :mod:`tinynet.engine.planner`: maps each layer, or a run of layers, to the stage that computes it
   (:func:`plan`), as Caffe's layer factory picks an engine;
 - the stages: :mod:`~tinynet.engine.pool_relu_dropout`, :mod:`~tinynet.engine.conv_block` (fused runs),

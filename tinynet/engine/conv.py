@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from tinynet.engine import threads
 from tinynet.engine.scratch import Scratch
+from tinynet.engine.stage import StandIn
 from tinynet.kernels import col2im, im2col
 from tinynet.layers.conv import Conv2D
 
 
-class ThreadedConv2D:
+class ThreadedConv2D(StandIn):
     """Stands in for a :class:`tinynet.layers.Conv2D` that no fused block absorbs (one with an activation, or
     not followed by max pooling and ReLU): the layer's forward and backward, im2col + one product, with the
     products computed by :func:`tinynet.engine.threads.matmul`.
@@ -24,19 +23,9 @@ class ThreadedConv2D:
     """
 
     def __init__(self, conv: Conv2D) -> None:
+        super().__init__(conv)
         self.conv = conv
-        self.layers = (conv,)
-        self.name = conv.name
-        self._cache: Any = None
         self._scratch = Scratch(conv.dtype)
-
-    @property
-    def needs_input_gradient(self) -> bool:
-        return self.conv.needs_input_gradient
-
-    @needs_input_gradient.setter
-    def needs_input_gradient(self, value: bool) -> None:
-        self.conv.needs_input_gradient = value
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         conv = self.conv
@@ -51,12 +40,6 @@ class ThreadedConv2D:
         y = conv.activation.forward(z.reshape(batch, conv.out_h, conv.out_w, conv.filters))
         self._cache = (cols, y, batch)
         return y
-
-    def _take_cache(self) -> tuple[np.ndarray, np.ndarray, int]:
-        if self._cache is None:
-            raise RuntimeError(f"{self.name}: backward called without a forward pass before it")
-        cache, self._cache = self._cache, None
-        return cache
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         cols, y, batch = self._take_cache()

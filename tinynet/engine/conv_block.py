@@ -39,17 +39,15 @@ Measured on the tutorial CNN at batch 32 (2 cores): the unfused block-2 convolut
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from tinynet.engine import threads
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.engine.scratch import Scratch
+from tinynet.engine.stage import StandIn
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
 from tinynet.kernels.winograd import input_transform, kernel_transform, output_transform, tile_counts
-from tinynet.layers.base import Layer
 from tinynet.layers.conv import Conv2D
 
 # What one slice's im2col matrix plus convolution output may take: well under a core's 1 MB L2 cache, leaving
@@ -78,43 +76,29 @@ def images_per_slice(conv: Conv2D) -> int:
     return max(1, _SLICE_BYTES // per_image)
 
 
-class ConvPoolReluDropout:
+class ConvPoolReluDropout(StandIn):
     """A ``Conv2D`` (no activation) followed by the fused ``MaxPooling2D -> ReLU [-> Dropout]`` stage.
 
     Cache: the block's input ``x`` (the im2col matrix is rebuilt from it slice by slice, or, when the whole
     batch's fits in 1 MB, kept from the forward pass), ``argmax_index`` and ``pass_mask``.
     """
 
+    _forward_needed = "a forward pass (in training mode)"
+
     def __init__(self, conv: Conv2D, pool_stage: PoolReluDropout) -> None:
+        super().__init__(conv, *pool_stage.layers)
         self.conv = conv
         self.pool, self.dropout = pool_stage.pool, pool_stage.dropout
-        self.layers: tuple[Layer, ...] = (conv, *pool_stage.layers)
-        self.name = "+".join(layer.name for layer in self.layers)
-        self._cache: Any = None
         # Work arrays (per-thread slices, the kernel with its bias row, Winograd's transforms): the stage's own.
         self._scratch = Scratch(conv.dtype)
 
-    @property
-    def needs_input_gradient(self) -> bool:
-        return self.conv.needs_input_gradient
-
-    @needs_input_gradient.setter
-    def needs_input_gradient(self, value: bool) -> None:
-        self.conv.needs_input_gradient = value
-
     # ------------------------------------------------------------------------------------------- geometry
-    # Read from the layers at each call (cheap), so the stage always follows their current geometry.
-    @property
-    def _window(self) -> tuple[int, ...]:
-        return self.conv.window
-
-    @property
-    def _pool_window(self) -> tuple[int, ...]:
-        return self.pool.window[:6]
-
-    @property
-    def _conv_map(self) -> tuple[int, int, int]:
-        return (self.conv.out_h, self.conv.out_w, self.conv.filters)
+    def _geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, int, int]]:
+        """The im2col window, the pooling kernels' window and one image's convolution map ``(out_h, out_w,
+        filters)``. Read from the layers once per pass (so the stage follows their current geometry), not once per
+        slice: the slice loops then build no tuples."""
+        conv = self.conv
+        return conv.window, self.pool.window[:6], (conv.out_h, conv.out_w, conv.filters)
 
     def _plan(self, batch: int) -> tuple[list[tuple[int, int]], int, int, int, np.ndarray]:
         """The slices (first and stop image of each), rows of a full slice's matrices, the kernel's depth, the
@@ -149,8 +133,7 @@ class ConvPoolReluDropout:
         tiles = images * tiles_h * tiles_w
         inputs = self._scratch.get(f"winograd_inputs_{slot}_{tiles}", (16, tiles, source.shape[-1]))
         products = self._scratch.get(f"winograd_products_{slot}_{tiles}", (16, tiles, filters))
-        _, _, _, _, pad_top, pad_left, _, _ = conv.window
-        input_transform(source, inputs, pad_top, pad_left, tiles_h, tiles_w)
+        input_transform(source, inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
         np.matmul(inputs, transformed_kernel, out=products)
         output_transform(products, bias, conv.use_bias, out, tiles_h, tiles_w)
 
@@ -208,6 +191,7 @@ class ConvPoolReluDropout:
         argmax_index = np.empty(output_shape, dtype=np.int32)
         pass_mask = np.empty(output_shape, dtype=np.uint8)
         slices, full_rows, depth, width, kernel = self._plan(batch)
+        window, pool_window, conv_map = self._geometry()
         count = len(slices)
         winograd = self._uses_winograd()  # then the forward pass makes no im2col matrix to keep
         keep = training and not winograd and self._keeps_columns(batch, width)
@@ -228,11 +212,11 @@ class ConvPoolReluDropout:
             """The slice's convolution output Z, bias included, as (rows, filters)."""
             z = self._slice_buffer("z", slot, (full_rows, conv.filters), rows)
             if winograd:
-                self._winograd(slot, x[start:end], transformed_kernel, z.reshape(end - start, *self._conv_map),
+                self._winograd(slot, x[start:end], transformed_kernel, z.reshape(end - start, *conv_map),
                                winograd_bias)
                 return z
             cols = self._columns(slot, start, end, rows, full_rows, width, batch_columns)
-            im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
+            im2col_unchecked(x[start:end], cols[:, :depth], *window)
             np.matmul(cols, weights, out=z)
             if bias is not None and width == depth:
                 z += bias
@@ -244,8 +228,8 @@ class ConvPoolReluDropout:
                 rows = self._rows(start, end)
                 z = convolve(slot, start, end, rows)
                 pool_relu_dropout_forward_unchecked(
-                    z.reshape(end - start, *self._conv_map), y[start:end], argmax_index[start:end],
-                    pass_mask[start:end], words[start:end] if words is not None else None, rate, self._pool_window,
+                    z.reshape(end - start, *conv_map), y[start:end], argmax_index[start:end],
+                    pass_mask[start:end], words[start:end] if words is not None else None, rate, pool_window,
                     record=training)  # inference needs no argmax_index or pass_mask
 
         threads.parallel_ranges(count, run)
@@ -254,14 +238,12 @@ class ConvPoolReluDropout:
 
     # ------------------------------------------------------------------------------------------- backward
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        if self._cache is None:
-            raise RuntimeError(f"{self.name}: backward called without a forward pass (in training mode) before it")
-        x, argmax_index, pass_mask, dropout_on, rate, kept = self._cache
-        self._cache = None
+        x, argmax_index, pass_mask, dropout_on, rate, kept = self._take_cache()
         conv = self.conv
         dy = np.ascontiguousarray(self.pool.check_output_gradient(dy, argmax_index.shape))
         batch = x.shape[0]
         slices, full_rows, depth, width, kernel = self._plan(batch)
+        window, pool_window, conv_map = self._geometry()
         count = len(slices)
         filters = conv.filters
         # Per slice: X_col^T @ dZ, whose last row is db = 1^T dZ when the im2col matrix has the bias column.
@@ -278,17 +260,17 @@ class ConvPoolReluDropout:
                 dz = self._slice_buffer("dz", slot, (full_rows, filters), rows)
                 pool_relu_dropout_backward_unchecked(
                     dy[start:end], argmax_index[start:end], pass_mask[start:end],
-                    dz.reshape(end - start, *self._conv_map), rate, dropout_on, self._pool_window)
+                    dz.reshape(end - start, *conv_map), rate, dropout_on, pool_window)
                 cols = self._columns(slot, start, end, rows, full_rows, width, batch_columns)
                 if batch_columns is None:
-                    im2col_unchecked(x[start:end], cols[:, :depth], *self._window)
+                    im2col_unchecked(x[start:end], cols[:, :depth], *window)
                 np.matmul(cols.T, dz, out=parts[index])
                 if bias_parts is not None and ones is not None:  # both or neither
                     np.matmul(ones[:rows], dz, out=bias_parts[index])
                 if dx is not None:
                     # (Winograd measured no faster here than dZ @ W^T and col2im: 4.70-4.88 against 4.80-5.02 ms.)
                     dcols = np.matmul(dz, kernel.T, out=self._slice_buffer("dcols", slot, (full_rows, depth), rows))
-                    col2im_unchecked(dcols, dx[start:end], *self._window)
+                    col2im_unchecked(dcols, dx[start:end], *window)
 
         threads.parallel_ranges(count, run)
         # Summed in slice order, whichever thread made each part: the same bits with any number of threads.

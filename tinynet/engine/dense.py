@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from tinynet.engine import threads
+from tinynet.engine.stage import StandIn
 from tinynet.layers.dense import Dense
 
 
-class ThreadedDense:
+class ThreadedDense(StandIn):
     """Stands in for a :class:`tinynet.layers.Dense` (any activation): the same forward and backward, with
     ``x @ W``, ``x^T @ dz`` and ``dz @ W^T`` computed by :func:`tinynet.engine.threads.matmul`.
 
@@ -21,18 +20,8 @@ class ThreadedDense:
     """
 
     def __init__(self, dense: Dense) -> None:
+        super().__init__(dense)
         self.dense = dense
-        self.layers = (dense,)
-        self.name = dense.name
-        self._cache: Any = None
-
-    @property
-    def needs_input_gradient(self) -> bool:
-        return self.dense.needs_input_gradient
-
-    @needs_input_gradient.setter
-    def needs_input_gradient(self, value: bool) -> None:
-        self.dense.needs_input_gradient = value
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         dense = self.dense
@@ -43,12 +32,6 @@ class ThreadedDense:
         y = dense.activation.forward(z)
         self._cache = (x, y)
         return y
-
-    def _take_cache(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._cache is None:
-            raise RuntimeError(f"{self.name}: backward called without a forward pass before it")
-        cache, self._cache = self._cache, None
-        return cache
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         x, y = self._take_cache()

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from tinynet.engine.stage import StandIn
 from tinynet.kernels.fused import pool_relu_dropout_backward, pool_relu_dropout_forward
 from tinynet.layers.base import Layer
 from tinynet.layers.dropout import Dropout
 from tinynet.layers.max_pooling import MaxPooling2D
 
 
-class PoolReluDropout:
+class PoolReluDropout(StandIn):
     """Max pooling, ReLU and (when given) dropout in one pass over each image, bit for bit the three layers.
 
     The stage reads the layers only through their public interface: the pooling layer's ``window``,
@@ -24,18 +23,8 @@ class PoolReluDropout:
     """
 
     def __init__(self, pool: MaxPooling2D, relu: Layer, dropout: Dropout | None = None) -> None:
+        super().__init__(*(layer for layer in (pool, relu, dropout) if layer is not None))
         self.pool, self.relu, self.dropout = pool, relu, dropout
-        self.layers = tuple(layer for layer in (pool, relu, dropout) if layer is not None)
-        self.name = "+".join(layer.name for layer in self.layers)
-        self._cache: Any = None
-
-    @property
-    def needs_input_gradient(self) -> bool:
-        return self.pool.needs_input_gradient
-
-    @needs_input_gradient.setter
-    def needs_input_gradient(self, value: bool) -> None:
-        self.pool.needs_input_gradient = value
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         pool = self.pool
@@ -50,10 +39,7 @@ class PoolReluDropout:
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        if self._cache is None:
-            raise RuntimeError(f"{self.name}: backward called without a forward pass before it")
-        argmax_index, pass_mask, dropout_on = self._cache
-        self._cache = None
+        argmax_index, pass_mask, dropout_on = self._take_cache()
         dy = self.pool.check_output_gradient(dy, argmax_index.shape)
         if not self.needs_input_gradient:
             return None

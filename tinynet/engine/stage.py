@@ -8,9 +8,12 @@ up, tell each stage whether anyone needs its input gradient, and drop its cache 
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tinynet.layers.base import Layer
 
 
 class Stage(Protocol):
@@ -32,3 +35,31 @@ class SoftmaxOutputStage(Protocol):
     engine's threaded stand-ins for them)."""
 
     def backward_preactivation(self, dz: np.ndarray) -> np.ndarray | None: ...
+
+
+class StandIn:
+    """What every engine stage standing in for layers shares: the ``layers`` it runs, a name made of theirs, its
+    cache, and ``needs_input_gradient``, which lives on the first layer (the one that receives the stage's input),
+    so that setting it on the stage or on the layer is the same thing."""
+
+    _forward_needed = "a forward pass"  # what the error says backward lacked
+
+    def __init__(self, *layers: Layer) -> None:
+        self.layers: tuple[Layer, ...] = layers
+        self.name = "+".join(layer.name for layer in layers)
+        self._cache: Any = None
+
+    @property
+    def needs_input_gradient(self) -> bool:
+        return self.layers[0].needs_input_gradient
+
+    @needs_input_gradient.setter
+    def needs_input_gradient(self, value: bool) -> None:
+        self.layers[0].needs_input_gradient = value
+
+    def _take_cache(self) -> Any:
+        """Return what forward cached and clear it, or raise if backward comes without a forward."""
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward called without {self._forward_needed} before it")
+        cache, self._cache = self._cache, None
+        return cache

@@ -78,6 +78,15 @@ def normalize_tuple(value: Any, n: int, argument: str, owner: str) -> tuple[int,
     return tuple(int(v) for v in values)
 
 
+def check_non_negative_number(value: Any, argument: str, owner: str) -> float:
+    """``value`` as a float if it is a finite real number >= 0 (not a bool), or raise naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"{owner}: {argument} must be a number, got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{owner}: {argument} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 class Layer:
     """Base class of all layers. See the module docstring for the contract."""
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from tinynet import activations
-from tinynet.layers.base import Layer
+from tinynet.layers.base import Layer, check_non_negative_number
 
 
 class ELU(Layer):
@@ -36,11 +36,7 @@ class ELU(Layer):
 
     def __init__(self, alpha: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating | np.integer):
-            raise TypeError(f"{self.name}: alpha must be a number, got {alpha!r}")
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"{self.name}: alpha must be a finite number >= 0, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_non_negative_number(alpha, "alpha", self.name)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         y = activations.elu(self._prepare_input(x), self.alpha)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tinynet.layers.base import Layer
+from tinynet.layers.base import Layer, check_non_negative_number
 
 
 class LeakyReLU(Layer):
@@ -36,11 +36,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha: float = 0.3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating | np.integer):
-            raise TypeError(f"{self.name}: alpha must be a number, got {alpha!r}")
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"{self.name}: alpha must be a finite number >= 0, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_non_negative_number(alpha, "alpha", self.name)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
