@@ -25,7 +25,7 @@ import numpy as np
 from tinynet.engine import blas
 from tinynet.layers.base import Layer
 from tinynet.learn.gradcheck import GradcheckReport, check_layer, numerical_gradient
-from tinynet.learn.hooks import install_hooks
+from tinynet.learn.hooks import install_hooks, restore_fusion, run_layer_by_layer
 from tinynet.models import passes
 
 # The check's input is the step's own input plus a little noise (this fraction of its standard deviation): on real
@@ -139,16 +139,13 @@ def record_step(model: Any, x: np.ndarray, y: np.ndarray, number: int = 0, check
     iterations = int(getattr(optimizer, "iterations", 0))
     learning_rate = float(optimizer.current_learning_rate()) if hasattr(optimizer, "current_learning_rate") \
         else float("nan")
-    previous_fuse = getattr(model, "fuse", None)
-    if previous_fuse is not None:
-        model.fuse = False
+    fuse = run_layer_by_layer(model)
     restore = install_hooks(model.layers, after_forward=after_forward, after_backward=after_backward)
     try:
         figures = model.compute_gradients(x, y)
     finally:
         restore()
-        if previous_fuse is not None:
-            model.fuse = previous_fuse
+        restore_fusion(model, fuse)
     if len(records) != len(model.layers):
         raise RuntimeError(f"explain: recorded {len(records)} forward passes for {len(model.layers)} layers; a "
                            "layer was skipped or ran twice")
