@@ -25,6 +25,8 @@ from benchmarks.suites import SUITE_NAMES
 DEFAULT_OUTPUT_DIR = Path("benchmark-results")
 
 
+# Not tinynet.cli_options.positive_int: importing tinynet loads NumPy, and ``--threads`` must reach the environment
+# before NumPy loads (see main and benchmarks.threads).
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -449,6 +449,20 @@ def test_check_model_sees_a_wrong_dx_through_the_layers_below(float64):
     assert failing == {"dense_1.kernel", "dense_1.bias"}
 
 
+def test_check_model_leaves_the_dropout_stream_and_weights_as_it_found_them(float64):
+    # A model checked before training must then train exactly as one that was never checked.
+    x, y = _data()
+    model = Sequential([Dense(6, activation="tanh", input_shape=(5,)), Dropout(0.4, seed=3),
+                        Dense(3, activation="softmax")])
+    model.compile(SGD(), "categorical_crossentropy")
+    model.build((None, 5))
+    generator = next(value for value in vars(model.layers[1]).values() if isinstance(value, np.random.Generator))
+    stream, weights = generator.bit_generator.state, [w.copy() for w in model.get_weights()]
+    assert check_model(model, x, y).passed
+    assert generator.bit_generator.state == stream
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights, strict=True))
+
+
 def test_check_model_requires_a_compiled_float64_model():
     x, y = _data()
     model = Sequential([Dense(3, activation="softmax", input_shape=(5,))])

@@ -155,6 +155,22 @@ def _restore_state(snapshot: list[tuple[np.ndarray, np.ndarray]]) -> None:
         array[...] = saved  # in place: the layer keeps its own arrays
 
 
+def _rewinder(layers: list[Layer]) -> Callable[[], None]:
+    """A function that puts every generator and non-trainable state array of ``layers`` back to what it holds
+    now, each time it is called: every forward pass of a check then draws the same dropout masks and starts from
+    the same moving statistics, and a last call leaves the layers as the check found them."""
+    generator_states = [(generator, generator.bit_generator.state) for layer in layers
+                        for generator in _generators(layer)]
+    saved_state = _snapshot_state(layers)
+
+    def rewind() -> None:
+        for generator, state in generator_states:
+            generator.bit_generator.state = state
+        _restore_state(saved_state)
+
+    return rewind
+
+
 class _Float64WorkingState:
     """The given layer itself, run in float64 on copies of its arrays, and put back exactly as it was.
 
@@ -289,13 +305,10 @@ def check_layer(
 def _check_float64_layer(layer: Layer, x: np.ndarray, training: bool, rng: np.random.Generator, step: float,
                          rtol: float, atol: float, max_entries: int | None) -> list[EntryCheck]:
     """The comparisons for a layer already running in float64 (its working state: changes here are discarded)."""
-    generator_states = [g.bit_generator.state for g in _generators(layer)]
-    saved_state = _snapshot_state([layer])
+    rewind = _rewinder([layer])
 
     def forward() -> np.ndarray:
-        for generator, state in zip(_generators(layer), generator_states, strict=True):
-            generator.bit_generator.state = state
-        _restore_state(saved_state)
+        rewind()
         return layer.forward(x, training=training)
 
     output = forward()
@@ -346,18 +359,11 @@ def check_model(
                             "tinynet.backend.set_floatx('float64') (or with dtype='float64' on every layer)")
     x = x.astype(np.float64)
     rng = np.random.default_rng(seed)
-    states = [(g, g.bit_generator.state) for layer in model.layers for g in _generators(layer)]
-    saved_state = _snapshot_state(model.layers)
+    rewind = _rewinder(model.layers)
 
     # Sparse labels stay integers; other targets take the model's float type, as the training step casts them.
     targets = y if isinstance(model.loss, losses.SparseCategoricalCrossentropy) else y.astype(np.float64)
 
-    def rewind() -> None:
-        for generator, state in states:
-            generator.bit_generator.state = state
-        _restore_state(saved_state)
-
-    rewind()
     model.compute_gradients(x, y)  # the model's own public step, without the update
     analytic = {(layer.name, name): grad.copy() for layer in model.layers for name, grad in layer.grads.items()}
 
@@ -372,5 +378,5 @@ def check_model(
             numeric = numerical_gradient(objective, param, indices, step)
             entries.append(_compare(f"{layer.name}.{name}", analytic[(layer.name, name)], param.shape, indices,
                                     numeric, rtol, atol))
-    _restore_state(saved_state)
+    rewind()
     return GradcheckReport(subject=f"model {model.name!r}", entries=entries, rtol=rtol, atol=atol)

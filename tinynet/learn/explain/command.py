@@ -16,17 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam", "adamw")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+from tinynet.cli_options import OPTIMIZERS, positive_int
 
 
 def add_parser(commands: argparse._SubParsersAction, formatter_class: type[argparse.HelpFormatter]) \
@@ -43,8 +33,8 @@ def add_parser(commands: argparse._SubParsersAction, formatter_class: type[argpa
                               "tinynet's dataset cache, filled from the web the first time)")
     explain.add_argument("--synthetic", action="store_true",
                          help="use synthetic digit-sized images (a bar whose height is the class) instead of MNIST")
-    explain.add_argument("--steps", type=_positive_int, default=3, help="training steps to record")
-    explain.add_argument("--batch-size", type=_positive_int, default=32, help="samples per step")
+    explain.add_argument("--steps", type=positive_int, default=3, help="training steps to record")
+    explain.add_argument("--batch-size", type=positive_int, default=32, help="samples per step")
     explain.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                          help="the optimizer with Keras 2.2.4's defaults (sgd: the tutorial's lr 0.001, decay 1e-6, "
                               "Nesterov)")

@@ -24,8 +24,8 @@ import numpy as np
 
 from tinynet.engine import blas
 from tinynet.layers.base import Layer
-from tinynet.learn.gradcheck import GradcheckReport, check_layer
-from tinynet.learn.hooks import install_hooks
+from tinynet.learn.gradcheck import GradcheckReport, check_layer, numerical_gradient
+from tinynet.learn.hooks import install_hooks, restore_fusion, run_layer_by_layer
 from tinynet.models import passes
 
 # The check's input is the step's own input plus a little noise (this fraction of its standard deviation): on real
@@ -139,16 +139,13 @@ def record_step(model: Any, x: np.ndarray, y: np.ndarray, number: int = 0, check
     iterations = int(getattr(optimizer, "iterations", 0))
     learning_rate = float(optimizer.current_learning_rate()) if hasattr(optimizer, "current_learning_rate") \
         else float("nan")
-    previous_fuse = getattr(model, "fuse", None)
-    if previous_fuse is not None:
-        model.fuse = False
+    fuse = run_layer_by_layer(model)
     restore = install_hooks(model.layers, after_forward=after_forward, after_backward=after_backward)
     try:
         figures = model.compute_gradients(x, y)
     finally:
         restore()
-        if previous_fuse is not None:
-            model.fuse = previous_fuse
+        restore_fusion(model, fuse)
     if len(records) != len(model.layers):
         raise RuntimeError(f"explain: recorded {len(records)} forward passes for {len(model.layers)} layers; a "
                            "layer was skipped or ran twice")
@@ -209,8 +206,8 @@ def _check_fused_gradient(model: Any, record: LossRecord, entries: int = 8, step
     targets = record.targets if np.issubdtype(record.targets.dtype, np.integer) else \
         np.asarray(record.targets, dtype=np.float64)
 
-    def loss_at(values: np.ndarray) -> float:
-        shifted = np.exp(values - values.max(axis=-1, keepdims=True))
+    def loss() -> float:
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return float(model.loss(targets, shifted / shifted.sum(axis=-1, keepdims=True)))
 
     # The largest entries of (p - y): the true class of the first samples and their strongest wrong guesses.
@@ -219,13 +216,4 @@ def _check_fused_gradient(model: Any, record: LossRecord, entries: int = 8, step
     first = record.gradient[:4]
     order = np.argsort(-np.abs(first), axis=None)[:entries]
     checked: list[tuple[int, ...]] = [tuple(int(i) for i in np.unravel_index(flat, first.shape)) for flat in order]
-    numeric = np.empty(len(checked))
-    for position, index in enumerate(checked):
-        original = logits[index]
-        logits[index] = original + step
-        plus = loss_at(logits)
-        logits[index] = original - step
-        minus = loss_at(logits)
-        logits[index] = original
-        numeric[position] = (plus - minus) / (2 * step)
-    record.checked, record.numeric = checked, numeric
+    record.checked, record.numeric = checked, numerical_gradient(loss, logits, checked, step)
