@@ -39,7 +39,7 @@ def atomic_write(path: str | os.PathLike, permissions: int = 0o666,
       ``open(path, "wb")`` would do.
     * Leftovers: the temporary file is ``.<name>.<pid>.<random><suffix>`` in the same folder. A process killed
       mid-write (``kill -9``, a power cut) cannot delete its own; so each write first removes the temporaries of
-      this pattern in its folder whose writer process is dead and that are older than
+      this pattern in its folder whose writer process is dead (:func:`process_running`) and that are older than
       :data:`STALE_TEMPORARY_SECONDS`.
     """
     path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
@@ -88,7 +88,7 @@ def remove_stale_temporaries(folder: Path, suffix: str = TEMPORARY_SUFFIX) -> li
     now = time.time()
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match is None or _process_is_running(int(match["pid"])):
+        if match is None or process_running(int(match["pid"])):
             continue
         try:
             if not entry.is_file(follow_symlinks=False) or now - entry.stat().st_mtime < STALE_TEMPORARY_SECONDS:
@@ -100,16 +100,30 @@ def remove_stale_temporaries(folder: Path, suffix: str = TEMPORARY_SUFFIX) -> li
     return removed
 
 
-def _process_is_running(pid: int) -> bool:
-    if pid == os.getpid():
+def process_running(pid: int) -> bool:
+    """True if a process with this pid runs on this machine (a zombie, dead but not yet reaped, does not count).
+
+    The one liveness test for files named after their writer's pid: :func:`remove_stale_temporaries` here and the
+    dataset cache's sweeps (:mod:`tinynet.datasets.leftovers`).
+
+    Off POSIX the answer is always True (``os.kill`` there would end the process), so only the age rule applies.
+    """
+    if os.name != "posix":
         return True
+    if pid <= 0:  # kill(0, ...) would address our own process group
+        return False
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except (ProcessLookupError, OverflowError):  # no such process (an absurd pid cannot be one either)
         return False
     except OSError:
-        return True  # it exists under another user, or we cannot tell: keep its file
-    return True
+        return True  # it exists under another user, or we cannot tell: keep its files
+    try:
+        # /proc/<pid>/stat: "pid (command) state ...", and the command may hold spaces and parentheses.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in {"Z", "X"}
 
 
 def fsync_folder(folder: Path) -> None:

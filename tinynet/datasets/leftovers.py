@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from tinynet.datasets.cache import TEMPORARY_SUFFIX
+from tinynet.fileio import process_running
 
 logger = logging.getLogger("tinynet.datasets")
 
@@ -54,31 +55,6 @@ _SCRATCH_FOLDER = re.compile("^" + re.escape(NPM_SCRATCH_PREFIX) + r"(?:(?P<pid>
 def npm_scratch_prefix() -> str:
     """The prefix of this process's npm scratch folders: ``tinynet-npm-<pid>-``."""
     return f"{NPM_SCRATCH_PREFIX}{os.getpid()}-"
-
-
-def process_running(pid: int) -> bool:
-    """True if a process with this pid runs on this machine (a zombie, dead but not yet reaped, does not count).
-
-    Off POSIX the answer is always True (``os.kill`` there would end the process), so only the age rule applies.
-    """
-    if os.name != "posix":
-        return True
-    if pid <= 0:  # kill(0, ...) would address our own process group
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    except OverflowError:
-        return False  # not a pid this system can have
-    try:
-        # /proc/<pid>/stat: "pid (command) state ...", and the command may hold spaces and parentheses.
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in {"Z", "X"}
 
 
 def _seconds_since_last_write(path: Path, now: float) -> float:

@@ -4,13 +4,13 @@ A config is a promise about shapes that a stranger wrote: ``Dense(16384)`` on a 
 JSON and a gigabyte of memory. So, as :mod:`tinynet.models.saving` does for tinynet's own files, each layer is built
 under :func:`tinynet.layers.base.checking_weight_allocations`: the ``k``-th weight a layer allocates must have the
 shape of the ``k``-th array the file stores for that layer (known from the array's header, nothing read yet), and
-no layer takes more than :data:`tinynet.MAX_SAMPLE_ELEMENTS` numbers per sample. Only then are the arrays
-read, checked (finite real numbers, in range) and assigned, all of them or none.
+no layer takes or gives more than :data:`tinynet.models.saving.rebuild.MAX_SAMPLE_ELEMENTS` numbers per sample
+(saving's own check, :func:`~tinynet.models.saving.rebuild.check_sample_size`). Only then are the arrays read,
+checked (finite real numbers, in range) and assigned, all of them or none.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +19,7 @@ from tinynet.interop.h5_reading import Stored
 from tinynet.interop.keras_layers import TranslatedModel
 from tinynet.layers.base import Layer, checking_weight_allocations
 from tinynet.models.saving.generators import random_streams_untouched
-from tinynet.models.saving.rebuild import MAX_SAMPLE_ELEMENTS
+from tinynet.models.saving.rebuild import check_sample_size
 
 
 def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]]) -> Any:
@@ -56,9 +56,7 @@ def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]])
             except (TypeError, ValueError) as error:
                 raise KerasFormatError(f"layer {position} ({keras_class}): {error}") from None
             held_by[id(layer)] = held
-            if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
-                raise KerasFormatError(f"layer {layer.name!r} takes inputs of shape {shape}: {math.prod(shape):,} "
-                                       f"numbers per sample, more than the {MAX_SAMPLE_ELEMENTS:,} allowed")
+            check_sample_size(shape, f"the input shape of layer {layer.name!r}", KerasFormatError)
             try:
                 layer.build(shape)
             except (TypeError, ValueError) as error:
@@ -71,9 +69,7 @@ def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]])
             shape = layer._built_output_shape
             layers.append(layer)
         # The last layer's output has no next layer to check it (ZeroPadding2D's padding can make it any size).
-        if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
-            raise KerasFormatError(f"layer {layers[-1].name!r} gives outputs of shape {shape}: {math.prod(shape):,} "
-                                   f"numbers per sample, more than the {MAX_SAMPLE_ELEMENTS:,} allowed")
+        check_sample_size(shape, f"the output shape of layer {layers[-1].name!r}", KerasFormatError)
         try:
             model = Sequential(layers, name=translated.name)
         except (TypeError, ValueError) as error:

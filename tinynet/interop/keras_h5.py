@@ -125,7 +125,7 @@ def save_h5_model(model: Any, path: str | os.PathLike) -> Path:
                 group.create_dataset(name, data=value)
     path = Path(path)
     with atomic_write(path) as file:
-        file.write(buffer.getvalue())
+        file.write(buffer.getbuffer())  # a view, not a copy of the whole file
     return path
 
 

@@ -47,7 +47,7 @@ def save_weights(model: Any, path: str | os.PathLike) -> Path:
             write_model_weights(root, model)
     path = Path(path)
     with atomic_write(path) as file:
-        file.write(buffer.getvalue())
+        file.write(buffer.getbuffer())  # a view, not a copy of the whole file
     return path
 
 

@@ -149,8 +149,8 @@ def save_keras_model(model: Any, path: str | os.PathLike) -> Path:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(METADATA_MEMBER, json.dumps(metadata))
         archive.writestr(CONFIG_MEMBER, json.dumps(config))
-        archive.writestr(WEIGHTS_MEMBER, weights.getvalue())
+        archive.writestr(WEIGHTS_MEMBER, weights.getbuffer())
     path = Path(path)
     with atomic_write(path) as file:
-        file.write(buffer.getvalue())
+        file.write(buffer.getbuffer())  # a view, not a copy of the whole file
     return path

@@ -108,9 +108,7 @@ class StoredArrays(Mapping[str, np.ndarray]):
 
 
 def stored_array(arrays: Mapping[str, np.ndarray], key: Any, what: str) -> np.ndarray:
-    if key not in arrays:
-        raise FormatError(f"the array of {what} ({key!r}) is missing from the payload")
-    return arrays[key]
+    return arrays[stored_key(arrays, key, what)]
 
 
 def stored_key(arrays: Mapping[str, np.ndarray], key: Any, what: str) -> str:

@@ -57,7 +57,7 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     # mypy matches a ``**dict`` against savez's ``allow_pickle: bool`` too; every key here is a member name.
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    payload = buffer.getvalue()
+    payload = buffer.getbuffer()  # a view: hashing and writing need no second copy of the file
     header = HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), hashlib.sha256(payload).digest())
     with atomic_write(path) as file:
         file.write(header)

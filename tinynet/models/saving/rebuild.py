@@ -66,18 +66,18 @@ def model_from_document(document: dict, arrays: StoredArrays, custom_objects: di
             except (TypeError, ValueError) as error:
                 raise FormatError(f"layer {position} ({layer_document['class_name']}) cannot be rebuilt from its "
                                    f"config: {error}") from error
-            _check_sample_size(layer._declared_input_shape, f"the input_shape of layer {layer.name!r}")
+            check_sample_size(layer._declared_input_shape, f"the input_shape of layer {layer.name!r}")
             weights = typed(layer_document["weights"], dict, f"the weights of layer {layer.name!r}")
             stored[layer] = {name: arrays.header(stored_key(arrays, key, f"{layer.name}.{name}"))
                              for name, key in weights.items()}
             if typed(layer_document["built"], bool, f"built of layer {layer.name!r}") and not layer.built:
                 input_shape = tuple(typed(layer_document["input_shape"], list, f"input_shape of {layer.name!r}"))
-                _check_sample_size(input_shape, f"the input shape of layer {layer.name!r}")
+                check_sample_size(input_shape, f"the input shape of layer {layer.name!r}")
                 layer.build(input_shape)
             if layer.built:
                 # A layer can grow its input (ZeroPadding2D's padding comes from the config); the next layer's input
                 # shape is checked above, the last layer's output only here.
-                _check_sample_size(layer.output_shape, f"the output shape of layer {layer.name!r}")
+                check_sample_size(layer.output_shape, f"the output shape of layer {layer.name!r}")
             layers.append(layer)
         model = model_class(layers, name=model_document["name"])
         if layers and all(document_["built"] for document_ in layer_documents) and not model.built:
@@ -137,11 +137,13 @@ def _layer_class(class_name: Any, custom_objects: dict[str, Any]) -> type[Layer]
     return layer_class
 
 
-def _check_sample_size(shape: tuple | None, what: str) -> None:
+def check_sample_size(shape: tuple | None, what: str, error: type[Exception] = FormatError) -> None:
+    """Raise ``error`` unless ``shape`` (per sample, ``None`` for unknown) is positive ints that hold at most
+    :data:`MAX_SAMPLE_ELEMENTS` numbers; ``what`` names the shape. The Keras loaders call it too, with their error."""
     if shape is None:
         return
     if not all(isinstance(length, int) and not isinstance(length, bool) and length > 0 for length in shape):
-        raise FormatError(f"{what} is {shape!r:.80}; expected positive ints")
+        raise error(f"{what} is {shape!r:.80}; expected positive ints")
     if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
-        raise FormatError(f"{what} is {shape}: {math.prod(shape):,} numbers per sample, more than the "
-                           f"{MAX_SAMPLE_ELEMENTS:,} a loaded model may take")
+        raise error(f"{what} is {shape}: {math.prod(shape):,} numbers per sample, more than the "
+                    f"{MAX_SAMPLE_ELEMENTS:,} a loaded model may take")
