@@ -13,9 +13,12 @@ Forward, per slice ``s`` (the layers' own equations; see :class:`tinynet.layers.
     Z[s]     = X_col[s] @ W + b                     (never leaves the cache)
     y[s], argmax_index[s], pass_mask[s] = pool_relu_dropout(Z[s], dropout words[s])
 
-(For a 3x3, stride-1 kernel over 16 or more channels, ``Z[s]`` comes from Winograd's F(2x2, 3x3) instead of
-im2col and the product: the same convolution with 1.9x fewer multiplications, see
-:mod:`tinynet.kernels.winograd`. With a kernel of 32 or fewer inputs per output, ``b`` is a last row of ``W``
+(For a 3x3, stride-1, unpadded kernel over one channel, ``Z[s]`` is computed directly, nine multiply-adds per
+output with the filters innermost, see :mod:`tinynet.kernels.direct_conv`; for inference the pooling and ReLU
+follow two rows at a time, so that ``Z`` is never written out. For a 3x3, stride-1 kernel over 16 or more
+channels, ``Z[s]`` comes from Winograd's F(2x2, 3x3) instead of im2col and the product: the same convolution
+with 1.9x fewer multiplications, see :mod:`tinynet.kernels.winograd`. With a kernel of 32 or fewer inputs per
+output, ``b`` is a last row of ``W``
 against a column of ones in ``X_col``, and that column's row of ``dW_part`` below is ``db_part``.)
 
 Backward, per slice, with ``dy`` the gradient of the block's output::
@@ -45,6 +48,7 @@ from tinynet.engine import threads
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.engine.scratch import Scratch
 from tinynet.engine.stage import StandIn
+from tinynet.kernels.direct_conv import conv3x3_one_channel, conv3x3_one_channel_pool_relu
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
 from tinynet.kernels.winograd import input_transform, kernel_transform, output_transform, tile_counts
@@ -142,6 +146,13 @@ class ConvPoolReluDropout(StandIn):
         return (conv.kernel_size == (3, 3) and conv.strides == (1, 1)
                 and conv._built_input_shape[-1] >= _WINOGRAD_MIN_CHANNELS)
 
+    def _uses_direct(self) -> bool:
+        """A 3x3, stride-1, unpadded convolution of one-channel images: :mod:`tinynet.kernels.direct_conv`
+        (an im2col matrix nine columns wide makes a product too thin for BLAS)."""
+        conv = self.conv
+        return (conv.kernel_size == (3, 3) and conv.strides == (1, 1) and conv._built_input_shape[-1] == 1
+                and conv.pad_top == 0 and conv.pad_left == 0)
+
     def _bias_in_product(self, depth: int) -> bool:
         return self.conv.use_bias and depth <= _BIAS_COLUMN_MAX_DEPTH
 
@@ -194,7 +205,11 @@ class ConvPoolReluDropout(StandIn):
         window, pool_window, conv_map = self._geometry()
         count = len(slices)
         winograd = self._uses_winograd()  # then the forward pass makes no im2col matrix to keep
-        keep = training and not winograd and self._keeps_columns(batch, width)
+        direct = self._uses_direct()  # nor then
+        # Inference with 2x2 pooling over the whole map: the direct convolution hands two rows at a time to the pooling.
+        direct_pooled = (direct and not training and pool_window == (2, 2, 2, 2, 0, 0)
+                         and output_shape[1:3] == (conv.out_h // 2, conv.out_w // 2))
+        keep = training and not winograd and not direct and self._keeps_columns(batch, width)
         batch_columns = self._batch_columns(batch, width, keep)
         bias = conv.params["bias"] if conv.use_bias else None
         weights = kernel
@@ -202,6 +217,11 @@ class ConvPoolReluDropout(StandIn):
             weights = self._scratch.get("kernel_and_bias", (width, conv.filters))
             weights[:depth] = kernel
             weights[depth] = bias
+
+        if direct:
+            direct_kernel = kernel.reshape(9, conv.filters)
+            direct_bias = bias if bias is not None else self._scratch.get("zero_bias", (conv.filters,), fill=0.0)
+            images = x.reshape(x.shape[:3])
 
         if winograd:  # the kernel's transform, once for all slices (and on this thread, like every shared buffer)
             transformed_kernel = kernel_transform(conv.params["kernel"], out=self._scratch.get(
@@ -211,6 +231,9 @@ class ConvPoolReluDropout(StandIn):
         def convolve(slot: int, start: int, end: int, rows: int) -> np.ndarray:
             """The slice's convolution output Z, bias included, as (rows, filters)."""
             z = self._slice_buffer("z", slot, (full_rows, conv.filters), rows)
+            if direct:
+                conv3x3_one_channel(images[start:end], direct_kernel, direct_bias, z.reshape(end - start, *conv_map))
+                return z
             if winograd:
                 self._winograd(slot, x[start:end], transformed_kernel, z.reshape(end - start, *conv_map),
                                winograd_bias)
@@ -225,6 +248,10 @@ class ConvPoolReluDropout(StandIn):
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):
                 start, end = slices[index]
+                if direct_pooled:
+                    conv3x3_one_channel_pool_relu(images[start:end], direct_kernel, direct_bias, y[start:end],
+                                                  self._scratch.get(f"direct_rows_{slot}", (1, 2, *conv_map[1:])))
+                    continue
                 rows = self._rows(start, end)
                 z = convolve(slot, start, end, rows)
                 pool_relu_dropout_forward_unchecked(

@@ -1,0 +1,129 @@
+"""The direct 3x3 convolution of one-channel images (tinynet.kernels.direct_conv) and the engine's use of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinynet import engine
+from tinynet.engine import conv_block
+from tinynet.kernels.direct_conv import (
+    check_conv3x3_one_channel,
+    conv3x3_one_channel,
+    conv3x3_one_channel_pool_relu,
+    conv3x3_one_channel_reference,
+)
+from tinynet.kernels.fused import pool_relu_dropout_forward_unchecked
+from tinynet.kernels.im2col import im2col
+from tinynet.layers import Activation, Conv2D, Dropout, MaxPooling2D
+from tinynet.models import Sequential
+from tinynet.utils import set_random_seed
+
+
+def _operands(rng, batch, height, width, filters, dtype):
+    x = rng.standard_normal((batch, height, width)).astype(dtype)
+    kernel = rng.standard_normal((9, filters)).astype(dtype)
+    bias = rng.standard_normal(filters).astype(dtype)
+    return x, kernel, bias
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(3, 12), width=st.integers(3, 12), filters=st.integers(1, 70),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 10_000))
+def test_the_direct_convolution_equals_im2col_and_the_reference(batch, height, width, filters, dtype, seed):
+    x, kernel, bias = _operands(np.random.default_rng(seed), batch, height, width, filters, dtype)
+    z = np.empty((batch, height - 2, width - 2, filters), dtype=dtype)
+    check_conv3x3_one_channel(x, kernel, bias, z)
+    conv3x3_one_channel(x, kernel, bias, z)
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(z, conv3x3_one_channel_reference(x, kernel, bias), rtol=tolerance, atol=tolerance)
+    cols = im2col(x[..., None], 3, 3, 1, 1, 0, 0, height - 2, width - 2)
+    by_product = (cols @ kernel + bias).reshape(z.shape)
+    np.testing.assert_allclose(z, by_product, rtol=tolerance, atol=tolerance)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(4, 13), width=st.integers(4, 13), filters=st.integers(1, 40),
+       nans=st.integers(0, 4), seed=st.integers(0, 10_000))
+def test_the_pooled_kernel_is_the_fused_pooling_of_the_direct_convolution_bit_for_bit(batch, height, width,
+                                                                                    filters, nans, seed):
+    rng = np.random.default_rng(seed)
+    x, kernel, bias = _operands(rng, batch, height, width, filters, "float32")
+    for _ in range(nans):  # a NaN pixel makes NaN outputs, which the pooling must treat as the fused kernel does
+        x[rng.integers(batch), rng.integers(height), rng.integers(width)] = np.nan
+    z = np.empty((batch, height - 2, width - 2, filters), np.float32)
+    conv3x3_one_channel(x, kernel, bias, z)
+    pooled_shape = (batch, (height - 2) // 2, (width - 2) // 2, filters)
+    expected = np.empty(pooled_shape, np.float32)
+    unused_index, unused_mask = np.empty(pooled_shape, np.int32), np.empty(pooled_shape, np.uint8)
+    pool_relu_dropout_forward_unchecked(z, expected, unused_index, unused_mask, None, 0.0, (2, 2, 2, 2, 0, 0),
+                                        record=False)
+    y = np.full(pooled_shape, -7.0, np.float32)
+    check_conv3x3_one_channel(x, kernel, bias, y, pooled=True)
+    conv3x3_one_channel_pool_relu(x, kernel, bias, y, np.empty((1, 2, width - 2, filters), np.float32))
+    assert np.array_equal(y, expected)  # NaN outputs included: both give 0 there
+
+
+@pytest.mark.parametrize(("name", "change", "message"), [
+    ("x", lambda a: a.update(x=np.zeros((2, 2, 5), np.float32)), "x must be"),
+    ("kernel", lambda a: a.update(kernel=np.zeros((8, 4), np.float32)), "kernel must be"),
+    ("bias", lambda a: a.update(bias=np.zeros(5, np.float32)), "bias must be"),
+    ("out", lambda a: a.update(out=np.zeros((2, 3, 3, 4), np.float32)), "out must be"),
+    ("dtype", lambda a: a.update(kernel=np.zeros((9, 4))), "dtype"),
+    ("layout", lambda a: a.update(x=np.zeros((2, 5, 10), np.float32)[:, :, ::2]), "C-contiguous"),
+    ("type", lambda a: a.update(bias=[0.0] * 4), "ndarray"),
+])
+def test_the_checks_refuse_what_the_kernels_would_misread(name, change, message):
+    arguments = {"x": np.zeros((2, 5, 5), np.float32), "kernel": np.zeros((9, 4), np.float32),
+                 "bias": np.zeros(4, np.float32), "out": np.zeros((2, 3, 3, 4), np.float32)}
+    check_conv3x3_one_channel(**arguments)
+    change(arguments)
+    if name == "out":
+        arguments["out"] = np.zeros((2, 3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=message):
+        check_conv3x3_one_channel(**arguments)
+
+
+def _first_block(height, width, filters, rate, dtype="float32"):
+    layers = [Conv2D(filters, 3, input_shape=(height, width, 1), dtype=dtype), MaxPooling2D(2, dtype=dtype),
+              Activation("relu", dtype=dtype)]
+    if rate is not None:
+        layers.append(Dropout(rate, dtype=dtype))
+    return Sequential(layers).layers
+
+
+@settings(max_examples=25, deadline=None)
+@given(height=st.integers(4, 14), width=st.integers(4, 14), filters=st.integers(1, 66), batch=st.integers(1, 9),
+       rate=st.sampled_from([None, 0.25]), one_image_slices=st.booleans(), seed=st.integers(0, 1000))
+def test_the_block_uses_the_direct_path_and_its_inference_matches_the_layers(height, width, filters, batch, rate,
+                                                                           one_image_slices, seed):
+    set_random_seed(seed)
+    layers = _first_block(height, width, filters, rate)
+    (stage,) = engine.plan(list(layers))
+    assert stage._uses_direct()
+    x = np.random.default_rng(seed).standard_normal((batch, height, width, 1)).astype(np.float32)
+    saved = conv_block._SLICE_BYTES
+    conv_block._SLICE_BYTES = 1 if one_image_slices else saved
+    try:
+        inferred = stage.forward(x, training=False)
+        trained = stage.forward(x, training=True) if rate is None else None
+    finally:
+        conv_block._SLICE_BYTES = saved
+    reference = x
+    for layer in layers:
+        reference = layer.forward(reference, training=False)
+    np.testing.assert_allclose(inferred, reference, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(inferred == 0, reference == 0)
+    if trained is not None:  # the training pass pools the same convolution, written out: the same bits
+        assert np.array_equal(inferred, trained)
+
+
+@pytest.mark.parametrize(("kernel", "strides", "padding", "channels"), [
+    ((3, 3), 1, "same", 1), ((3, 3), 2, "valid", 1), ((3, 3), 1, "valid", 2), ((2, 2), 1, "valid", 1)])
+def test_other_convolutions_keep_im2col(kernel, strides, padding, channels):
+    layers = Sequential([Conv2D(4, kernel, strides=strides, padding=padding, input_shape=(9, 9, channels)),
+                         MaxPooling2D(2), Activation("relu")]).layers
+    (stage,) = engine.plan(list(layers))
+    assert not stage._uses_direct()
