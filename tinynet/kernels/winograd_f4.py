@@ -1,0 +1,185 @@
+"""Winograd's F(4x4, 3x3): a 3x3, stride-1 convolution with 4x fewer multiplications, for inference.
+
+The larger sibling of :mod:`tinynet.kernels.winograd` (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+Networks", 2016, section 4). In one dimension, four outputs of a 3-tap correlation from six inputs ``d`` take six
+multiplications instead of twelve, ``y = A^T [(G g) * (B^T d)]``, with the interpolation points 0, 1, -1, 2, -2
+and infinity::
+
+    B^T = [[4,  0, -5,  0, 1, 0],     G = [[ 1/4,     0,    0],     A^T = [[1, 1,  1, 1,  1, 0],
+           [0, -4, -4,  1, 1, 0],          [-1/6,  -1/6, -1/6],            [0, 1, -1, 2, -2, 0],
+           [0,  4, -4, -1, 1, 0],          [-1/6,   1/6, -1/6],            [0, 1,  1, 4,  4, 0],
+           [0, -2, -1,  2, 1, 0],          [ 1/24, 1/12,  1/6],            [0, 1, -1, 8, -8, 1]]
+           [0,  2, -1, -2, 1, 0],          [ 1/24, -1/12, 1/6],
+           [0,  4,  0, -5, 0, 1]]          [    0,    0,    1]]
+
+Nested, a 6x6 input tile and a 3x3 kernel give a 4x4 output tile with 36 multiplications instead of 144:
+``Y = A^T [(G g G^T) * (B^T d B)] A``. Over channels, as in F(2x2, 3x3), the elementwise product becomes 36
+matrix products ``M[k] = V[k] @ U[k]`` of (tiles x C) by (C x F). On the tutorial's second convolution (11x11
+outputs, 9 tiles covering 12x12) that is 324 products per (channel, filter) pair against F(2x2, 3x3)'s 576 and
+the direct sum's 1089.
+
+The price is rounding: the transforms multiply by up to 8 and 1/24, and the float32 result differs from the
+direct sum by about 1e-5 of the outputs' scale, against 1e-6 for F(2x2, 3x3) (the tests bound both). That is
+well inside what inference tolerates, but a training step must match its layers' gradient checks, so the engine
+uses this variant for predictions only (:mod:`tinynet.engine.conv_block`).
+
+The transforms loop with the channel (or filter) innermost, over contiguous memory, so the compiler vectorises
+them; ``winograd_f4_reference`` is the whole convolution through them, for tests.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["kernel_transform_f4", "input_transform_f4", "output_transform_f4", "tile_counts_f4",
+           "winograd_f4_reference"]
+
+
+def tile_counts_f4(out_h: int, out_w: int) -> tuple[int, int]:
+    """How many 4x4 output tiles cover an ``out_h x out_w`` output."""
+    return (out_h + 3) // 4, (out_w + 3) // 4
+
+
+@numba.njit(cache=True, nogil=True)
+def _kernel_transform_f4(kernel, U):
+    """``U[6a + b, c, f] = (G g G^T)[a, b]`` for ``g = kernel[:, :, c, f]``, computed in float64."""
+    g_rows = np.empty((6, 3))
+    for c in range(kernel.shape[2]):
+        for f in range(kernel.shape[3]):
+            for j in range(3):  # G g: the six combinations of the kernel's rows, column j at a time
+                g0, g1, g2 = float(kernel[0, j, c, f]), float(kernel[1, j, c, f]), float(kernel[2, j, c, f])
+                g_rows[0, j] = g0 / 4.0
+                g_rows[1, j] = -(g0 + g1 + g2) / 6.0
+                g_rows[2, j] = -(g0 - g1 + g2) / 6.0
+                g_rows[3, j] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0
+                g_rows[4, j] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0
+                g_rows[5, j] = g2
+            for i in range(6):  # ... times G^T: the same combinations of the three columns
+                g0, g1, g2 = g_rows[i, 0], g_rows[i, 1], g_rows[i, 2]
+                U[6 * i + 0, c, f] = g0 / 4.0
+                U[6 * i + 1, c, f] = -(g0 + g1 + g2) / 6.0
+                U[6 * i + 2, c, f] = -(g0 - g1 + g2) / 6.0
+                U[6 * i + 3, c, f] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0
+                U[6 * i + 4, c, f] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0
+                U[6 * i + 5, c, f] = g2
+
+
+def kernel_transform_f4(kernel: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``U`` of shape ``(36, C, F)`` from a Keras kernel ``(3, 3, C, F)``."""
+    kernel = np.ascontiguousarray(kernel)
+    if out is None:
+        out = np.empty((36, kernel.shape[2], kernel.shape[3]), dtype=kernel.dtype)
+    _kernel_transform_f4(kernel, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def input_transform_f4(x, V, pad_top, pad_left, tiles_h, tiles_w):
+    """``V[k, t, c] = (B^T d B)[k]`` for every image's tiles ``t`` (row-major, image by image) and channel ``c``,
+    ``d`` the 6x6 input patch at ``(4 * tile_row - pad_top, 4 * tile_col - pad_left)``, zero outside ``x``.
+
+    Each image is first copied into a zero-bordered buffer that every tile lies inside, so that the tiles read
+    their pixels without a bounds test (most of a small map's tiles cross its edge)."""
+    batch, height, width, channels = x.shape
+    two, four, five = x.dtype.type(2), x.dtype.type(4), x.dtype.type(5)  # a bare 4 * d would be float64
+    padded = np.zeros((4 * tiles_h + 2, 4 * tiles_w + 2, channels), dtype=x.dtype)
+    rows = min(height, padded.shape[0] - pad_top)
+    cols = min(width, padded.shape[1] - pad_left)
+    d = np.empty((6, 6, channels), dtype=x.dtype)
+    for n in range(batch):
+        padded[pad_top:pad_top + rows, pad_left:pad_left + cols] = x[n, :rows, :cols]
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = (n * tiles_h + ti) * tiles_w + tj
+                h = 4 * ti
+                # B^T d, then (B^T d) B. One loop per output row: a loop reading four arrays and writing one is
+                # vectorised; one writing six rows of an array while reading six of another needs more overlap
+                # checks than the compiler makes, and runs scalar (2x slower here).
+                for j in range(6):
+                    w = 4 * tj + j
+                    for c in range(channels):
+                        d[0, j, c] = four * padded[h, w, c] - five * padded[h + 2, w, c] + padded[h + 4, w, c]
+                    for c in range(channels):
+                        d[1, j, c] = (-four * padded[h + 1, w, c] - four * padded[h + 2, w, c] + padded[h + 3, w, c]
+                                      + padded[h + 4, w, c])
+                    for c in range(channels):
+                        d[2, j, c] = (four * padded[h + 1, w, c] - four * padded[h + 2, w, c] - padded[h + 3, w, c]
+                                      + padded[h + 4, w, c])
+                    for c in range(channels):
+                        d[3, j, c] = (-two * padded[h + 1, w, c] - padded[h + 2, w, c] + two * padded[h + 3, w, c]
+                                      + padded[h + 4, w, c])
+                    for c in range(channels):
+                        d[4, j, c] = (two * padded[h + 1, w, c] - padded[h + 2, w, c] - two * padded[h + 3, w, c]
+                                      + padded[h + 4, w, c])
+                    for c in range(channels):
+                        d[5, j, c] = four * padded[h + 1, w, c] - five * padded[h + 3, w, c] + padded[h + 5, w, c]
+                for i in range(6):
+                    k = 6 * i
+                    for c in range(channels):
+                        V[k, t, c] = four * d[i, 0, c] - five * d[i, 2, c] + d[i, 4, c]
+                    for c in range(channels):
+                        V[k + 1, t, c] = -four * d[i, 1, c] - four * d[i, 2, c] + d[i, 3, c] + d[i, 4, c]
+                    for c in range(channels):
+                        V[k + 2, t, c] = four * d[i, 1, c] - four * d[i, 2, c] - d[i, 3, c] + d[i, 4, c]
+                    for c in range(channels):
+                        V[k + 3, t, c] = -two * d[i, 1, c] - d[i, 2, c] + two * d[i, 3, c] + d[i, 4, c]
+                    for c in range(channels):
+                        V[k + 4, t, c] = two * d[i, 1, c] - d[i, 2, c] - two * d[i, 3, c] + d[i, 4, c]
+                    for c in range(channels):
+                        V[k + 5, t, c] = four * d[i, 1, c] - five * d[i, 3, c] + d[i, 5, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def output_transform_f4(M, bias, use_bias, z, tiles_h, tiles_w):
+    """``z[n, 4*ti + a, 4*tj + b, f] = (A^T M A)[a, b] (+ bias[f])`` for the tiles' outputs inside ``z``."""
+    batch, out_h, out_w, filters = z.shape
+    s = np.empty((4, 6, filters), dtype=z.dtype)
+    zero, two, four, eight = z.dtype.type(0), z.dtype.type(2), z.dtype.type(4), z.dtype.type(8)
+    for n in range(batch):
+        for ti in range(tiles_h):
+            for tj in range(tiles_w):
+                t = (n * tiles_h + ti) * tiles_w + tj
+                for j in range(6):  # A^T M: combine the six rows, column j at a time
+                    for f in range(filters):
+                        m0, m1, m2 = M[j, t, f], M[6 + j, t, f], M[12 + j, t, f]
+                        m3, m4, m5 = M[18 + j, t, f], M[24 + j, t, f], M[30 + j, t, f]
+                        s[0, j, f] = m0 + m1 + m2 + m3 + m4
+                        s[1, j, f] = m1 - m2 + two * m3 - two * m4
+                        s[2, j, f] = m1 + m2 + four * m3 + four * m4
+                        s[3, j, f] = m1 - m2 + eight * m3 - eight * m4 + m5
+                for a in range(4):  # ... times A: combine the six columns, into the outputs inside z
+                    h = 4 * ti + a
+                    if h >= out_h:
+                        break
+                    for b in range(4):
+                        w = 4 * tj + b
+                        if w >= out_w:
+                            break
+                        out = z[n, h, w]
+                        for f in range(filters):
+                            e0, e1, e2 = s[a, 0, f], s[a, 1, f], s[a, 2, f]
+                            e3, e4, e5 = s[a, 3, f], s[a, 4, f], s[a, 5, f]
+                            if b == 0:
+                                value = e0 + e1 + e2 + e3 + e4
+                            elif b == 1:
+                                value = e1 - e2 + two * e3 - two * e4
+                            elif b == 2:
+                                value = e1 + e2 + four * e3 + four * e4
+                            else:
+                                value = e1 - e2 + eight * e3 - eight * e4 + e5
+                            out[f] = value + (bias[f] if use_bias else zero)
+
+
+def winograd_f4_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, pad_top: int, pad_left: int,
+                          out_h: int, out_w: int) -> np.ndarray:
+    """The whole F(4x4, 3x3) convolution through the kernels above and one batched product (for tests)."""
+    tiles_h, tiles_w = tile_counts_f4(out_h, out_w)
+    batch, channels, filters = x.shape[0], x.shape[3], kernel.shape[3]
+    V = np.empty((36, batch * tiles_h * tiles_w, channels), dtype=x.dtype)
+    input_transform_f4(np.ascontiguousarray(x), V, pad_top, pad_left, tiles_h, tiles_w)
+    M = np.matmul(V, kernel_transform_f4(kernel))
+    z = np.empty((batch, out_h, out_w, filters), dtype=x.dtype)
+    output_transform_f4(M, bias if bias is not None else np.zeros(filters, x.dtype), bias is not None, z,
+                        tiles_h, tiles_w)
+    return z
