@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinynet import applications, backend, engine
-from tinynet.engine import conv_block
+from tinynet.engine import conv_block, machine
 from tinynet.engine import threads as parallel
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tinynet.learn.gradcheck import check_model
@@ -145,11 +145,44 @@ def test_model_gradient_check_through_many_slices(one_image_slices):
     assert report.passed, str(report)
 
 
-def test_slices_follow_the_cache_budget_not_the_batch():
+def test_slices_follow_the_cache_budget_not_the_batch(monkeypatch):
     model = applications.mnist_cnn()
     first, second = model.layers[0], model.layers[4]
+    monkeypatch.setattr(machine, "l2_cache_bytes", lambda: 1 << 20)
     assert conv_block.images_per_slice(first) == 3   # 26*26*(9 + 64) floats = 197 KB an image, 640 KB a slice
     assert conv_block.images_per_slice(second) == 2  # 11*11*(576 + 32) floats = 294 KB an image
+    # Inference by F(4x4, 3x3): 36 planes of 9 tiles x (64 + 32) floats = 124 KB an image, the whole L2 a slice
+    assert conv_block.images_per_slice(second, winograd_f4=True) == 8
+    monkeypatch.setattr(machine, "l2_cache_bytes", lambda: 2 << 20)  # a CPU with twice the L2: slices twice as big
+    assert conv_block.images_per_slice(first) == 6 and conv_block.images_per_slice(second) == 4
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1024K", 1 << 20), ("2M", 2 << 20), ("512", 512), ("1G", 1 << 30),
+                                                ("", None), ("K", None), ("-5K", None), ("0", None), ("1.5M", None)])
+def test_cache_sizes_are_read_as_sysfs_writes_them(text, expected):
+    assert machine.parse_cache_size(text) == expected
+
+
+def test_the_l2_size_comes_from_sysfs_or_the_environment(tmp_path, monkeypatch):
+    for index, (level, kind, size) in enumerate([("1", "Data", "48K"), ("1", "Instruction", "32K"),
+                                                 ("2", "Unified", "1280K"), ("3", "Unified", "32M")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, text in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(text + "\n")
+    assert machine.read_l2_bytes(tmp_path) == 1280 << 10
+    assert machine.read_l2_bytes(tmp_path / "missing") is None
+    machine.l2_cache_bytes.cache_clear()
+    try:
+        monkeypatch.setenv("TINYNET_L2_BYTES", "2097152")
+        assert machine.l2_cache_bytes() == 2 << 20
+        machine.l2_cache_bytes.cache_clear()
+        monkeypatch.setenv("TINYNET_L2_BYTES", "lots")
+        with pytest.raises(ValueError, match="TINYNET_L2_BYTES"):
+            machine.l2_cache_bytes()
+    finally:
+        monkeypatch.delenv("TINYNET_L2_BYTES")
+        machine.l2_cache_bytes.cache_clear()
 
 
 def test_batch_size_changes_on_two_threads_keep_the_gradients_right(one_image_slices):

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinynet.engine import threads
+from tinynet.engine import machine, threads
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.engine.scratch import Scratch
 from tinynet.engine.stage import StandIn
@@ -55,11 +55,17 @@ from tinynet.kernels.winograd import input_transform, kernel_transform, output_t
 from tinynet.kernels.winograd_f4 import input_transform_f4, kernel_transform_f4, output_transform_f4, tile_counts_f4
 from tinynet.layers.conv import Conv2D
 
-# What one slice's im2col matrix plus convolution output may take: well under a core's 1 MB L2 cache, leaving
-# room for the kernel matrix, BLAS's packing buffers and the slice's outputs. Measured on the tutorial CNN
-# (batch-32 step, A/B in alternating processes): 640 KB (3 and 2 images a slice) 5.53-5.62 ms, 512 KB (2 and 1)
-# 5.73-5.83 ms, 1 MB (5 and 3) 5.90-5.95 ms.
-_SLICE_BYTES = 640 * 1024
+# What one slice's im2col matrix plus convolution output may take: this share of a core's L2 cache
+# (tinynet.engine.machine), leaving room for the kernel matrix, BLAS's packing buffers and the slice's outputs.
+# Measured on the tutorial CNN with 1 MiB of L2 (batch-32 step, A/B in alternating processes): 640 KB (3 and 2
+# images a slice) 5.53-5.62 ms, 512 KB (2 and 1) 5.73-5.83 ms, 1 MB (5 and 3) 5.90-5.95 ms.
+_SLICE_SHARE_OF_L2 = 0.625
+# The budget in bytes, when set (tests set 1 to get one image a slice); None: the share of this machine's L2.
+_SLICE_BYTES: int | None = None
+# Inference by F(4x4, 3x3) keeps no im2col matrix: a slice is the transformed tiles and their products, and
+# larger slices make the 36 products taller. Measured (single thread, batch 1000, 1 MiB L2): 2 images a slice
+# 31.9 ms, 4 29.8, 8 28.4, 17 28.7: a slice's tiles and products may fill the whole L2.
+_WINOGRAD_SLICE_SHARE_OF_L2 = 1.0
 # A kernel this shallow (3x3 on grey images: 9) gets the bias as one more column of the product, which then
 # also yields db: a separate pass adding the bias to each slice's output cost as much as the product itself.
 _BIAS_COLUMN_MAX_DEPTH = 32
@@ -73,12 +79,24 @@ _KEEP_COLUMNS_BYTES = 1 << 20
 _WINOGRAD_MIN_CHANNELS = 16
 
 
-def images_per_slice(conv: Conv2D) -> int:
-    """How many images one slice holds for ``conv``: as many as fit the cache budget, at least one."""
+def slice_budget(share: float = _SLICE_SHARE_OF_L2) -> int:
+    """Bytes a slice's work arrays may take: ``_SLICE_BYTES`` when set, else ``share`` of a core's L2 cache."""
+    return _SLICE_BYTES if _SLICE_BYTES is not None else int(share * machine.l2_cache_bytes())
+
+
+def images_per_slice(conv: Conv2D, winograd_f4: bool = False) -> int:
+    """How many images one slice holds for ``conv``: as many as fit the cache budget, at least one.
+
+    A slice's working set is its im2col matrix and convolution output, or, for inference by F(4x4, 3x3), its
+    transformed tiles and their products (36 planes of tiles x (channels + filters))."""
+    if winograd_f4:
+        tiles_h, tiles_w = tile_counts_f4(conv.out_h, conv.out_w)
+        per_image = 36 * tiles_h * tiles_w * (conv._built_input_shape[-1] + conv.filters) * conv.dtype.itemsize
+        return max(1, slice_budget(_WINOGRAD_SLICE_SHARE_OF_L2) // per_image)
     kh, kw = conv.kernel_size
     depth = kh * kw * conv._built_input_shape[-1]
     per_image = conv.out_h * conv.out_w * (depth + conv.filters) * conv.dtype.itemsize
-    return max(1, _SLICE_BYTES // per_image)
+    return max(1, slice_budget() // per_image)
 
 
 class ConvPoolReluDropout(StandIn):
@@ -105,14 +123,14 @@ class ConvPoolReluDropout(StandIn):
         conv = self.conv
         return conv.window, self.pool.window[:6], (conv.out_h, conv.out_w, conv.filters)
 
-    def _plan(self, batch: int) -> tuple[list[tuple[int, int]], int, int, int, np.ndarray]:
+    def _plan(self, batch: int, winograd_f4: bool = False) -> tuple[list[tuple[int, int]], int, int, int, np.ndarray]:
         """The slices (first and stop image of each), rows of a full slice's matrices, the kernel's depth, the
         width of the im2col matrix (one more with the bias column) and the kernel as a matrix.
 
         Two halves of the batch, each cut into the same number of slices: two threads then get equal shares
         (11 slices of 3 images at batch 32 left one thread 4 images more than the other)."""
         conv = self.conv
-        size = images_per_slice(conv)
+        size = images_per_slice(conv, winograd_f4)
         count = -(-batch // size)
         if count > 1 and count % 2:
             count += 1
@@ -210,12 +228,12 @@ class ConvPoolReluDropout(StandIn):
         y = np.empty(output_shape, dtype=conv.dtype)
         argmax_index = np.empty(output_shape, dtype=np.int32)
         pass_mask = np.empty(output_shape, dtype=np.uint8)
-        slices, full_rows, depth, width, kernel = self._plan(batch)
-        window, pool_window, conv_map = self._geometry()
-        count = len(slices)
         winograd = self._uses_winograd()  # then the forward pass makes no im2col matrix to keep
         direct = self._uses_direct()  # nor then
-        # Inference with 2x2 pooling over the whole map: the direct convolution hands two rows at a time to the pooling.
+        slices, full_rows, depth, width, kernel = self._plan(batch, winograd_f4=winograd and not training)
+        window, pool_window, conv_map = self._geometry()
+        count = len(slices)
+        # Inference with 2x2 pooling of the whole map: the direct convolution hands it two rows at a time.
         direct_pooled = (direct and not training and pool_window == (2, 2, 2, 2, 0, 0)
                          and output_shape[1:3] == (conv.out_h // 2, conv.out_w // 2))
         keep = training and not winograd and not direct and self._keeps_columns(batch, width)
