@@ -74,6 +74,7 @@ def test_stage_matches_the_layers_forward_and_backward(kernel, stride, padding, 
     parallel.set_num_threads(threads)
     conv_block._SLICE_BYTES = slice_bytes  # 1: one image a slice, so even small batches run as many slices
     try:
+        inferred = stage.forward(x, training=False)
         y = stage.forward(x, training=True)
         dy = rng.standard_normal(y.shape).astype(dtype)
         dx = stage.backward(dy)
@@ -81,6 +82,10 @@ def test_stage_matches_the_layers_forward_and_backward(kernel, stride, padding, 
         parallel.set_num_threads(before[0])
         conv_block._SLICE_BYTES = before[1]
 
+    expected = x
+    for twin in twins:
+        expected = twin.forward(expected, training=False)
+    np.testing.assert_allclose(inferred, expected, rtol=1e-4 if dtype == "float32" else 1e-12, atol=1e-5)
     reference, gradient = _through_layers(twins, x, dy)
     # The same products, cut into other BLAS calls (which round differently), and the same pooling.
     tolerance = 1e-5 if dtype == "float32" else 1e-12

@@ -226,12 +226,12 @@ class ConvPoolReluDropout(StandIn):
         words = dropout.draw_mask_words(output_shape) if dropout is not None else None
         rate = dropout.rate if dropout is not None else 0.0
         y = np.empty(output_shape, dtype=conv.dtype)
-        argmax_index = np.empty(output_shape, dtype=np.int32)
+        window, pool_window, conv_map = self._geometry()
+        argmax_index = np.empty(output_shape, dtype=np.int32)  # (untouched in inference: no page is faulted in)
         pass_mask = np.empty(output_shape, dtype=np.uint8)
         winograd = self._uses_winograd()  # then the forward pass makes no im2col matrix to keep
         direct = self._uses_direct()  # nor then
         slices, full_rows, depth, width, kernel = self._plan(batch, winograd_f4=winograd and not training)
-        window, pool_window, conv_map = self._geometry()
         count = len(slices)
         # Inference with 2x2 pooling of the whole map: the direct convolution hands it two rows at a time.
         direct_pooled = (direct and not training and pool_window == (2, 2, 2, 2, 0, 0)

@@ -44,7 +44,7 @@ def tile_counts_f4(out_h: int, out_w: int) -> tuple[int, int]:
 @numba.njit(cache=True, nogil=True)
 def _kernel_transform_f4(kernel, U):
     """``U[6a + b, c, f] = (G g G^T)[a, b]`` for ``g = kernel[:, :, c, f]``, computed in float64 with the filters
-    innermost (vectorised: a call takes about 50 us for the tutorial's 64 x 32 kernel, against 400 one value at a time)."""
+    innermost (vectorised: about 50 us a call for the tutorial's 64 x 32 kernel, against 400 value by value)."""
     filters = kernel.shape[3]
     quarter, sixth, twelfth, twenty_fourth = 1.0 / 4.0, 1.0 / 6.0, 1.0 / 12.0, 1.0 / 24.0
     rows = np.empty((6, 3, filters))  # G g for one input channel
