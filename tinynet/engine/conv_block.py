@@ -14,8 +14,8 @@ Forward, per slice ``s`` (the layers' own equations; see :class:`tinynet.layers.
     y[s], argmax_index[s], pass_mask[s] = pool_relu_dropout(Z[s], dropout words[s])
 
 (For a 3x3, stride-1, unpadded kernel over one channel, ``Z[s]`` is computed directly, nine multiply-adds per
-output with the filters innermost, see :mod:`tinynet.kernels.direct_conv`; for inference the pooling and ReLU
-follow two rows at a time, so that ``Z`` is never written out. For a 3x3, stride-1 kernel over 16 or more
+output with the filters innermost, see :mod:`tinynet.kernels.direct_conv`; for inference each pooling window's
+four outputs are computed together and only their ReLU'd maximum is written. For a 3x3, stride-1 kernel over 16 or more
 channels, ``Z[s]`` comes from Winograd's F(2x2, 3x3) instead of im2col and the product: the same convolution
 with 1.9x fewer multiplications, see :mod:`tinynet.kernels.winograd`. With a kernel of 32 or fewer inputs per
 output, ``b`` is a last row of ``W``
@@ -281,8 +281,7 @@ class ConvPoolReluDropout(StandIn):
             for index in range(first, stop):
                 start, end = slices[index]
                 if direct_pooled:
-                    conv3x3_one_channel_pool_relu(images[start:end], direct_kernel, direct_bias, y[start:end],
-                                                  self._scratch.get(f"direct_rows_{slot}", (1, 2, *conv_map[1:])))
+                    conv3x3_one_channel_pool_relu(images[start:end], direct_kernel, direct_bias, y[start:end])
                     continue
                 rows = self._rows(start, end)
                 z = convolve(slot, start, end, rows)
