@@ -83,55 +83,75 @@ def input_transform_f4(x, V, pad_top, pad_left, tiles_h, tiles_w):
     """``V[k, t, c] = (B^T d B)[k]`` for every image's tiles ``t`` (row-major, image by image) and channel ``c``,
     ``d`` the 6x6 input patch at ``(4 * tile_row - pad_top, 4 * tile_col - pad_left)``, zero outside ``x``.
 
-    Each image is first copied into a zero-bordered buffer that every tile lies inside, so that the tiles read
-    their pixels without a bounds test (most of a small map's tiles cross its edge)."""
+    The loops are shaped for the compiler rather than for the eye, because a 64-channel loop per tile value
+    spends more time starting than running (11 us an image for the tutorial's 13x13x64 maps, 5 us as here):
+
+    - each image is first copied into ``phased[row, m, u, c]`` = the zero-bordered image at column ``4u + m``:
+      the columns split by their position within a tile (tiles start every 4 columns);
+    - ``B^T d`` for a whole row of tiles is then six long loops over every (phase, column, channel) of the six
+      image rows under it;
+    - and ``(B^T d) B`` for the row of tiles is six loops per tile row ``i`` over (tile, channel): in the phased
+      layout, column ``j`` of tile ``u`` is phase ``j`` of ``u`` (``j`` < 4) or phase ``j - 4`` of ``u + 1``, so
+      every operand is a fixed offset from the loop index. The offsets are unsigned so that no negative-index
+      wrap-around test stands in the way of vectorisation.
+    """
     batch, height, width, channels = x.shape
     two, four, five = x.dtype.type(2), x.dtype.type(4), x.dtype.type(5)  # a bare 4 * d would be float64
-    padded = np.zeros((4 * tiles_h + 2, 4 * tiles_w + 2, channels), dtype=x.dtype)
-    rows = min(height, padded.shape[0] - pad_top)
-    cols = min(width, padded.shape[1] - pad_left)
-    d = np.empty((6, 6, channels), dtype=x.dtype)
+    padded_rows, phase_columns = 4 * tiles_h + 2, tiles_w + 1
+    phased = np.zeros((padded_rows, 4, phase_columns, channels), dtype=x.dtype)
+    rows = min(height, padded_rows - pad_top)
+    cols = min(width, 4 * phase_columns - pad_left)
+    row_size = 4 * phase_columns * channels
+    flat = phased.reshape(padded_rows, row_size)
+    combined = np.empty((6, row_size), dtype=x.dtype)  # B^T d for the current row of tiles, phased likewise
+    out = V.reshape(V.shape[0], V.shape[1] * channels)
+    phase = np.uint64(phase_columns * channels)  # offset of phase m + 1 from phase m
+    next_tile = np.uint64(channels)  # offset of tile u + 1 from tile u
+    span = np.uint64(tiles_w * channels)  # unsigned: so is the loop index q below
     for n in range(batch):
-        padded[pad_top:pad_top + rows, pad_left:pad_left + cols] = x[n, :rows, :cols]
+        for r in range(rows):
+            for w in range(cols):
+                column = w + pad_left
+                m, u = column % 4, column // 4
+                for c in range(channels):
+                    phased[r + pad_top, m, u, c] = x[n, r, w, c]
         for ti in range(tiles_h):
-            for tj in range(tiles_w):
-                t = (n * tiles_h + ti) * tiles_w + tj
-                h = 4 * ti
-                # B^T d, then (B^T d) B. One loop per output row: a loop reading four arrays and writing one is
-                # vectorised; one writing six rows of an array while reading six of another needs more overlap
-                # checks than the compiler makes, and runs scalar (2x slower here).
-                for j in range(6):
-                    w = 4 * tj + j
-                    for c in range(channels):
-                        d[0, j, c] = four * padded[h, w, c] - five * padded[h + 2, w, c] + padded[h + 4, w, c]
-                    for c in range(channels):
-                        d[1, j, c] = (-four * padded[h + 1, w, c] - four * padded[h + 2, w, c] + padded[h + 3, w, c]
-                                      + padded[h + 4, w, c])
-                    for c in range(channels):
-                        d[2, j, c] = (four * padded[h + 1, w, c] - four * padded[h + 2, w, c] - padded[h + 3, w, c]
-                                      + padded[h + 4, w, c])
-                    for c in range(channels):
-                        d[3, j, c] = (-two * padded[h + 1, w, c] - padded[h + 2, w, c] + two * padded[h + 3, w, c]
-                                      + padded[h + 4, w, c])
-                    for c in range(channels):
-                        d[4, j, c] = (two * padded[h + 1, w, c] - padded[h + 2, w, c] - two * padded[h + 3, w, c]
-                                      + padded[h + 4, w, c])
-                    for c in range(channels):
-                        d[5, j, c] = four * padded[h + 1, w, c] - five * padded[h + 3, w, c] + padded[h + 5, w, c]
-                for i in range(6):
-                    k = 6 * i
-                    for c in range(channels):
-                        V[k, t, c] = four * d[i, 0, c] - five * d[i, 2, c] + d[i, 4, c]
-                    for c in range(channels):
-                        V[k + 1, t, c] = -four * d[i, 1, c] - four * d[i, 2, c] + d[i, 3, c] + d[i, 4, c]
-                    for c in range(channels):
-                        V[k + 2, t, c] = four * d[i, 1, c] - four * d[i, 2, c] - d[i, 3, c] + d[i, 4, c]
-                    for c in range(channels):
-                        V[k + 3, t, c] = -two * d[i, 1, c] - d[i, 2, c] + two * d[i, 3, c] + d[i, 4, c]
-                    for c in range(channels):
-                        V[k + 4, t, c] = two * d[i, 1, c] - d[i, 2, c] - two * d[i, 3, c] + d[i, 4, c]
-                    for c in range(channels):
-                        V[k + 5, t, c] = four * d[i, 1, c] - five * d[i, 3, c] + d[i, 5, c]
+            h = 4 * ti
+            for e in range(row_size):
+                combined[0, e] = four * flat[h, e] - five * flat[h + 2, e] + flat[h + 4, e]
+            for e in range(row_size):
+                combined[1, e] = -four * flat[h + 1, e] - four * flat[h + 2, e] + flat[h + 3, e] + flat[h + 4, e]
+            for e in range(row_size):
+                combined[2, e] = four * flat[h + 1, e] - four * flat[h + 2, e] - flat[h + 3, e] + flat[h + 4, e]
+            for e in range(row_size):
+                combined[3, e] = -two * flat[h + 1, e] - flat[h + 2, e] + two * flat[h + 3, e] + flat[h + 4, e]
+            for e in range(row_size):
+                combined[4, e] = two * flat[h + 1, e] - flat[h + 2, e] - two * flat[h + 3, e] + flat[h + 4, e]
+            for e in range(row_size):
+                combined[5, e] = four * flat[h + 1, e] - five * flat[h + 3, e] + flat[h + 5, e]
+            first = np.uint64(n * tiles_h + ti) * span
+            p1, p2, p3 = phase, 2 * phase, 3 * phase  # columns 1, 2, 3 of a tile; 4 and 5 are 0 and 1 one tile on
+            p4, p5 = next_tile, phase + next_tile
+            for i in range(6):
+                k = 6 * i
+                for q in range(span):
+                    out[k, first + q] = (four * combined[i, q] - five * combined[i, p2 + q]
+                                         + combined[i, p4 + q])
+                for q in range(span):
+                    out[k + 1, first + q] = (-four * combined[i, p1 + q] - four * combined[i, p2 + q]
+                                             + combined[i, p3 + q] + combined[i, p4 + q])
+                for q in range(span):
+                    out[k + 2, first + q] = (four * combined[i, p1 + q] - four * combined[i, p2 + q]
+                                             - combined[i, p3 + q] + combined[i, p4 + q])
+                for q in range(span):
+                    out[k + 3, first + q] = (-two * combined[i, p1 + q] - combined[i, p2 + q]
+                                             + two * combined[i, p3 + q] + combined[i, p4 + q])
+                for q in range(span):
+                    out[k + 4, first + q] = (two * combined[i, p1 + q] - combined[i, p2 + q]
+                                             - two * combined[i, p3 + q] + combined[i, p4 + q])
+                for q in range(span):
+                    out[k + 5, first + q] = (four * combined[i, p1 + q] - five * combined[i, p3 + q]
+                                             + combined[i, p5 + q])
 
 
 @numba.njit(cache=True, nogil=True)
