@@ -114,6 +114,7 @@ class ConvPoolReluDropout(StandIn):
         self.pool, self.dropout = pool_stage.pool, pool_stage.dropout
         # Work arrays (per-thread slices, the kernel with its bias row, Winograd's transforms): the stage's own.
         self._scratch = Scratch(conv.dtype)
+        self._f4_cache: tuple[np.ndarray, np.ndarray] | None = None  # (weights, their F(4x4, 3x3) transform)
 
     # ------------------------------------------------------------------------------------------- geometry
     def _geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, int, int]]:
@@ -167,6 +168,20 @@ class ConvPoolReluDropout(StandIn):
             input_transform(source, inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
             np.matmul(inputs, transformed_kernel, out=products)
             output_transform(products, bias, conv.use_bias, out, tiles_h, tiles_w)
+
+    def _f4_kernel(self, channels: int) -> np.ndarray:
+        """The kernel transformed for F(4x4, 3x3), kept from call to call while the weights stay the same.
+
+        Predictions call this once per batch, and the transform (50 us for the tutorial's 64 x 32 kernel) costs
+        four times the comparison with the copy of the weights it was made from (the weights can change in place,
+        by an optimizer or ``set_weights``, so only their values can tell; NaN weights never compare equal and
+        are transformed every time)."""
+        kernel = self.conv.params["kernel"]
+        if (self._f4_cache is None or self._f4_cache[0].shape != kernel.shape
+                or self._f4_cache[0].dtype != kernel.dtype or not np.array_equal(self._f4_cache[0], kernel)):
+            transformed = kernel_transform_f4(kernel, out=np.empty((36, channels, self.conv.filters), kernel.dtype))
+            self._f4_cache = (kernel.copy(), transformed)
+        return self._f4_cache[1]
 
     def _uses_winograd(self) -> bool:
         conv = self.conv
@@ -256,8 +271,7 @@ class ConvPoolReluDropout(StandIn):
                 transformed_kernel = kernel_transform(conv.params["kernel"], out=self._scratch.get(
                     "winograd_kernel", (16, channels, conv.filters)))
             else:  # predictions: F(4x4, 3x3), 1.8x fewer multiplications again
-                transformed_kernel = kernel_transform_f4(conv.params["kernel"], out=self._scratch.get(
-                    "winograd_f4_kernel", (36, channels, conv.filters)))
+                transformed_kernel = self._f4_kernel(channels)
             winograd_bias = bias if bias is not None else self._scratch.get("zero_bias", (conv.filters,), fill=0.0)
 
         def convolve(slot: int, start: int, end: int, rows: int) -> np.ndarray:
