@@ -1,51 +1,16 @@
-"""Winograd F(2x2, 3x3) against im2col + GEMM, alone and inside the fused convolution block."""
+"""The fused convolution block's Winograd passes (forward and input gradient) against the layers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tinynet import backend, engine
 from tinynet.engine import conv_block
-from tinynet.kernels import im2col_reference
-from tinynet.kernels.winograd import kernel_transform, tile_counts, winograd_reference
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tinynet.learn.gradcheck import check_model
 from tinynet.models import Sequential, passes
 from tinynet.utils import set_random_seed
-
-
-@settings(max_examples=60, deadline=None)
-@given(batch=st.integers(1, 3), height=st.integers(3, 12), width=st.integers(3, 12), channels=st.integers(1, 20),
-       filters=st.integers(1, 9), same=st.booleans(), bias=st.booleans(),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
-def test_winograd_equals_the_direct_convolution(batch, height, width, channels, filters, same, bias, dtype, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, height, width, channels)).astype(dtype)
-    kernel = rng.standard_normal((3, 3, channels, filters)).astype(dtype)
-    b = rng.standard_normal(filters).astype(dtype) if bias else None
-    pad = 1 if same else 0
-    out_h, out_w = (height, width) if same else (height - 2, width - 2)
-    cols = im2col_reference(x.astype(np.float64), 3, 3, 1, 1, pad, pad, out_h, out_w)
-    expected = (cols @ kernel.reshape(-1, filters).astype(np.float64)).reshape(batch, out_h, out_w, filters)
-    if bias:
-        expected += b
-    result = winograd_reference(x, kernel, b, pad, pad, out_h, out_w)
-    assert result.dtype == dtype and result.shape == expected.shape
-    # The transforms only add (G also halves), so the error is a few roundings of the inputs' size.
-    scale = (np.abs(x).max() * np.abs(kernel).max() * 9 * channels + (np.abs(b).max() if bias else 0))
-    tolerance = 1e-5 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(result, expected, atol=tolerance * scale)
-
-
-def test_kernel_transform_is_g_kernel_g_transposed():
-    g = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-    kernel = np.random.default_rng(0).standard_normal((3, 3, 4, 5))
-    expected = np.einsum("ai,ijcf,bj->abcf", g, kernel, g).reshape(16, 4, 5)
-    np.testing.assert_allclose(kernel_transform(kernel), expected, rtol=1e-14, atol=1e-14)
-    assert tile_counts(11, 11) == (6, 6) and tile_counts(12, 3) == (6, 2)
 
 
 @pytest.mark.parametrize("use_bias", [True, False])

@@ -15,11 +15,11 @@ Forward, per slice ``s`` (the layers' own equations; see :class:`tinynet.layers.
 
 (For a 3x3, stride-1, unpadded kernel over one channel, ``Z[s]`` is computed directly, nine multiply-adds per
 output with the filters innermost, see :mod:`tinynet.kernels.direct_conv`; for inference each pooling window's
-four outputs are computed together and only their ReLU'd maximum is written. For a 3x3, stride-1 kernel over 16 or more
-channels, ``Z[s]`` comes from Winograd's F(2x2, 3x3) instead of im2col and the product: the same convolution
-with 1.9x fewer multiplications, see :mod:`tinynet.kernels.winograd`. With a kernel of 32 or fewer inputs per
-output, ``b`` is a last row of ``W``
-against a column of ones in ``X_col``, and that column's row of ``dW_part`` below is ``db_part``.)
+four outputs are computed together and only their ReLU'd maximum is written. For a 3x3, stride-1 kernel over
+16 or more channels, ``Z[s]`` comes from Winograd's F(4x4, 3x3) instead of im2col and the product: the same
+convolution with 3.4x fewer multiplications on the tutorial's 11x11 maps, see :mod:`tinynet.kernels.winograd_f4`.
+With a kernel of 32 or fewer inputs per output, ``b`` is a last row of ``W`` against a column of ones in
+``X_col``, and that column's row of ``dW_part`` below is ``db_part``.)
 
 Backward, per slice, with ``dy`` the gradient of the block's output::
 
@@ -52,7 +52,6 @@ from tinynet.engine.stage import StandIn
 from tinynet.kernels.direct_conv import conv3x3_one_channel, conv3x3_one_channel_pool_relu
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
-from tinynet.kernels.winograd import input_transform, kernel_transform, output_transform, tile_counts
 from tinynet.kernels.winograd_f4 import input_transform_f4, kernel_transform_f4, output_transform_f4, tile_counts_f4
 from tinynet.layers.conv import Conv2D
 
@@ -73,10 +72,10 @@ _BIAS_COLUMN_MAX_DEPTH = 32
 # A whole-batch im2col matrix up to this size is kept from the forward to the backward pass instead of being
 # made again (the first convolution's: 0.8 MB at batch 32; the second's, 8.9 MB, is rebuilt slice by slice).
 _KEEP_COLUMNS_BYTES = 1 << 20
-# A 3x3, stride-1 convolution over at least this many channels computes its forward pass with Winograd's
-# F(2x2, 3x3) (tinynet.kernels.winograd): 16 products of (tiles x C) by (C x F) instead of one of (pixels x 9C)
-# by (9C x F), 1.9x fewer multiplications on the tutorial's 11x11 maps. The transforms' adds only pay off with
-# enough channels to share them.
+# A 3x3, stride-1 convolution over at least this many channels computes its forward pass and its input gradient
+# with Winograd's F(4x4, 3x3) (tinynet.kernels.winograd_f4): 36 products of (tiles x C) by (C x F) instead of one
+# of (pixels x 9C) by (9C x F), 3.4x fewer multiplications on the tutorial's 11x11 maps. The transforms' adds
+# only pay off with enough channels to share them.
 _WINOGRAD_MIN_CHANNELS = 16
 
 
@@ -148,35 +147,28 @@ class ConvPoolReluDropout(StandIn):
     def _winograd(self, slot: int, source: np.ndarray, transformed_kernel: np.ndarray, out: np.ndarray,
                   bias: np.ndarray) -> None:
         """``out (images, out_h, out_w, filters)``: the convolution of ``source`` (plus ``bias`` when the layer
-        uses one; any array of ``filters`` values otherwise) by F(2x2, 3x3), or by F(4x4, 3x3) when the kernel
-        was transformed for it (36 planes instead of 16: inference only, see :mod:`tinynet.kernels.winograd_f4`).
+        uses one; any array of ``filters`` values otherwise) by F(4x4, 3x3).
 
         The work arrays are per thread and per tile count (a batch's last slice may be shorter), so each is made
         once and reused from step to step."""
         conv = self.conv
         images, out_h, out_w, filters = out.shape
-        large = transformed_kernel.shape[0] == 36
-        planes = transformed_kernel.shape[0]
-        tiles_h, tiles_w = tile_counts_f4(out_h, out_w) if large else tile_counts(out_h, out_w)
+        tiles_h, tiles_w = tile_counts_f4(out_h, out_w)
         tiles = images * tiles_h * tiles_w
-        inputs = self._scratch.get(f"winograd_inputs_{slot}_{planes}_{tiles}", (planes, tiles, source.shape[-1]))
-        products = self._scratch.get(f"winograd_products_{slot}_{planes}_{tiles}", (planes, tiles, filters))
-        if large:
-            input_transform_f4(source, inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
-            np.matmul(inputs, transformed_kernel, out=products)
-            output_transform_f4(products, bias, conv.use_bias, out, tiles_h, tiles_w)
-        else:
-            input_transform(source, inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
-            np.matmul(inputs, transformed_kernel, out=products)
-            output_transform(products, bias, conv.use_bias, out, tiles_h, tiles_w)
+        inputs = self._scratch.get(f"winograd_inputs_{slot}_{tiles}", (36, tiles, source.shape[-1]))
+        products = self._scratch.get(f"winograd_products_{slot}_{tiles}", (36, tiles, filters))
+        input_transform_f4(source, inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
+        np.matmul(inputs, transformed_kernel, out=products)
+        output_transform_f4(products, bias, conv.use_bias, out, tiles_h, tiles_w)
 
     def _f4_kernel(self, channels: int) -> np.ndarray:
         """The kernel transformed for F(4x4, 3x3), kept from call to call while the weights stay the same.
 
         Predictions call this once per batch, and the transform (50 us for the tutorial's 64 x 32 kernel) costs
-        four times the comparison with the copy of the weights it was made from (the weights can change in place,
-        by an optimizer or ``set_weights``, so only their values can tell; NaN weights never compare equal and
-        are transformed every time)."""
+        four times the comparison with the copy of the weights it was made from. The weights can change in place
+        (an optimizer, ``set_weights``), so only their values can tell; in training they change every step and
+        the comparison is the small price of one code path. NaN weights never compare equal: transformed every
+        time."""
         kernel = self.conv.params["kernel"]
         if (self._f4_cache is None or self._f4_cache[0].shape != kernel.shape
                 or self._f4_cache[0].dtype != kernel.dtype or not np.array_equal(self._f4_cache[0], kernel)):
@@ -266,7 +258,7 @@ class ConvPoolReluDropout(StandIn):
         pass_mask = np.empty(output_shape, dtype=np.uint8)
         winograd = self._uses_winograd()  # then the forward pass makes no im2col matrix to keep
         direct = self._uses_direct()  # nor then
-        slices, full_rows, depth, width, kernel = self._plan(batch, winograd_f4=winograd and not training)
+        slices, full_rows, depth, width, kernel = self._plan(batch, winograd_f4=winograd)
         count = len(slices)
         # Inference with 2x2 pooling of the whole map: the direct convolution hands it two rows at a time.
         direct_pooled = (direct and not training and pool_window == (2, 2, 2, 2, 0, 0)
@@ -287,11 +279,7 @@ class ConvPoolReluDropout(StandIn):
 
         if winograd:  # the kernel's transform, once for all slices (and on this thread, like every shared buffer)
             channels = conv._built_input_shape[-1]
-            if training:  # F(2x2, 3x3): rounding close enough to the layers' for the gradient checks
-                transformed_kernel = kernel_transform(conv.params["kernel"], out=self._scratch.get(
-                    "winograd_kernel", (16, channels, conv.filters)))
-            else:  # predictions: F(4x4, 3x3), 1.8x fewer multiplications again
-                transformed_kernel = self._f4_kernel(channels)
+            transformed_kernel = self._f4_kernel(channels)
             winograd_bias = bias if bias is not None else self._scratch.get("zero_bias", (conv.filters,), fill=0.0)
 
         def convolve(slot: int, start: int, end: int, rows: int) -> np.ndarray:

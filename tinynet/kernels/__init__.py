@@ -9,8 +9,7 @@ can read it on its own.
 - :mod:`tinynet.kernels.matmul`: ``blocked_matmul``, the product Dense and Conv2D compute, cut into the blocks
   the engine's threads share (so the layers and the engine give the same bits).
 - :mod:`tinynet.kernels.fused`: max pooling, ReLU and dropout in one pass (the engine's fused stages).
-- :mod:`tinynet.kernels.winograd`: Winograd's F(2x2, 3x3) convolution (the engine's convolution block).
-- :mod:`tinynet.kernels.winograd_f4`: Winograd's F(4x4, 3x3), with fewer multiplications again (its predictions).
+- :mod:`tinynet.kernels.winograd_f4`: Winograd's F(4x4, 3x3) convolution (the engine's deep 3x3 convolutions).
 - :mod:`tinynet.kernels.direct_conv`: a direct 3x3 convolution of one-channel images (a greyscale CNN's first layer).
 - :mod:`tinynet.kernels.dropout`: dropout masks from raw words.
 - the optimizers' one-pass updates, one file each: :mod:`~tinynet.kernels.sgd`, :mod:`~tinynet.kernels.rmsprop`,

@@ -1,9 +1,9 @@
-"""Winograd's F(4x4, 3x3): a 3x3, stride-1 convolution with 4x fewer multiplications, for inference.
+"""Winograd's minimal filtering F(4x4, 3x3): a 3x3, stride-1 convolution with up to 4x fewer multiplications.
 
-The larger sibling of :mod:`tinynet.kernels.winograd` (Lavin and Gray, "Fast Algorithms for Convolutional Neural
-Networks", 2016, section 4). In one dimension, four outputs of a 3-tap correlation from six inputs ``d`` take six
-multiplications instead of twelve, ``y = A^T [(G g) * (B^T d)]``, with the interpolation points 0, 1, -1, 2, -2
-and infinity::
+Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (2016), section 4. In one dimension, four
+outputs of a 3-tap correlation ``y_i = d_i g_0 + d_{i+1} g_1 + d_{i+2} g_2`` from six inputs ``d`` take six
+multiplications instead of twelve, ``y = A^T [(G g) * (B^T d)]`` (``*`` elementwise), with the interpolation
+points 0, 1, -1, 2, -2 and infinity::
 
     B^T = [[4,  0, -5,  0, 1, 0],     G = [[ 1/4,     0,    0],     A^T = [[1, 1,  1, 1,  1, 0],
            [0, -4, -4,  1, 1, 0],          [-1/6,  -1/6, -1/6],            [0, 1, -1, 2, -2, 0],
@@ -12,16 +12,20 @@ and infinity::
            [0,  2, -1, -2, 1, 0],          [ 1/24, -1/12, 1/6],
            [0,  4,  0, -5, 0, 1]]          [    0,    0,    1]]
 
-Nested, a 6x6 input tile and a 3x3 kernel give a 4x4 output tile with 36 multiplications instead of 144:
-``Y = A^T [(G g G^T) * (B^T d B)] A``. Over channels, as in F(2x2, 3x3), the elementwise product becomes 36
-matrix products ``M[k] = V[k] @ U[k]`` of (tiles x C) by (C x F). On the tutorial's second convolution (11x11
-outputs, 9 tiles covering 12x12) that is 324 products per (channel, filter) pair against F(2x2, 3x3)'s 576 and
-the direct sum's 1089.
+Nested, a 6x6 input tile ``d`` and a 3x3 kernel ``g`` give a 4x4 output tile with 36 multiplications instead of
+144: ``Y = A^T [(G g G^T) * (B^T d B)] A``. Over channels the elementwise product becomes 36 matrix products:
+with ``V[k] = (B^T d B)[k]`` for every tile (rows) and input channel (columns) and ``U[k] = (G g G^T)[k]`` for
+every input channel (rows) and filter (columns), ``M[k] = V[k] @ U[k]``, and each tile's outputs are
+``A^T M A``. The output is tiled in 4x4 blocks; a tile that hangs over the bottom or right edge reads zeros and
+its extra outputs are dropped. On the tutorial's second convolution (11x11 outputs, 9 tiles covering 12x12) that
+is 324 multiplications per (channel, filter) pair against the direct sum's 1089 (and 576 for the smaller
+F(2x2, 3x3), which tinynet used before: 1.5x slower on the whole block here).
 
-The price is rounding: the transforms multiply by up to 8 and 1/24, and the float32 result differs from the
-direct sum by about 1e-5 of the outputs' scale, against 1e-6 for F(2x2, 3x3) (the tests bound both). That is
-well inside what inference tolerates, but a training step must match its layers' gradient checks, so the engine
-uses this variant for predictions only (:mod:`tinynet.engine.conv_block`).
+The engine computes both the forward pass and the input gradient this way (:mod:`tinynet.engine.conv_block`;
+the input gradient of a 3x3 convolution is itself a 3x3 correlation). The price is rounding: the transforms scale
+by up to 8 and 1/24, so the float32 result differs from the direct sum by about 1e-5 of the outputs' scale (the
+tests bound it), far inside what a gradient step or a prediction tolerates; in float64, as the gradient checks
+run, the difference is 1e-12.
 
 The transforms loop with the channel (or filter) innermost, over contiguous memory, so the compiler vectorises
 them; ``winograd_f4_reference`` is the whole convolution through them, for tests.
