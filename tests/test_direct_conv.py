@@ -13,8 +13,10 @@ from tinynet.kernels.direct_conv import (
     check_conv3x3_one_channel,
     conv3x3_one_channel,
     conv3x3_one_channel_pool_relu,
+    conv3x3_one_channel_pool_relu_dropout,
     conv3x3_one_channel_reference,
 )
+from tinynet.kernels.dropout import keep_threshold
 from tinynet.kernels.fused import pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import im2col
 from tinynet.layers import Activation, Conv2D, Dropout, MaxPooling2D
@@ -44,11 +46,12 @@ def test_the_direct_convolution_equals_im2col_and_the_reference(batch, height, w
     np.testing.assert_allclose(z, by_product, rtol=tolerance, atol=tolerance)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(batch=st.integers(1, 3), height=st.integers(4, 13), width=st.integers(4, 13), filters=st.integers(1, 40),
-       nans=st.integers(0, 4), seed=st.integers(0, 10_000))
-def test_the_pooled_kernel_is_the_fused_pooling_of_the_direct_convolution_bit_for_bit(batch, height, width,
-                                                                                    filters, nans, seed):
+       nans=st.integers(0, 4), rate=st.sampled_from([None, 0.25, 0.6]), record=st.booleans(),
+       seed=st.integers(0, 10_000))
+def test_the_one_pass_kernel_is_the_fused_pooling_of_the_direct_convolution_bit_for_bit(
+        batch, height, width, filters, nans, rate, record, seed):
     rng = np.random.default_rng(seed)
     x, kernel, bias = _operands(rng, batch, height, width, filters, "float32")
     for _ in range(nans):  # a NaN pixel makes NaN outputs, which the pooling must treat as the fused kernel does
@@ -56,14 +59,26 @@ def test_the_pooled_kernel_is_the_fused_pooling_of_the_direct_convolution_bit_fo
     z = np.empty((batch, height - 2, width - 2, filters), np.float32)
     conv3x3_one_channel(x, kernel, bias, z)
     pooled_shape = (batch, (height - 2) // 2, (width - 2) // 2, filters)
+    words = rng.integers(0, 1 << 16, pooled_shape).astype(np.uint16) if rate is not None else None
     expected = np.empty(pooled_shape, np.float32)
-    unused_index, unused_mask = np.empty(pooled_shape, np.int32), np.empty(pooled_shape, np.uint8)
-    pool_relu_dropout_forward_unchecked(z, expected, unused_index, unused_mask, None, 0.0, (2, 2, 2, 2, 0, 0),
-                                        record=False)
+    expected_index, expected_mask = np.empty(pooled_shape, np.int32), np.empty(pooled_shape, np.uint8)
+    pool_relu_dropout_forward_unchecked(z, expected, expected_index, expected_mask, words, rate or 0.0,
+                                        (2, 2, 2, 2, 0, 0), record=True)
     y = np.full(pooled_shape, -7.0, np.float32)
+    index, mask = np.full(pooled_shape, -1, np.int32), np.full(pooled_shape, 9, np.uint8)
     check_conv3x3_one_channel(x, kernel, bias, y, pooled=True)
-    conv3x3_one_channel_pool_relu(x, kernel, bias, y)
+    conv3x3_one_channel_pool_relu_dropout(
+        x, kernel, bias, y, index, mask, words if words is not None else np.zeros((1, 1, 1, 1), np.uint16),
+        words is not None, keep_threshold(rate or 0.0), np.float32(1 / (1 - (rate or 0.0))), record)
     assert np.array_equal(y, expected)  # NaN outputs included: both give 0 there
+    if record:
+        assert np.array_equal(index, expected_index) and np.array_equal(mask, expected_mask)
+    else:  # inference: nothing recorded
+        assert (index == -1).all() and (mask == 9).all()
+    if rate is None:  # the inference-only twin
+        inferred = np.full(pooled_shape, -7.0, np.float32)
+        conv3x3_one_channel_pool_relu(x, kernel, bias, inferred)
+        assert np.array_equal(inferred, expected)
 
 
 @pytest.mark.parametrize(("name", "change", "message"), [
@@ -127,3 +142,29 @@ def test_other_convolutions_keep_im2col(kernel, strides, padding, channels):
                          MaxPooling2D(2), Activation("relu")]).layers
     (stage,) = engine.plan(list(layers))
     assert not stage._uses_direct()
+
+
+@pytest.mark.parametrize("rate", [0.25, None])
+def test_the_first_tutorial_block_trains_through_the_one_pass_kernel_as_its_layers_do(rate):
+    set_random_seed(11)
+    layers = _first_block(28, 28, 64, rate)
+    set_random_seed(11)
+    twins = _first_block(28, 28, 64, rate)
+    (stage,) = engine.plan(list(layers))
+    assert stage._uses_direct()
+    rng = np.random.default_rng(11)
+    x = rng.random((7, 28, 28, 1), dtype=np.float32)
+    y = stage.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = stage.backward(dy)
+    expected = x
+    for twin in twins:  # the same dropout generator state: the same mask
+        expected = twin.forward(expected, training=True)
+    gradient = dy
+    for twin in reversed(twins):
+        gradient = twin.backward(gradient)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(y == 0, expected == 0)
+    np.testing.assert_allclose(dx, gradient, rtol=1e-5, atol=1e-5)
+    for name in layers[0].grads:
+        np.testing.assert_allclose(layers[0].grads[name], twins[0].grads[name], rtol=1e-4, atol=1e-4)

@@ -14,12 +14,12 @@ Forward, per slice ``s`` (the layers' own equations; see :class:`tinynet.layers.
     y[s], argmax_index[s], pass_mask[s] = pool_relu_dropout(Z[s], dropout words[s])
 
 (For a 3x3, stride-1, unpadded kernel over one channel, ``Z[s]`` is computed directly, nine multiply-adds per
-output with the filters innermost, see :mod:`tinynet.kernels.direct_conv`; for inference each pooling window's
-four outputs are computed together and only their ReLU'd maximum is written. For a 3x3, stride-1 kernel over
-16 or more channels, ``Z[s]`` comes from Winograd's F(4x4, 3x3) instead of im2col and the product: the same
-convolution with 3.4x fewer multiplications on the tutorial's 11x11 maps, see :mod:`tinynet.kernels.winograd_f4`.
-With a kernel of 32 or fewer inputs per output, ``b`` is a last row of ``W`` against a column of ones in
-``X_col``, and that column's row of ``dW_part`` below is ``db_part``.)
+output with the filters innermost, see :mod:`tinynet.kernels.direct_conv`; with 2x2 pooling each window's
+four outputs are computed together and go straight on through the pooling, ReLU and dropout, never written.
+For a 3x3, stride-1 kernel over 16 or more channels, ``Z[s]`` comes from Winograd's F(4x4, 3x3) instead of
+im2col and the product: the same convolution with 3.4x fewer multiplications on the tutorial's 11x11 maps, see
+:mod:`tinynet.kernels.winograd_f4`. With a kernel of 32 or fewer inputs per output, ``b`` is a last row of
+``W`` against a column of ones in ``X_col``, and that column's row of ``dW_part`` below is ``db_part``.)
 
 Backward, per slice, with ``dy`` the gradient of the block's output::
 
@@ -49,7 +49,12 @@ from tinynet.engine import machine, threads
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.engine.scratch import Scratch
 from tinynet.engine.stage import StandIn
-from tinynet.kernels.direct_conv import conv3x3_one_channel, conv3x3_one_channel_pool_relu
+from tinynet.kernels.direct_conv import (
+    conv3x3_one_channel,
+    conv3x3_one_channel_pool_relu,
+    conv3x3_one_channel_pool_relu_dropout,
+)
+from tinynet.kernels.dropout import keep_threshold
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
 from tinynet.kernels.winograd_f4 import input_transform_f4, kernel_transform_f4, output_transform_f4, tile_counts_f4
@@ -260,8 +265,8 @@ class ConvPoolReluDropout(StandIn):
         direct = self._uses_direct()  # nor then
         slices, full_rows, depth, width, kernel = self._plan(batch, winograd_f4=winograd)
         count = len(slices)
-        # Inference with 2x2 pooling of the whole map: the direct convolution hands it two rows at a time.
-        direct_pooled = (direct and not training and pool_window == (2, 2, 2, 2, 0, 0)
+        # 2x2 pooling inside the map: the direct convolution goes on through pooling, ReLU and dropout itself.
+        direct_pooled = (direct and pool_window == (2, 2, 2, 2, 0, 0)
                          and output_shape[1:3] == (conv.out_h // 2, conv.out_w // 2))
         keep = training and not winograd and not direct and self._keeps_columns(batch, width)
         batch_columns = self._batch_columns(batch, width, keep)
@@ -275,6 +280,9 @@ class ConvPoolReluDropout(StandIn):
         if direct:
             direct_kernel = kernel.reshape(9, conv.filters)
             direct_bias = bias if bias is not None else self._scratch.get("zero_bias", (conv.filters,), fill=0.0)
+            # What kernels.fused computes from the rate, for the one-pass kernel (which takes them as they are).
+            threshold, scale = keep_threshold(rate), conv.dtype.type(1.0 / (1.0 - rate))
+            no_words = np.zeros((1, 1, 1, 1), np.uint16)  # a typed placeholder: never read without dropout
             images = x.reshape(x.shape[:3])
 
         if winograd:  # the kernel's transform, once for all slices (and on this thread, like every shared buffer)
@@ -302,8 +310,14 @@ class ConvPoolReluDropout(StandIn):
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):
                 start, end = slices[index]
-                if direct_pooled:
+                if direct_pooled and not training:
                     conv3x3_one_channel_pool_relu(images[start:end], direct_kernel, direct_bias, y[start:end])
+                    continue
+                if direct_pooled:
+                    conv3x3_one_channel_pool_relu_dropout(
+                        images[start:end], direct_kernel, direct_bias, y[start:end], argmax_index[start:end],
+                        pass_mask[start:end], words[start:end] if words is not None else no_words, dropout_on,
+                        threshold, scale, training)
                     continue
                 rows = self._rows(start, end)
                 z = convolve(slot, start, end, rows)

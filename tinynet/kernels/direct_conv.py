@@ -14,10 +14,12 @@ taken in the order written above (bias first, then the taps row by row), each st
 fixed order, so the result is the same on every call and with any number of threads; it differs from the im2col
 product by rounding only.
 
-:func:`conv3x3_one_channel_pool_relu` goes on to the tutorial's next two layers for inference: it computes the
-four outputs of each 2x2 pooling window together and keeps only their ReLU'd maximum, so that the 26x26x64
-convolution map of an MNIST image (173 KB) is never written out and each kernel load serves four sums (about
-9 us per image with the pooling, against 25 us for im2col, the product and the fused pooling kernel).
+:func:`conv3x3_one_channel_pool_relu_dropout` goes on through the tutorial's next three layers (2x2 max
+pooling, ReLU, dropout): it computes the four outputs of each pooling window together and keeps only the
+winner, so that the 26x26x64 convolution map of an MNIST image (173 KB) is never written out and each kernel
+load serves four sums (about 9 us per image for inference, against 25 us for im2col, the product and the fused
+pooling kernel; in training, with the dropout and the record the backward pass needs, 16 us against 20 for the
+direct convolution and the fused kernel). :func:`conv3x3_one_channel_pool_relu` is its inference-only twin.
 
 Only valid padding with stride 1 is implemented: the engine (:mod:`tinynet.engine.conv_block`) uses these
 kernels when a convolution matches, and im2col otherwise. The ``*_reference`` twin is plain NumPy.
@@ -28,7 +30,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["conv3x3_one_channel", "conv3x3_one_channel_pool_relu", "conv3x3_one_channel_reference",
+__all__ = ["conv3x3_one_channel", "conv3x3_one_channel_pool_relu", "conv3x3_one_channel_pool_relu_dropout",
+           "conv3x3_one_channel_reference",
            "check_conv3x3_one_channel"]
 
 
@@ -79,50 +82,101 @@ def conv3x3_one_channel(x, kernel, bias, z):
                               + x5 * k5[f] + x6 * k6[f] + x7 * k7[f] + x8 * k8[f])
 
 
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
+def _window_sums(f, patch, k0, k1, k2, k3, k4, k5, k6, k7, k8, bias):
+    """Filter ``f``'s four convolution outputs of a 2x2 pooling window from its 4x4 image ``patch`` (a tuple of
+    sixteen scalars, row by row), each summed in :func:`conv3x3_one_channel`'s order."""
+    (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33) = patch
+    b = bias[f]
+    top_left = (b + a00 * k0[f] + a01 * k1[f] + a02 * k2[f] + a10 * k3[f] + a11 * k4[f] + a12 * k5[f]
+                + a20 * k6[f] + a21 * k7[f] + a22 * k8[f])
+    top_right = (b + a01 * k0[f] + a02 * k1[f] + a03 * k2[f] + a11 * k3[f] + a12 * k4[f] + a13 * k5[f]
+                 + a21 * k6[f] + a22 * k7[f] + a23 * k8[f])
+    bottom_left = (b + a10 * k0[f] + a11 * k1[f] + a12 * k2[f] + a20 * k3[f] + a21 * k4[f] + a22 * k5[f]
+                   + a30 * k6[f] + a31 * k7[f] + a32 * k8[f])
+    bottom_right = (b + a11 * k0[f] + a12 * k1[f] + a13 * k2[f] + a21 * k3[f] + a22 * k4[f] + a23 * k5[f]
+                    + a31 * k6[f] + a32 * k7[f] + a33 * k8[f])
+    return top_left, top_right, bottom_left, bottom_right
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _patch(x, n, i, j):
+    """The 4x4 image patch under pooled output ``(i, j)``, as sixteen scalars row by row."""
+    r0, r1, r2, r3 = x[n, 2 * i], x[n, 2 * i + 1], x[n, 2 * i + 2], x[n, 2 * i + 3]
+    c = 2 * j
+    return (r0[c], r0[c + 1], r0[c + 2], r0[c + 3], r1[c], r1[c + 1], r1[c + 2], r1[c + 3],
+            r2[c], r2[c + 1], r2[c + 2], r2[c + 3], r3[c], r3[c + 1], r3[c + 2], r3[c + 3])
+
+
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
 def conv3x3_one_channel_pool_relu(x, kernel, bias, y):
-    """``y (N, (H-2)//2, (W-2)//2, F) = relu(maxpool_2x2(conv3x3(x) + bias))``, for inference.
-
-    Each pooled output reads its 4x4 patch of the image (sixteen scalars), computes the four convolution outputs
-    of its window at once, one vector of filters at a time (36 multiply-adds for every 9 kernel loads: the loads
-    no longer limit the loop), and keeps the largest. Each of the four sums is taken in the same order, with the
-    same fused multiply-adds, as :func:`conv3x3_one_channel`, and the candidates are compared as
-    :mod:`tinynet.kernels.fused` compares them (strictly greater wins, a NaN beats any number, then ``best > 0``
-    keeps it): ``y`` is bit for bit the fused pooling of :func:`conv3x3_one_channel`'s output (a test checks it).
-    """
+    """``y = relu(maxpool_2x2(conv3x3(x) + bias))`` for inference: :func:`conv3x3_one_channel_pool_relu_dropout`
+    without dropout and without recording anything for a backward pass (a separate loop: with the record's
+    stores in it the compiler vectorises it less well, 14 against 9 us an image)."""
     k0, k1, k2, k3, k4, k5, k6, k7, k8 = (kernel[0], kernel[1], kernel[2], kernel[3], kernel[4], kernel[5],
                                           kernel[6], kernel[7], kernel[8])
     zero = y.dtype.type(0)
     for n in range(y.shape[0]):
         for i in range(y.shape[1]):
-            r0, r1, r2, r3 = x[n, 2 * i], x[n, 2 * i + 1], x[n, 2 * i + 2], x[n, 2 * i + 3]
             for j in range(y.shape[2]):
-                c = 2 * j
-                a00, a01, a02, a03 = r0[c], r0[c + 1], r0[c + 2], r0[c + 3]
-                a10, a11, a12, a13 = r1[c], r1[c + 1], r1[c + 2], r1[c + 3]
-                a20, a21, a22, a23 = r2[c], r2[c + 1], r2[c + 2], r2[c + 3]
-                a30, a31, a32, a33 = r3[c], r3[c + 1], r3[c + 2], r3[c + 3]
+                patch = _patch(x, n, i, j)
                 out = y[n, i, j]
                 for f in range(out.shape[0]):
-                    b = bias[f]
-                    top_left = (b + a00 * k0[f] + a01 * k1[f] + a02 * k2[f] + a10 * k3[f] + a11 * k4[f]
-                                + a12 * k5[f] + a20 * k6[f] + a21 * k7[f] + a22 * k8[f])
-                    top_right = (b + a01 * k0[f] + a02 * k1[f] + a03 * k2[f] + a11 * k3[f] + a12 * k4[f]
-                                 + a13 * k5[f] + a21 * k6[f] + a22 * k7[f] + a23 * k8[f])
-                    bottom_left = (b + a10 * k0[f] + a11 * k1[f] + a12 * k2[f] + a20 * k3[f] + a21 * k4[f]
-                                   + a22 * k5[f] + a30 * k6[f] + a31 * k7[f] + a32 * k8[f])
-                    bottom_right = (b + a11 * k0[f] + a12 * k1[f] + a13 * k2[f] + a21 * k3[f] + a22 * k4[f]
-                                    + a23 * k5[f] + a31 * k6[f] + a32 * k7[f] + a33 * k8[f])
+                    best, value_1, value_2, value_3 = _window_sums(f, patch, k0, k1, k2, k3, k4, k5, k6, k7, k8,
+                                                                   bias)
                     # "value > best, or value is NaN and best is not", without branches (x != x: NaN), so that the
                     # compiler vectorises the loop
-                    best = top_left
-                    value = top_right
-                    best = value if (value > best) | ((value != value) & (best == best)) else best
-                    value = bottom_left
-                    best = value if (value > best) | ((value != value) & (best == best)) else best
-                    value = bottom_right
-                    best = value if (value > best) | ((value != value) & (best == best)) else best
+                    best = value_1 if (value_1 > best) | ((value_1 != value_1) & (best == best)) else best
+                    best = value_2 if (value_2 > best) | ((value_2 != value_2) & (best == best)) else best
+                    best = value_3 if (value_3 > best) | ((value_3 != value_3) & (best == best)) else best
                     out[f] = best if best > zero else zero  # a NaN fails the test: 0, as in the fused kernel
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def conv3x3_one_channel_pool_relu_dropout(x, kernel, bias, y, argmax_index, pass_mask, words, use_dropout,
+                                          threshold, scale, record):
+    """``y (N, (H-2)//2, (W-2)//2, F) = dropout(relu(maxpool_2x2(conv3x3(x) + bias)))`` without the
+    convolution's output ever being written: :func:`tinynet.kernels.fused.pool_relu_dropout_forward_unchecked`
+    (2x2 windows, stride 2) applied to :func:`conv3x3_one_channel`, in one pass.
+
+    Each pooled output reads its 4x4 patch of the image (sixteen scalars) and computes the four convolution
+    outputs of its window at once, one vector of filters at a time: 36 multiply-adds for every 9 kernel loads, so
+    the loads no longer limit the loop. Each sum is taken in :func:`conv3x3_one_channel`'s order with its fused
+    multiply-adds, and the rest is the fused kernel's arithmetic (strictly greater wins, a NaN beats any number,
+    ``best > 0`` passes, then the dropout word and the scale), so ``y``, ``argmax_index`` (the winner's
+    ``h * (W-2) + w`` in the convolution's map) and ``pass_mask`` are bit for bit those of the two kernels in
+    turn (a test checks it). ``record=False`` (inference) writes neither ``argmax_index`` nor ``pass_mask``;
+    ``use_dropout=False`` reads no ``words``. The flags do not change inside the loops, so the compiler makes a
+    loop for each case and vectorises them all.
+    """
+    k0, k1, k2, k3, k4, k5, k6, k7, k8 = (kernel[0], kernel[1], kernel[2], kernel[3], kernel[4], kernel[5],
+                                          kernel[6], kernel[7], kernel[8])
+    zero = y.dtype.type(0)
+    width = x.shape[2] - 2  # of the convolution's map, in which argmax_index counts
+    for n in range(y.shape[0]):
+        for i in range(y.shape[1]):
+            for j in range(y.shape[2]):
+                patch = _patch(x, n, i, j)
+                first = 2 * i * width + 2 * j
+                out = y[n, i, j]
+                for f in range(out.shape[0]):
+                    best, value_1, value_2, value_3 = _window_sums(f, patch, k0, k1, k2, k3, k4, k5, k6, k7, k8,
+                                                                   bias)
+                    index = first
+                    take = (value_1 > best) | ((value_1 != value_1) & (best == best))
+                    best, index = (value_1, first + 1) if take else (best, index)
+                    take = (value_2 > best) | ((value_2 != value_2) & (best == best))
+                    best, index = (value_2, first + width) if take else (best, index)
+                    take = (value_3 > best) | ((value_3 != value_3) & (best == best))
+                    best, index = (value_3, first + width + 1) if take else (best, index)
+                    passes = best > zero  # a NaN fails it: 0, as in the fused kernel
+                    if use_dropout:
+                        passes = passes & (words[n, i, j, f] >= threshold)
+                        best = best * scale
+                    out[f] = best if passes else zero
+                    if record:
+                        argmax_index[n, i, j, f] = index
+                        pass_mask[n, i, j, f] = 1 if passes else 0
 
 
 def conv3x3_one_channel_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
