@@ -84,6 +84,9 @@ _KEEP_COLUMNS_BYTES = 1 << 20
 _WINOGRAD_MIN_CHANNELS = 16
 
 
+_NO_WORDS = np.zeros((1, 1, 1, 1), np.uint16)  # a typed placeholder for the dropout words, never read without dropout
+
+
 def slice_budget(share: float = _SLICE_SHARE_OF_L2) -> int:
     """Bytes a slice's work arrays may take: ``_SLICE_BYTES`` when set, else ``share`` of a core's L2 cache."""
     return _SLICE_BYTES if _SLICE_BYTES is not None else int(share * machine.l2_cache_bytes())
@@ -212,6 +215,20 @@ class ConvPoolReluDropout(StandIn):
         return (conv.kernel_size == (3, 3) and conv.strides == (1, 1) and conv._built_input_shape[-1] == 1
                 and conv.pad_top == 0 and conv.pad_left == 0)
 
+    def _direct_slice(self, images: np.ndarray, kernel: np.ndarray, bias: np.ndarray, y: np.ndarray,
+                      argmax_index: np.ndarray, pass_mask: np.ndarray, words: np.ndarray | None, rate: float,
+                      training: bool) -> None:
+        """A slice of one-channel images to the block's output in one pass (:mod:`tinynet.kernels.direct_conv`):
+        for inference the kernel that only pools, in training the one that also applies the dropout words and
+        records the pooling's winners and the pass mask for the backward pass."""
+        if not training:
+            conv3x3_one_channel_pool_relu(images, kernel, bias, y)
+            return
+        # The threshold and scale kernels.fused derives from the rate, for a kernel that takes them as they are.
+        conv3x3_one_channel_pool_relu_dropout(
+            images, kernel, bias, y, argmax_index, pass_mask, words if words is not None else _NO_WORDS,
+            words is not None, keep_threshold(rate), y.dtype.type(1.0 / (1.0 - rate)), True)
+
     def _bias_in_product(self, depth: int) -> bool:
         return self.conv.use_bias and depth <= _BIAS_COLUMN_MAX_DEPTH
 
@@ -280,9 +297,6 @@ class ConvPoolReluDropout(StandIn):
         if direct:
             direct_kernel = kernel.reshape(9, conv.filters)
             direct_bias = bias if bias is not None else self._scratch.get("zero_bias", (conv.filters,), fill=0.0)
-            # What kernels.fused computes from the rate, for the one-pass kernel (which takes them as they are).
-            threshold, scale = keep_threshold(rate), conv.dtype.type(1.0 / (1.0 - rate))
-            no_words = np.zeros((1, 1, 1, 1), np.uint16)  # a typed placeholder: never read without dropout
             images = x.reshape(x.shape[:3])
 
         if winograd:  # the kernel's transform, once for all slices (and on this thread, like every shared buffer)
@@ -310,14 +324,10 @@ class ConvPoolReluDropout(StandIn):
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):
                 start, end = slices[index]
-                if direct_pooled and not training:
-                    conv3x3_one_channel_pool_relu(images[start:end], direct_kernel, direct_bias, y[start:end])
-                    continue
                 if direct_pooled:
-                    conv3x3_one_channel_pool_relu_dropout(
-                        images[start:end], direct_kernel, direct_bias, y[start:end], argmax_index[start:end],
-                        pass_mask[start:end], words[start:end] if words is not None else no_words, dropout_on,
-                        threshold, scale, training)
+                    self._direct_slice(images[start:end], direct_kernel, direct_bias, y[start:end],
+                                       argmax_index[start:end], pass_mask[start:end],
+                                       words[start:end] if words is not None else None, rate, training)
                     continue
                 rows = self._rows(start, end)
                 z = convolve(slot, start, end, rows)
