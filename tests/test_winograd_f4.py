@@ -97,3 +97,15 @@ def test_predictions_follow_weights_changed_in_place():
     model.fuse = False
     np.testing.assert_allclose(after, passes.forward(model, x, training=False), rtol=1e-4, atol=1e-4)
     assert not np.array_equal(after, before)
+
+
+def test_a_batch_larger_than_a_chunk_predicts_as_whole(monkeypatch):
+    set_random_seed(5)
+    model = Sequential([Conv2D(16, 3, input_shape=(12, 12, 1)), MaxPooling2D(), Activation("relu"),
+                        Conv2D(8, 3), MaxPooling2D(), Activation("relu")])
+    x = np.random.default_rng(5).random((11, 12, 12, 1), dtype=np.float32)
+    whole = passes.forward(model, x, training=False)
+    monkeypatch.setattr(passes, "INFERENCE_CHUNK", 4)  # chunks of 4, 4 and 3
+    chunked = passes.forward(model, x, training=False)
+    assert chunked.shape == whole.shape
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-6)
