@@ -193,7 +193,7 @@ def test_stages_keep_their_buffers_and_draw_dropout_masks_through_the_layer(monk
     conv, dropout = model.layers[0], model.layers[3]
     drawn = []
     draw = dropout.draw_mask_words
-    monkeypatch.setattr(dropout, "draw_mask_words", lambda shape: drawn.append(shape) or draw(shape))
+    monkeypatch.setattr(dropout, "draw_mask_words", lambda shape, *how: drawn.append(shape) or draw(shape, *how))
     x = np.random.default_rng(0).random((6, 12, 12, 1), dtype=np.float32)
     model.train_on_batch(x, to_categorical(np.arange(6) % 10, 10))
     assert [type(stage).__name__ for stage in passes.stages(model)] == ["ConvPoolReluDropout", "Flatten",

@@ -46,6 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinynet.engine import machine, threads
+from tinynet.engine.mask_words import draw_random_words_threaded
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.engine.scratch import Scratch
 from tinynet.engine.stage import StandIn
@@ -287,7 +288,8 @@ class ConvPoolReluDropout(StandIn):
         dropout = self.dropout if training and self.dropout is not None and self.dropout.rate > 0 else None
         dropout_on = dropout is not None
         # Drawn for the whole batch in one call, exactly as the Dropout layer does: the same mask as unfused.
-        words = dropout.draw_mask_words(output_shape) if dropout is not None else None
+        words = (dropout.draw_mask_words(output_shape, draw_random_words_threaded) if dropout is not None
+                 else None)
         rate = dropout.rate if dropout is not None else 0.0
         y = np.empty(output_shape, dtype=conv.dtype)
         window, pool_window, conv_map = self._geometry()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinynet.engine.mask_words import draw_random_words_threaded
 from tinynet.engine.stage import StandIn
 from tinynet.kernels.fused import pool_relu_dropout_backward, pool_relu_dropout_forward
 from tinynet.layers.base import Layer
@@ -32,7 +33,8 @@ class PoolReluDropout(StandIn):
         output_shape = (x.shape[0], *pool._built_output_shape)
         dropout = self.dropout if training and self.dropout is not None and self.dropout.rate > 0 else None
         dropout_on = dropout is not None
-        words = dropout.draw_mask_words(output_shape) if dropout is not None else None
+        words = (dropout.draw_mask_words(output_shape, draw_random_words_threaded) if dropout is not None
+                 else None)
         y, argmax_index, pass_mask = pool_relu_dropout_forward(
             x, *pool.window, words=words, rate=dropout.rate if dropout is not None else 0.0)
         self._cache = (argmax_index, pass_mask, dropout_on)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,13 +66,17 @@ class Dropout(Layer):
                              f"on each axis of an input of shape {shape}")
         return tuple(s if n is None else n for n, s in zip(self.noise_shape, shape, strict=True))
 
-    def draw_mask_words(self, shape: tuple[int, ...]) -> np.ndarray:
+    def draw_mask_words(self, shape: tuple[int, ...],
+                        draw: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray] = draw_random_words,
+                        ) -> np.ndarray:
         """The next mask's random words (uint16, ``shape``) from this layer's generator: element kept where
         ``words >= keep_threshold(rate)``. The one way a mask is drawn, by this layer and by the engine's stages,
-        so the two advance the generator identically."""
+        so the two advance the generator identically. ``draw`` makes the words: any function that gives
+        :func:`~tinynet.kernels.dropout.draw_random_words`'s words and leaves the generator where it does (the
+        engine passes one that shares the drawing between its threads)."""
         if self.noise_shape is not None and self.noise_shape[0] == 1:
-            return draw_random_words(self.generator, shape)  # one mask row shared by every sample
-        return batch_shard.global_rows(lambda global_shape: draw_random_words(self.generator, global_shape), shape)
+            return draw(self.generator, shape)  # one mask row shared by every sample
+        return batch_shard.global_rows(lambda global_shape: draw(self.generator, global_shape), shape)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         x = self._prepare_input(x)
