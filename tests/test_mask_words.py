@@ -31,10 +31,17 @@ def test_threaded_words_are_the_sequential_words(shape, threads, monkeypatch):
         parallel.set_num_threads(before)
 
 
-def test_a_generator_that_cannot_advance_is_drawn_in_one_piece(monkeypatch):
+@pytest.mark.parametrize("bit_generator", [np.random.MT19937, np.random.Philox, np.random.SFC64, np.random.PCG64DXSM])
+def test_other_generators_give_the_same_words_too(bit_generator, monkeypatch):
     monkeypatch.setattr(mask_words, "MIN_SPLIT_RAW_NUMBERS", 1)
-    sequential = np.random.Generator(np.random.MT19937(4))
-    threaded = np.random.Generator(np.random.MT19937(4))
-    assert np.array_equal(mask_words.draw_random_words_threaded(threaded, (9, 1000)),
-                          draw_random_words(sequential, (9, 1000)))
-    assert np.array_equal(threaded.random(3), sequential.random(3))
+    before = parallel._requested_threads
+    parallel.set_num_threads(2)
+    try:
+        sequential, threaded = np.random.Generator(bit_generator(4)), np.random.Generator(bit_generator(4))
+        sequential.random(3)  # Philox: not at the start of a block of four
+        threaded.random(3)
+        assert np.array_equal(mask_words.draw_random_words_threaded(threaded, (9, 1001)),
+                              draw_random_words(sequential, (9, 1001)))
+        assert np.array_equal(threaded.random(7), sequential.random(7))
+    finally:
+        parallel.set_num_threads(before)

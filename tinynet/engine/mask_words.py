@@ -11,7 +11,7 @@ piece's start, and the layer's generator is then advanced past all of them. The 
 stands afterwards, are exactly the one-thread draw's (a test compares them), whatever the number of threads;
 ``random_raw`` releases the GIL, so the pieces really are drawn side by side.
 
-A generator that cannot advance (a user's ``MT19937``...) or a small draw is drawn in one piece.
+Any other generator (a user's ``MT19937`` or ``Philox``) and any small draw is drawn in one piece.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ import numpy as np
 from tinynet.engine import threads
 from tinynet.kernels.dropout import draw_random_words
 
+# The bit generators whose advance(n) lands exactly where n draws would (Philox's also drops the rest of its
+# block of four: a piece drawn from an advanced copy differed from the same stretch drawn in turn, in a test).
+_EXACT_ADVANCE = (np.random.PCG64, np.random.PCG64DXSM)
 # Below this many raw numbers (4 words each) one draw is quicker than handing half of it to another thread.
 MIN_SPLIT_RAW_NUMBERS = 1 << 14
 
@@ -32,9 +35,9 @@ def draw_random_words_threaded(generator: np.random.Generator, shape: tuple[int,
     """:func:`~tinynet.kernels.dropout.draw_random_words`'s words for ``shape``, drawn by the engine's threads."""
     count = math.prod(shape)
     raw_count = (count + 3) // 4
-    bit_generator: Any = generator.bit_generator  # PCG64, Philox...: only some have advance(), as checked here
+    bit_generator: Any = generator.bit_generator
     pieces = threads.split_range(raw_count, threads.num_threads())
-    if raw_count < MIN_SPLIT_RAW_NUMBERS or len(pieces) < 2 or not hasattr(bit_generator, "advance"):
+    if raw_count < MIN_SPLIT_RAW_NUMBERS or len(pieces) < 2 or not isinstance(bit_generator, _EXACT_ADVANCE):
         return draw_random_words(generator, shape)
     raw = np.empty(raw_count, dtype=np.uint64)
     # The other pieces' generators: copies of this one's state, each advanced to its piece's start.
