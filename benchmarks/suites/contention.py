@@ -6,9 +6,9 @@ barrier waited for whichever thread the scheduler had descheduled. The goal: wit
 batch-32 step and a full epoch take at most 3x their idle time.
 
 * Step: ``model.train_step`` at batch 32 of the tutorial CNN, idle and then with ``python -c "while True: pass"``
-  running once per usable core, in alternating rounds (so a drift in the machine's other load hits both), each
-  with the engine adapting to contention (:func:`tinynet.engine.set_adaptive_threads`, the default) and without
-  it (the behaviour before issue 15). Ratio = loaded median / idle median.
+  running once per usable core, with the engine adapting to contention (:func:`tinynet.engine.set_adaptive_threads`,
+  the default) and without it (the behaviour before issue 15), the four cases alternating in every round (so a
+  drift in the machine's other load hits them all). Ratio = loaded median / idle median.
 * Epoch (full runs only, a few minutes): the README's main command, ``tinynet train`` for one epoch, idle and
   loaded, in a fresh process each; the figure is the "s per epoch" it prints. It reads MNIST as the command
   does (``TINYNET_DATA_DIR``, ``TINYNET_OFFLINE``).
@@ -80,37 +80,40 @@ def _timed_steps(model: Any, x: Any, y: Any, steps: int) -> list[float]:
     return seconds
 
 
-def measure_step(rounds: int, steps: int, competitors: int, adaptive: bool) -> dict[str, Any]:
-    """Median seconds of a batch-32 ``train_step``, idle and under ``competitors`` busy processes."""
+def measure_step(rounds: int, steps: int, competitors: int) -> list[dict[str, Any]]:
+    """Median seconds of a batch-32 ``train_step``, idle and under ``competitors`` busy processes, with the engine
+    adapting to contention and without; the four cases alternate in every round."""
     from tinynet import engine
     from tinynet.engine import threads
 
     before = threads._detector
-    engine.set_adaptive_threads(adaptive)
+    x, y = synthetic_batch(BATCH)
+    samples: dict[tuple[bool, str], list[float]] = {}
+    decisions: dict[tuple[bool, str], dict[str, Any]] = {}
+    models = {adaptive: build_tutorial_model() for adaptive in (True, False)}
     try:
-        model = build_tutorial_model()
-        x, y = synthetic_batch(BATCH)
-        _timed_steps(model, x, y, 5)  # compiled and warm
-        idle: list[float] = []
-        loaded: list[float] = []
         for _ in range(rounds):
-            idle += _timed_steps(model, x, y, steps)
-            idle_decision = engine.thread_decision()
-            with busy_competitors(competitors):
-                deadline = time.perf_counter() + SETTLE_SECONDS
-                while time.perf_counter() < deadline:
-                    model.train_step(x, y)
-                loaded += _timed_steps(model, x, y, steps)
-                loaded_decision = engine.thread_decision()
-            time.sleep(SETTLE_SECONDS)  # let the competitors' cores go quiet before the next idle round
+            for adaptive, model in models.items():
+                engine.set_adaptive_threads(adaptive)
+                _timed_steps(model, x, y, 3)  # compiled and warm, its scratch arrays allocated
+                samples.setdefault((adaptive, "idle"), []).extend(_timed_steps(model, x, y, steps))
+                decisions[adaptive, "idle"] = engine.thread_decision()._asdict()
+                with busy_competitors(competitors):
+                    deadline = time.perf_counter() + SETTLE_SECONDS
+                    while time.perf_counter() < deadline:
+                        model.train_step(x, y)
+                    samples.setdefault((adaptive, "loaded"), []).extend(_timed_steps(model, x, y, steps))
+                    decisions[adaptive, "loaded"] = engine.thread_decision()._asdict()
+                time.sleep(SETTLE_SECONDS)  # let the competitors' cores go quiet before the next idle round
     finally:
         threads._detector = before
-    idle_median, loaded_median = statistics.median(idle), statistics.median(loaded)
-    return {
-        "adaptive": adaptive, "steps": len(idle), "idle_ms": idle_median * 1e3, "loaded_ms": loaded_median * 1e3,
-        "ratio": loaded_median / idle_median,
-        "idle_decision": idle_decision._asdict(), "loaded_decision": loaded_decision._asdict(),
-    }
+    rows = []
+    for adaptive in (True, False):
+        idle, loaded = statistics.median(samples[adaptive, "idle"]), statistics.median(samples[adaptive, "loaded"])
+        rows.append({"adaptive": adaptive, "steps": len(samples[adaptive, "idle"]), "idle_ms": idle * 1e3,
+                     "loaded_ms": loaded * 1e3, "ratio": loaded / idle, "idle_decision": decisions[adaptive, "idle"],
+                     "loaded_decision": decisions[adaptive, "loaded"]})
+    return rows
 
 
 def measure_epoch(competitors: int, adaptive: bool, limit: int | None = None) -> dict[str, Any]:
@@ -140,7 +143,7 @@ def run(context: RunContext) -> dict[str, Any]:
     result: dict[str, Any] = {
         "cpu": {"model": cpu["model"], "vector_extensions": cpu["vector_extensions"], "l2": l2_cache()},
         "competitors": competitors,
-        "step": [measure_step(rounds, steps, competitors, adaptive) for adaptive in (True, False)],
+        "step": measure_step(rounds, steps, competitors),
     }
     machine = f"{cpu['model']}, {', '.join(cpu['vector_extensions'])}, L2 {result['cpu']['l2']}"
     print(format_table(
