@@ -18,10 +18,13 @@ from tinynet.kernels import blocked_matmul
 
 @pytest.fixture
 def two_threads():
-    before = parallel._requested_threads
+    """Two threads that always split the work: a busy machine must not send it to the calling thread alone."""
+    before = parallel._requested_threads, parallel._detector
     parallel.set_num_threads(2)
+    parallel.set_adaptive_threads(False)
     yield
-    parallel.set_num_threads(before)
+    parallel.set_num_threads(before[0])
+    parallel._detector = before[1]
 
 
 @given(count=st.integers(0, 50), parts=st.integers(1, 8))

@@ -15,6 +15,7 @@ SUITE_MODULES = {
     "peak": "benchmarks.suites.peak",
     "layers": "benchmarks.suites.layers",
     "step": "benchmarks.suites.step",
+    "contention": "benchmarks.suites.contention",
     "coldstart": "benchmarks.suites.coldstart",
     "memory": "benchmarks.suites.memory",
     "onnxruntime": "benchmarks.suites.onnxruntime_compare",

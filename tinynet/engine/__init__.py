@@ -11,7 +11,9 @@ on (the default):
 - the stages: :mod:`~tinynet.engine.pool_relu_dropout`, :mod:`~tinynet.engine.conv_block` (fused runs),
   :mod:`~tinynet.engine.dense`, :mod:`~tinynet.engine.conv` (single layers with threaded products); each keeps
   its own cache and work arrays (:mod:`~tinynet.engine.scratch`);
-- :mod:`tinynet.engine.threads`: the worker threads (:func:`set_num_threads`, ``TINYNET_NUM_THREADS``);
+- :mod:`tinynet.engine.threads`: the worker threads (:func:`set_num_threads`, ``TINYNET_NUM_THREADS``), and how
+  they give way on a shared machine (:mod:`~tinynet.engine.contention`, :func:`set_adaptive_threads`,
+  ``TINYNET_ADAPTIVE_THREADS``, :func:`thread_decision`);
 - :mod:`tinynet.engine.blas`: OpenBLAS's thread count; :mod:`tinynet.engine.allocator`: glibc's allocator;
 - :mod:`tinynet.engine.startup`: :func:`start` and :func:`engine_scope`. Importing the engine changes nothing in
   the process; the allocator setting, the threads and their fork handler come when it first runs.
@@ -20,7 +22,7 @@ on (the default):
 from tinynet.engine.planner import ENGINE_IMPLEMENTATIONS, plan
 from tinynet.engine.stage import SoftmaxOutputStage, Stage
 from tinynet.engine.startup import engine_scope, start, started
-from tinynet.engine.threads import num_threads, set_num_threads
+from tinynet.engine.threads import num_threads, set_adaptive_threads, set_num_threads, thread_decision
 
 __all__ = [
     "ENGINE_IMPLEMENTATIONS",
@@ -29,7 +31,9 @@ __all__ = [
     "engine_scope",
     "num_threads",
     "plan",
+    "set_adaptive_threads",
     "set_num_threads",
     "start",
     "started",
+    "thread_decision",
 ]

@@ -20,16 +20,22 @@ Threads: what :func:`set_num_threads` last set, else ``TINYNET_NUM_THREADS`` as 
 else the CPUs this process may use. With a BLAS tinynet cannot control (not OpenBLAS), everything runs on the
 calling thread and the BLAS threads itself.
 
+On a shared machine the threads give way (:mod:`tinynet.engine.contention`): when the workers get only part of
+their core they watch for each other for about 10 us instead of 2 ms before sleeping, and when the threads cannot
+run side by side at all the calling thread does the work alone for a while (batch-32 step with one busy process
+per core: 60 ms before, 21 ms after, against 7.5 ms on a quiet machine). :func:`thread_decision` says what the
+threads do now and why; :func:`set_adaptive_threads` (or ``TINYNET_ADAPTIVE_THREADS=0``) turns this off.
+
 Nothing starts at import: the workers start when work is first handed to them, and only then is the fork handler
 registered that makes a forked child start its own (:func:`parallel_ranges`).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -39,9 +45,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from tinynet.engine import blas
+from tinynet.engine.contention import WINDOW_SECONDS as _WORKER_WINDOW_SECONDS
+from tinynet.engine.contention import ContentionDetector, ThreadDecision, adaptive_from_environment
 from tinynet.kernels.matmul import matmul_blocks, multiply_block, new_product, split_range
 
-__all__ = ["num_threads", "set_num_threads", "split_range", "parallel_ranges", "parallel_elementwise", "matmul"]
+__all__ = ["num_threads", "set_num_threads", "set_adaptive_threads", "thread_decision", "split_range",
+           "parallel_ranges", "parallel_elementwise", "matmul"]
 
 
 def _default_threads() -> int:
@@ -62,6 +71,8 @@ def _default_threads() -> int:
 
 _requested_threads = _default_threads()
 _local = threading.local()  # .busy: this thread is already running a piece of parallel work
+# How long waits watch before sleeping, and whether regions use the workers now (tinynet.engine.contention).
+_detector = ContentionDetector(enabled=adaptive_from_environment())
 
 
 def num_threads() -> int:
@@ -77,12 +88,27 @@ def set_num_threads(threads: int) -> None:
     _requested_threads = int(threads)
 
 
+def set_adaptive_threads(enabled: bool) -> None:
+    """Adapt to a shared machine (True, the default; ``TINYNET_ADAPTIVE_THREADS=0`` at import turns it off):
+    watch briefly and, when the threads cannot run side by side, use the calling thread alone for a while.
+    False: always every thread, always the long watch (the behaviour before tinynet issue 15)."""
+    global _detector
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_adaptive_threads: enabled must be a bool, got {enabled!r}")
+    _detector = ContentionDetector(enabled=enabled)
+
+
+def thread_decision() -> ThreadDecision:
+    """How many threads the next parallel region would use, and why (``ThreadDecision(threads, reason)``)."""
+    return _detector.decision(num_threads(), time.perf_counter())
+
+
 # Waking a sleeping thread costs tens of microseconds on a virtual machine (a parallel_ranges round trip with
 # empty tasks: 47-51 us), and a step hands work over about a dozen times. So a thread that waits for the other
 # first watches a flag for a while, without the GIL, and only then sleeps on the queue (round trip: 10 us;
-# batch-32 step 5.50-5.68 -> 5.19-5.36 ms in A/B). About 2 ms on the machine this was tuned on: longer than the
-# gaps inside a training step and between its steps, short enough to give the core back soon after.
-_WATCH_ITERATIONS = 10_000_000
+# batch-32 step 5.50-5.68 -> 5.19-5.36 ms in A/B). How long it watches is the detector's watch_iterations: about
+# 2 ms on a quiet machine (longer than the gaps inside a training step and between its steps), about 10 us when
+# the cores are shared, where watching for a descheduled partner only burns the slice the partner needs.
 
 
 if TYPE_CHECKING:
@@ -112,14 +138,17 @@ def _watch_flag(flag, iterations):
 
 
 class _Worker:
-    """One daemon thread that runs the callables put on its queue, one after another.
+    """One daemon thread that runs the pieces put on its queue, one after another.
 
-    ``posted`` and ``done`` are hints beside the queues (the queues alone carry the work and the results):
-    ``posted`` is set after a task is queued, ``done`` after a result is.
+    ``tasks`` carries ``(task, slot, start, stop)``, ``results`` what each raised (or None): both live as long as
+    the worker, so a region allocates no queue. ``posted`` and ``done`` are hints beside the queues: ``posted`` is
+    set after a piece is queued, ``done`` after its result is. Every ``WINDOW_SECONDS`` or so the worker tells the
+    detector how much CPU it got of the wall time it wanted it (running pieces or watching, not sleeping).
     """
 
     def __init__(self, index: int) -> None:
-        self.tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.tasks: queue.SimpleQueue[tuple[Callable[[int, int, int], None], int, int, int]] = queue.SimpleQueue()
+        self.results: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
         self.posted = np.zeros(1, dtype=np.int64)
         self.done = np.zeros(1, dtype=np.int64)
         self.thread = threading.Thread(target=self._run, name=f"tinynet-worker-{index}", daemon=True)
@@ -127,11 +156,30 @@ class _Worker:
 
     def _run(self) -> None:
         _local.busy = True  # a piece of work that itself asks for parallel work runs it in place
+        window_start, window_cpu, slept = time.perf_counter(), time.thread_time(), 0.0
         while True:
-            _watch_flag(self.posted, _WATCH_ITERATIONS)
-            task = self.tasks.get()
+            if not _watch_flag(self.posted, _detector.watch_iterations):
+                sleep_start = time.perf_counter()
+                task, slot, start, stop = self.tasks.get()
+                slept += time.perf_counter() - sleep_start
+            else:
+                task, slot, start, stop = self.tasks.get()
             self.posted[0] = 0
-            task()
+            outcome: BaseException | None = None
+            try:
+                task(slot, start, stop)
+            except BaseException as error:  # handed to the calling thread, which re-raises it
+                outcome = error
+            # Drop the piece before reporting: the caller may free what it holds as soon as the result is in.
+            task = None  # type: ignore[assignment]
+            self.results.put(outcome)
+            self.done[0] = 1
+            outcome = None
+            now = time.perf_counter()
+            if now - window_start >= _WORKER_WINDOW_SECONDS:
+                cpu = time.thread_time()
+                _detector.worker_window(cpu - window_cpu, now - window_start - slept)
+                window_start, window_cpu, slept = now, cpu, 0.0
 
 
 _workers: list[_Worker] = []
@@ -155,8 +203,9 @@ def _forget_threads_after_fork() -> None:
     """In a child made by ``fork`` only the forking thread exists: work handed to the parent's workers would
     wait forever. The child starts its own when it first needs them; locks are made anew (a thread of the
     parent may have held one at the fork)."""
-    global _workers, _workers_lock
+    global _workers, _workers_lock, _detector
     _workers, _workers_lock = [], threading.Lock()
+    _detector = ContentionDetector(enabled=_detector.enabled)  # the parent's measurements were of its threads
     blas.forget_scope_after_fork()
     _local.__dict__.clear()
 
@@ -165,31 +214,27 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
     """Run ``task(slot, start, stop)`` over ``range(count)`` cut into one contiguous range per thread.
 
     ``slot`` (0 for the calling thread) tells a task which of its per-thread scratch buffers to use. Tasks must
-    write disjoint outputs; an exception in any of them is raised here after all have finished.
+    write disjoint outputs; an exception in any of them is raised here after all have finished. While the detector
+    finds the cores too busy for the threads to run side by side, the calling thread runs the whole range itself
+    (``task(0, 0, count)``, as with one thread): the numbers are the same, since no task's results depend on how
+    the range is cut.
     """
     if count <= 0:
         return
     threads = num_threads()
+    detector = _detector
     if threads <= 1 or count == 1 or getattr(_local, "busy", False):
+        task(0, 0, count)
+        return
+    region_start = time.perf_counter()
+    if not detector.use_threads(region_start):
         task(0, 0, count)
         return
     ranges = split_range(count, threads)
     workers = _get_workers(len(ranges) - 1)
-    finished: list[queue.SimpleQueue[BaseException | None]] = [queue.SimpleQueue() for _ in workers]
-
-    def run(slot: int, start: int, stop: int) -> None:
-        outcome: BaseException | None = None
-        try:
-            task(slot, start, stop)
-        except BaseException as error:  # handed to the calling thread, which re-raises it
-            outcome = error
-        finished[slot - 1].put(outcome)
-        workers[slot - 1].done[0] = 1
-
     with blas.single_threaded():
         for slot, worker in enumerate(workers, start=1):
-            start, stop = ranges[slot]
-            worker.tasks.put(functools.partial(run, slot, start, stop))
+            worker.tasks.put((task, slot, *ranges[slot]))
             worker.posted[0] = 1
         _local.busy = True
         try:
@@ -198,14 +243,17 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None]) -> None:
                 task(0, *ranges[0])
             except BaseException as error:
                 first_error = error
-            for worker, outcome in zip(workers, finished, strict=True):
-                _watch_flag(worker.done, _WATCH_ITERATIONS)
+            own_done = time.perf_counter()
+            for worker in workers:
+                _watch_flag(worker.done, detector.watch_iterations)
                 worker.done[0] = 0
-                worker_error = outcome.get()
+                worker_error = worker.results.get()
                 if first_error is None:
                     first_error = worker_error
         finally:
             _local.busy = False
+    region_end = time.perf_counter()
+    detector.region(own_done - region_start, region_end - own_done, len(ranges), region_end)
     if first_error is not None:
         raise first_error
 
@@ -235,9 +283,7 @@ def parallel_elementwise(groups: list[tuple[np.ndarray | None, ...]],
                 totals[lane] += task(*pieces)
 
     parallel_ranges(lane_count, run)
-    # A worker keeps its last task, and so this closure, until it is handed the next one: drop the views it holds,
-    # so that the arrays of a model no longer used can be freed.
-    lanes.clear()
+    lanes.clear()  # the views into the model's arrays: nothing else should keep them alive
     return sum(totals)
 
 

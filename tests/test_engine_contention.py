@@ -1,0 +1,196 @@
+"""The engine's threads on a shared machine: the contention detector's decisions, its controls, and that giving
+way to other processes changes no number a model computes."""
+
+from __future__ import annotations
+
+import gc
+import math
+import threading
+import time
+import weakref
+
+import numpy as np
+import pytest
+
+from tinynet import engine
+from tinynet.engine import blas, contention
+from tinynet.engine import threads as parallel
+from tinynet.engine.contention import ContentionDetector
+
+needs_openblas = pytest.mark.skipif(not blas.controllable(), reason="needs an OpenBLAS whose threads tinynet can set")
+
+
+@pytest.fixture
+def two_threads():
+    """Two threads and a fresh detector (the process's may have found this machine busy)."""
+    before = parallel._requested_threads, parallel._detector
+    parallel.set_num_threads(2)
+    parallel.set_adaptive_threads(True)
+    yield
+    parallel.set_num_threads(before[0])
+    parallel._detector = before[1]
+
+
+def _regions(detector, own, wait, start, seconds=0.12, threads=2):
+    """Feed ``detector`` regions of ``own`` + ``wait`` seconds from ``start`` for ``seconds`` (two windows: at least
+    one all of these regions), or until it sends the work to the calling thread; return the time then."""
+    now = start
+    while now - start < seconds and detector.use_threads(now):
+        now += own + wait
+        detector.region(own, wait, threads, now)
+    return now
+
+
+def test_a_worker_sharing_its_core_shortens_the_watch_and_a_quiet_window_restores_it():
+    detector = ContentionDetector()
+    assert not detector.contended and detector.watch_iterations == contention.QUIET_WATCH
+    detector.worker_window(cpu_seconds=0.03, wanted_seconds=0.06)  # half its core: a busy process shares it
+    assert detector.contended and detector.watch_iterations == contention.CONTENDED_WATCH
+    detector.worker_window(cpu_seconds=0.05, wanted_seconds=0.06)  # 83 %: between the thresholds, no change
+    assert detector.contended
+    detector.worker_window(cpu_seconds=0.059, wanted_seconds=0.06)
+    assert not detector.contended and detector.watch_iterations == contention.QUIET_WATCH
+
+
+def test_a_window_too_short_to_tell_changes_nothing():
+    detector = ContentionDetector()
+    detector.worker_window(cpu_seconds=0.0001, wanted_seconds=0.001)
+    assert not detector.contended and detector.last_share is None
+
+
+def test_contended_regions_that_wait_more_than_one_thread_would_lose_fall_back_and_come_back():
+    detector = ContentionDetector()
+    detector.worker_window(0.03, 0.06)  # share 0.5: one thread alone would take 2 * own / 0.5 = 4 own
+    now = _regions(detector, own=0.001, wait=0.0025, start=0.0, seconds=0.3)  # 3.5 own a region: threads pay
+    assert detector.use_threads(now)
+    now = _regions(detector, own=0.001, wait=0.0035, start=now)  # 4.5 own: they do not
+    assert not detector.use_threads(now)
+    assert detector.decision(2, now).threads == 1
+    assert "calling thread alone" in detector.decision(2, now).reason
+    resume = detector.serial_until
+    assert resume - now == pytest.approx(contention.SHORTEST_PAUSE, rel=0.2)
+    assert detector.use_threads(resume)  # the probe
+    now = _regions(detector, own=0.001, wait=0.0035, start=resume)  # the probe fails: a longer pause
+    assert detector.serial_until - now == pytest.approx(2 * contention.SHORTEST_PAUSE, rel=0.2)
+    for _ in range(10):  # ... never longer than LONGEST_PAUSE
+        now = _regions(detector, own=0.001, wait=0.0035, start=detector.serial_until)
+    assert detector.serial_until - now <= contention.LONGEST_PAUSE
+    now = _regions(detector, own=0.001, wait=0.0001, start=detector.serial_until)  # competitors left
+    assert detector.use_threads(now) and detector.pause == contention.SHORTEST_PAUSE
+    detector.worker_window(0.06, 0.06)
+    assert not detector.contended and detector.decision(2, now).reason.startswith("quiet")
+
+
+def test_a_quiet_machine_never_falls_back_whatever_the_waits():
+    detector = ContentionDetector()
+    detector.worker_window(0.06, 0.06)
+    now = _regions(detector, own=0.001, wait=0.01, start=0.0, seconds=0.5)  # an uneven split, not contention
+    assert detector.use_threads(now) and not detector.contended
+
+
+def test_disabled_detector_keeps_every_thread_and_the_long_watch():
+    detector = ContentionDetector(enabled=False)
+    detector.worker_window(0.01, 0.06)
+    now = _regions(detector, own=0.001, wait=0.05, start=0.0, seconds=0.5)
+    assert detector.use_threads(now) and detector.watch_iterations == contention.QUIET_WATCH
+    assert detector.decision(2, now) == (2, detector.decision(2, now).reason)
+    assert "off" in detector.decision(2, now).reason
+
+
+def test_adaptive_threads_from_the_environment():
+    assert contention.adaptive_from_environment({}) is True
+    assert contention.adaptive_from_environment({"TINYNET_ADAPTIVE_THREADS": "1"}) is True
+    assert contention.adaptive_from_environment({"TINYNET_ADAPTIVE_THREADS": "0"}) is False
+    for bad in ("yes", "2", "off", "-1"):
+        with pytest.raises(ValueError, match="TINYNET_ADAPTIVE_THREADS must be 0 or 1"):
+            contention.adaptive_from_environment({"TINYNET_ADAPTIVE_THREADS": bad})
+
+
+def test_set_adaptive_threads_and_thread_decision(two_threads):
+    for bad in (1, "0", None):
+        with pytest.raises(TypeError, match="set_adaptive_threads: enabled must be a bool"):
+            engine.set_adaptive_threads(bad)
+    engine.set_adaptive_threads(False)
+    assert not parallel._detector.enabled
+    decision = engine.thread_decision()
+    assert decision.threads == parallel.num_threads() and "off" in decision.reason
+    engine.set_adaptive_threads(True)
+    assert parallel._detector.enabled
+    parallel.set_num_threads(1)
+    assert engine.thread_decision().threads == 1
+
+
+@needs_openblas
+def test_while_falling_back_the_calling_thread_runs_the_whole_range(two_threads):
+    parallel._detector.serial_until = math.inf
+    seen = []
+    parallel.parallel_ranges(10, lambda slot, start, stop: seen.append((slot, start, stop, threading.get_ident())))
+    assert seen == [(0, 0, 10, threading.get_ident())]
+    assert engine.thread_decision().threads == 1
+
+
+@needs_openblas
+def test_workers_report_their_share_to_the_detector(two_threads):
+    out = np.zeros(2)
+    deadline = time.perf_counter() + 4 * contention.WINDOW_SECONDS
+    while time.perf_counter() < deadline or parallel._detector.last_wait_ratio is None:
+        parallel.parallel_ranges(2, lambda slot, start, stop: out.__setitem__(slot, np.sum(np.ones(200_000))))
+    time.sleep(0.01)
+    parallel.parallel_ranges(2, lambda slot, start, stop: None)  # a worker reports after its piece
+    assert parallel._detector.last_share is not None and parallel._detector.last_share > 0
+
+
+@needs_openblas
+def test_a_region_keeps_nothing_of_its_task_once_it_returns(two_threads):
+    class Payload:
+        pass
+
+    payload = Payload()
+    alive = weakref.ref(payload)
+
+    def task(slot, start, stop, payload=payload):
+        pass
+
+    parallel.parallel_ranges(2, task)
+    del task, payload
+    gc.collect()
+    assert alive() is None  # before: the worker kept its last task (and what it held) until the next region
+
+
+@needs_openblas
+def test_regions_start_no_more_workers_than_threads(two_threads):
+    for adaptive in (True, False, True):
+        parallel.set_adaptive_threads(adaptive)
+        for _ in range(50):
+            parallel.parallel_ranges(4, lambda slot, start, stop: None)
+    workers = [thread for thread in threading.enumerate() if thread.name.startswith("tinynet-worker")]
+    assert len(workers) == len(parallel._workers) <= 1 + max(0, parallel.num_threads() - 1)
+
+
+def _train_tutorial_steps(threads, mode):
+    from benchmarks.tutorial import build_tutorial_model, synthetic_batch
+
+    before = parallel._requested_threads, parallel._detector
+    parallel.set_num_threads(threads)
+    parallel.set_adaptive_threads(mode != "adaptive off")
+    if mode == "fallback":
+        parallel._detector.serial_until = math.inf
+    elif mode == "contended":  # both threads, short watches
+        parallel._detector.worker_window(0.01, 0.06)
+    try:
+        model = build_tutorial_model(seed=3)
+        for step in range(3):
+            x, y = synthetic_batch(32, seed=step)
+            model.train_step(x, y)
+        return model.get_weights()
+    finally:
+        parallel.set_num_threads(before[0])
+        parallel._detector = before[1]
+
+
+def test_giving_way_changes_no_bit_of_training():
+    reference = _train_tutorial_steps(1, "adaptive off")
+    for threads, mode in ((2, "adaptive off"), (2, "fallback"), (2, "contended"), (2, "quiet")):
+        weights = _train_tutorial_steps(threads, mode)
+        for expected, got in zip(reference, weights, strict=True):
+            np.testing.assert_array_equal(got, expected, err_msg=f"{threads} threads, {mode}")
