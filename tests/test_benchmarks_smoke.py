@@ -339,3 +339,9 @@ def test_the_peers_suite_runs_whatever_peers_are_installed_and_explains_the_miss
     assert result["peak"]["peak_gflops"] > 0 and result["load_average"]["before"] is not None
     assert result["cpu"]["model"] and isinstance(result["cpu"]["caches"], list)
     assert "| tutorial CNN | tinynet | PyTorch eager |" in completed.stdout
+    report = json.loads((output / "report.json").read_text())
+    # A suite with no Markdown tables of its own (onnxruntime, distributed) must not stop the rendering.
+    report["suites"]["onnxruntime"] = report["suites"]["peers"] | {"results": {"skipped": False}}
+    rendered = markdown.render(report)
+    assert "### `peers`" in rendered and "| tutorial CNN | tinynet |" in rendered and "- CPU: " in rendered
+    assert "no Markdown tables for `onnxruntime`" in rendered

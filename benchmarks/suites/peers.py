@@ -145,12 +145,16 @@ def run(context: RunContext) -> dict[str, Any]:
 
     plans = [("train", batch) for batch in settings.train_batches]
     plans += [("predict", batch) for batch in settings.inference_batches]
+    # torch.compile and XLA compile every shape here, which can take minutes on a small machine: say so.
+    print(f"peers: built {', '.join(engine.label for engine in engines)}; compiling and warming up "
+          f"{len(plans)} shapes...", flush=True)
     prepared = [(kind, batch, *prepare_calls(engines, kind, batch)) for kind, batch in plans]
 
     peak = measure_peak(short_peak_settings(context))
     if context.peak is None:
         context.peak = peak
     measurements = []
+    print(f"peers: timing {len(prepared)} measurements x {settings.torch_rounds} rounds...", flush=True)
     for kind, batch, calls, missing in prepared:
         timings = run_rounds(calls, settings.torch_rounds, settings.torch_repeats_per_round)
         measurements.append(measurement_entry(kind, batch, timings, missing, costs[kind], peak["peak_gflops"]))
@@ -270,6 +274,11 @@ def render(result: dict[str, Any]) -> str:
         lines.append("cross-check, max abs difference of the probabilities from tinynet's predict (same weights, "
                      f"{CROSS_CHECK_IMAGES} images): "
                      + ", ".join(f"{LABELS[name]} {value:.2g}" for name, value in differences.items()))
+    before, usable = result["load_average"]["before"], cpu["usable_cpus"] or 1
+    if before and max(before[0], (result["load_average"]["after"] or [0])[0]) > usable:
+        lines.append(f"WARNING: 1-minute load average above {usable} (the usable CPUs) during this suite: other "
+                     "processes had the cores, so the figures and the PASS/FAIL lines below describe a busy "
+                     "machine; rerun on a quiet one before quoting them")
     for check in result["targets"]:
         status = {True: "PASS", False: "FAIL", None: "N/A "}[check["passed"]]
         value = check["value"]
