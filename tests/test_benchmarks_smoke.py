@@ -260,6 +260,7 @@ def test_peers_rounds_rotate_the_engines_and_take_the_median_over_rounds():
     for figures in timings.values():
         assert len(figures["round_seconds"]) == 4 and figures["calls"]["repeats"] == 8
         assert figures["seconds"] == statistics.median(figures["round_seconds"])
+    assert peers.run_rounds({}, rounds=2, repeats_per_round=1) == {}
 
 
 def _measurement(kind, batch, tinynet_ms, peer_ms):

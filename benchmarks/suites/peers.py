@@ -78,6 +78,8 @@ def run_rounds(calls: dict[str, Callable[[], Any]], rounds: int, repeats_per_rou
     """Issue 15's protocol for one measurement; per engine, the median over rounds of each round's median, the
     per-round figures and a summary of every timed call."""
     names = list(calls)
+    if not names:  # every engine failed to prepare this measurement: nothing to time
+        return {}
     samples: dict[str, list[float]] = {name: [] for name in names}
     per_round: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
