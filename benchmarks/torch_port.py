@@ -8,10 +8,11 @@ accuracy as Python floats in a training step (tinynet's ``train_on_batch`` retur
 
 Two variants serve the ``peers`` suite: ``channels_last=True`` keeps the model's and the input's tensors in NHWC
 memory order (``torch.channels_last``, the order oneDNN's convolutions prefer on CPU), and ``compiled=True``
-runs the model and its loss through ``torch.compile`` (the default inductor backend, which generates C++ for
-the element-wise work and fuses it around the convolutions and matrix products; AOTAutograd compiles the backward
-pass too; one static graph per batch size; the optimizer's update stays PyTorch's own multi-tensor ``foreach``
-kernel). Compiling happens on the first call of each batch size, so callers warm each shape up untimed.
+runs the model through ``torch.compile`` (the default inductor backend, which generates C++ for the element-wise
+work and fuses it around the convolutions and matrix products; AOTAutograd compiles the backward pass too; one
+static graph per batch size; the loss and the optimizer's update stay eager, the update being PyTorch's own
+multi-tensor ``foreach`` kernel). Compiling happens on the first call of each batch size, so callers warm each
+shape up untimed.
 
 :func:`copy_tinynet_weights` loads a tinynet model's weights, so that every engine of a comparison computes the
 same network from the same starting point (and their outputs can be compared).
@@ -127,7 +128,8 @@ class TorchTutorial:
         self.loss = torch.nn.CrossEntropyLoss()
 
     def tensors(self, images: np.ndarray, labels: np.ndarray) -> tuple[Any, Any]:
-        """Channels-last NumPy images ``(N, 28, 28, 1)`` and int labels as PyTorch tensors (channels-first)."""
+        """Channels-last NumPy images ``(N, 28, 28, 1)`` and int labels as PyTorch tensors: ``(N, 1, 28, 28)``,
+        stored in the port's memory format."""
         x = self.torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         return x.contiguous(memory_format=self.memory_format), self.torch.from_numpy(labels.astype(np.int64))
 
