@@ -271,6 +271,10 @@ def render(result: dict[str, Any]) -> str:
     for info in engines.values():
         if not info["available"]:
             lines.append(f"{info['label']}: not run ({info['reason']})")
+    for row in result["measurements"]:  # a peer that built but failed on one shape: its full reason
+        for name, figures in row["engines"].items():
+            if figures["ms"] is None and figures["reason"].startswith("failed"):
+                lines.append(f"{LABELS[name]}, {row['kind']} b{row['batch']}: {figures['reason']}")
     differences = result["cross_check_max_abs_difference"]
     if differences:
         lines.append("cross-check, max abs difference of the probabilities from tinynet's predict (same weights, "
