@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cli import DEFAULT_OUTPUT_DIR
+from benchmarks.environment import cache_summary
 from benchmarks.report import format_markdown_table
 
 
@@ -35,7 +36,8 @@ def _environment(report: dict[str, Any]) -> str:
     return "\n".join([
         f"- tinynet commit: {engine}",
         f"- Command: `{report['command']}` ({report['mode']} mode, started {report['started']})",
-        f"- CPU: {cpu['model']}, {cpu['usable_cpus']} usable CPUs ({', '.join(cpu['vector_extensions'])})",
+        f"- CPU: {cpu['model']}, {cpu['usable_cpus']} usable CPUs ({', '.join(cpu['vector_extensions'])}); "
+        f"caches: {cache_summary(cpu.get('caches', []))}",
         f"- Python {environment['python']}, numpy {versions['numpy']}, numba {versions['numba']}, "
         f"torch {versions['torch'] or 'not installed'}",
         f"- BLAS: {blas['build'].get('name', '?')} {blas['build'].get('version', '')}, kernels "
