@@ -6,6 +6,8 @@ Suites (see docs/performance.md for what every number means):
 * ``layers``    forward/backward time, FLOPs, GFLOP/s and % of peak of each layer of the tutorial CNN
 * ``step``      train_on_batch and predict_on_batch throughput, and each layer's share of a training step
 * ``torch``     the same step measurements for a PyTorch port, interleaved with tinynet (skipped without torch)
+* ``peers``     tinynet against PyTorch eager / channels_last / torch.compile, a jitted JAX step and ONNX Runtime,
+                interleaved in one process, with issue 15's targets checked (each peer optional)
 * ``coldstart`` import + build + first step in a fresh process, Numba cache warm and empty
 * ``memory``    peak RSS of a training epoch over 60,000 images
 

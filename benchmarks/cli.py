@@ -1,9 +1,10 @@
 """The command line: ``python -m benchmarks [suite ...] [--quick] [--json PATH] [--threads N]``.
 
-Suites run in a fixed order whatever order they are named in (``torch`` last among the in-process ones, see
-:mod:`benchmarks.suites`). Every suite prints its tables and writes ``<output dir>/<suite>.json`` (and a PNG
-where it helps); the whole run also goes to one combined JSON (``--json``, by default
-``<output dir>/report.json``). Each JSON carries the environment block and the load average before and after.
+Suites run in a fixed order whatever order they are named in (``torch`` and then ``peers`` last among the
+in-process ones, as they import PyTorch and JAX; see :mod:`benchmarks.suites`). Every suite prints its tables and
+writes ``<output dir>/<suite>.json`` (and a PNG where it helps); the whole run also goes to one combined JSON
+(``--json``, by default ``<output dir>/report.json``). Each JSON carries the environment block and the load
+average before and after.
 """
 
 from __future__ import annotations

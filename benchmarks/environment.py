@@ -49,7 +49,62 @@ def cpu_description() -> dict[str, Any]:
         "usable_cpus": usable,
         "physical_cores_per_socket": physical_cores,
         "vector_extensions": [flag for flag in _INTERESTING_CPU_FLAGS if flag in flags],
+        "caches": cpu_caches(),
     }
+
+
+_CACHE_FOLDER = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+def cpu_caches(folder: Path = _CACHE_FOLDER) -> list[dict[str, Any]]:
+    """The caches CPU 0 sees, from ``/sys/devices/system/cpu/cpu0/cache/index*/``: level, type (Data,
+    Instruction, Unified), size in KiB and how many CPUs share it (1: private to the core). Empty when the
+    kernel does not expose them.
+
+    Cache sizes decide how a kernel should block its work (tinynet's convolution slices are sized to stay in
+    L2), so a figure without them cannot be compared across machines.
+    """
+    caches = []
+    for index in sorted(folder.glob("index*")):
+        try:
+            fields = {name: (index / name).read_text().strip() for name in ("level", "type", "size")}
+            shared = (index / "shared_cpu_list").read_text().strip() if (index / "shared_cpu_list").exists() else ""
+        except OSError:
+            continue
+        caches.append({"level": int(fields["level"]), "type": fields["type"], "size_kib": _kibibytes(fields["size"]),
+                       "shared_by_cpus": _count_cpus(shared) if shared else None})
+    return caches
+
+
+def _kibibytes(size: str) -> int | None:
+    """``"32K"`` -> 32, ``"1M"`` -> 1024 (sysfs's spelling); ``None`` when unreadable."""
+    factors = {"K": 1, "M": 1024, "G": 1024 * 1024}
+    try:
+        return int(size[:-1]) * factors[size[-1].upper()] if size[-1].isalpha() else int(size) // 1024
+    except (ValueError, KeyError, IndexError):
+        return None
+
+
+def _count_cpus(cpu_list: str) -> int:
+    """The number of CPUs in a sysfs CPU list such as ``"0-3,8"``."""
+    count = 0
+    for part in cpu_list.split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
+
+
+def cache_summary(caches: list[dict[str, Any]]) -> str:
+    """``L1d 32 KiB, L2 1024 KiB per core, L3 32768 KiB shared by 2 CPUs`` (instruction caches left out)."""
+    parts = []
+    for cache in caches:
+        if cache["type"] == "Instruction":
+            continue
+        name = f"L{cache['level']}" + ("d" if cache["type"] == "Data" else "")
+        shared = cache["shared_by_cpus"]
+        where = " per core" if shared == 1 else f" shared by {shared} CPUs" if shared else ""
+        parts.append(f"{name} {cache['size_kib']} KiB{where}")
+    return ", ".join(parts) or "cache sizes not exposed"
 
 
 def package_version(name: str) -> str | None:
@@ -109,7 +164,8 @@ def describe_environment() -> dict[str, Any]:
         "cpu": cpu_description(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "versions": {name: package_version(name) for name in ("tinynet", "numpy", "numba", "torch", "matplotlib")},
+        "versions": {name: package_version(name)
+                     for name in ("tinynet", "numpy", "numba", "torch", "jax", "onnxruntime", "matplotlib")},
         "tinynet_source": tinynet_source(),
         "blas": numpy_blas(),
         "threads": threads.thread_settings(),
@@ -133,6 +189,7 @@ def environment_lines(environment: dict[str, Any]) -> list[str]:
         f"tinynet: {source['path']} ({engine})",
         f"CPU: {cpu['model']} ({cpu['usable_cpus']} usable of {cpu['logical_cpus']} logical CPUs; "
         f"{', '.join(cpu['vector_extensions']) or 'no vector flags found'})",
+        f"Caches: {cache_summary(cpu.get('caches', []))}",
         f"Python {environment['python']}, numpy {versions['numpy']}, numba {versions['numba']}, "
         f"torch {versions['torch'] or 'not installed'}",
         f"BLAS: {blas_build.get('name', '?')} {blas_build.get('version', '')}"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cli import DEFAULT_OUTPUT_DIR
+from benchmarks.environment import cache_summary
 from benchmarks.report import format_markdown_table
 
 
@@ -35,7 +36,8 @@ def _environment(report: dict[str, Any]) -> str:
     return "\n".join([
         f"- tinynet commit: {engine}",
         f"- Command: `{report['command']}` ({report['mode']} mode, started {report['started']})",
-        f"- CPU: {cpu['model']}, {cpu['usable_cpus']} usable CPUs ({', '.join(cpu['vector_extensions'])})",
+        f"- CPU: {cpu['model']}, {cpu['usable_cpus']} usable CPUs ({', '.join(cpu['vector_extensions'])}); "
+        f"caches: {cache_summary(cpu.get('caches', []))}",
         f"- Python {environment['python']}, numpy {versions['numpy']}, numba {versions['numba']}, "
         f"torch {versions['torch'] or 'not installed'}",
         f"- BLAS: {blas['build'].get('name', '?')} {blas['build'].get('version', '')}, kernels "
@@ -119,8 +121,16 @@ def _memory(results: dict[str, Any]) -> str:
                 ["**peak (ru_maxrss)**", results["peak_rss_mib"]]]))
 
 
+def _peers(results: dict[str, Any]) -> str:
+    from benchmarks.suites.peers import render as render_peers
+
+    # The suite's own report, its lines of prose as a list (consecutive Markdown lines would merge into one).
+    lines = render_peers(results).splitlines()
+    return "\n".join(line if not line or line.startswith("|") else f"- {line}" for line in lines)
+
+
 _RENDERERS = {"peak": _peak, "layers": _layers, "step": _step, "torch": _torch, "coldstart": _coldstart,
-              "memory": _memory}
+              "memory": _memory, "peers": _peers}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -129,7 +139,12 @@ def render(report: dict[str, Any]) -> str:
     for name, suite in report["suites"].items():
         results = suite["results"]
         parts.append(f"### `{name}`")
-        parts.append(f"FAILED: {results['error']}" if results.get("failed") else _RENDERERS[name](results))
+        if results.get("failed"):
+            parts.append(f"FAILED: {results['error']}")
+        elif name in _RENDERERS:
+            parts.append(_RENDERERS[name](results))
+        else:  # onnxruntime, distributed: their printed tables and JSON are the report
+            parts.append(f"(no Markdown tables for `{name}`; see `{name}.json`)")
     return "\n\n".join(parts) + "\n"
 
 

@@ -7,6 +7,8 @@ batches, one repeat), so their numbers are meaningless; what is checked is that 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -143,7 +145,7 @@ def test_write_json_turns_numpy_values_into_plain_json(tmp_path):
 def test_suites_run_in_a_fixed_order_with_torch_last():
     assert cli.selected_suites(["torch", "peak", "layers"]) == ["peak", "layers", "torch"]
     assert cli.selected_suites([]) == cli.selected_suites(["all"]) == list(cli.SUITE_NAMES)
-    assert cli.SUITE_NAMES[-1] == "torch"
+    assert cli.SUITE_NAMES[-2:] == ("torch", "peers")
     with pytest.raises(ValueError, match="unknown suite"):
         cli.selected_suites(["peak", "speed"])
 
@@ -244,3 +246,103 @@ def test_the_distributed_suite_runs_under_mpiexec(tmp_path):
     assert [run["ranks"] for run in result["runs"]] == [1, 2]
     assert result["runs"][1]["exchange_s"] > 0 and result["runs"][0]["gradient_bytes"] == 563_114 * 4
     assert [row["machines"] for row in result["projections"]["10 GbE"]][:3] == [1, 2, 4]
+
+
+# ------------------------------------------------------------------------------------------------- peers
+def test_peers_rounds_rotate_the_engines_and_take_the_median_over_rounds():
+    from benchmarks.suites import peers
+
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in ("a", "b", "c")}
+    timings = peers.run_rounds(calls, rounds=4, repeats_per_round=2, pause_seconds=0.0, ramp_seconds=0.0)
+    rounds = [order[start:start + 6:2] for start in range(0, len(order), 6)]
+    assert rounds == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    for figures in timings.values():
+        assert len(figures["round_seconds"]) == 4 and figures["calls"]["repeats"] == 8
+        assert figures["seconds"] == statistics.median(figures["round_seconds"])
+    assert peers.run_rounds({}, rounds=2, repeats_per_round=1) == {}
+
+
+def _measurement(kind, batch, tinynet_ms, peer_ms):
+    engines = {name: {"ms": None, "reason": "not installed"} for name in ("torch_eager", "jax", "onnxruntime")}
+    engines["tinynet"] = {"ms": tinynet_ms}
+    engines["jax"] = {"ms": peer_ms}
+    return {"kind": kind, "batch": batch, "engines": engines, "fastest_peer": "jax",
+            "ratio_tinynet_over_fastest_peer": tinynet_ms / peer_ms}
+
+
+def test_peers_targets_pass_and_fail_at_their_limits():
+    from benchmarks.suites import peers
+
+    measurements = [_measurement("train", 32, 6.0, 10.0), _measurement("train", 128, 7.0, 10.0),
+                    _measurement("predict", 100, 9.0, 10.0)]  # b1000 not measured
+    training_flops = 18_198_528
+    peak = 32 * training_flops / 6.0e-3 / 1e9 / 0.5  # the b32 step is exactly 50 % of it
+    checks = peers.check_targets(measurements, peak, training_flops)
+    assert [check["passed"] for check in checks] == [True, False, True, None, True]
+    assert checks[-1]["value"] == pytest.approx(50.0)
+    assert checks[3]["value"] is None
+
+
+def test_cpu_caches_are_read_from_sysfs_and_summarised(tmp_path):
+    from benchmarks import environment
+
+    sysfs = [(1, "Data", "48K", "0"), (1, "Instruction", "32K", "0"), (2, "Unified", "2048K", "0"),
+             (3, "Unified", "64M", "0-7,16")]
+    for index, (level, kind, size, shared) in enumerate(sysfs):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size), ("shared_cpu_list", shared)):
+            (folder / name).write_text(f"{value}\n")
+    caches = environment.cpu_caches(tmp_path)
+    assert [cache["size_kib"] for cache in caches] == [48, 32, 2048, 65536]
+    assert caches[3]["shared_by_cpus"] == 9
+    assert environment.cache_summary(caches) == ("L1d 48 KiB per core, L2 2048 KiB per core, "
+                                                 "L3 65536 KiB shared by 9 CPUs")
+    assert environment.cpu_caches(tmp_path / "missing") == []
+
+
+def test_the_peers_suite_runs_whatever_peers_are_installed_and_explains_the_missing_ones(tmp_path):
+    # PyTorch is hidden from the run (the CI test environment has none, and torch.compile would take minutes);
+    # JAX and ONNX Runtime run when installed, else their columns say why.
+    hidden = tmp_path / "hidden"
+    (hidden / "torch").mkdir(parents=True)
+    (hidden / "torch" / "__init__.py").write_text("raise ImportError('torch hidden by the test')\n")
+    output = tmp_path / "out"
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hidden), str(REPOSITORY)]))
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "peers", "--smoke", "--no-charts", "--output-dir", str(output)],
+        capture_output=True, text=True, cwd=REPOSITORY, timeout=300, check=False, env=environment,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = json.loads((output / "peers.json").read_text())["results"]
+    from benchmarks.peer_engines import LABELS, PEERS
+
+    engines = result["engines"]
+    assert set(engines) == set(LABELS) and engines["tinynet"]["available"]
+    for name in ("torch_eager", "torch_channels_last", "torch_compile"):
+        assert not engines[name]["available"] and "torch hidden by the test" in engines[name]["reason"]
+        assert f"{LABELS[name]}: not run (ImportError: torch hidden by the test)" in completed.stdout
+    smoke = Settings.smoke()
+    assert [(row["kind"], row["batch"]) for row in result["measurements"]] == (
+        [("train", batch) for batch in smoke.train_batches] + [("predict", batch) for batch in smoke.inference_batches])
+    for row in result["measurements"]:
+        assert row["engines"]["tinynet"]["ms"] > 0
+        for name in PEERS:
+            figures = row["engines"][name]
+            assert (figures["ms"] is not None and figures["ms"] > 0) or figures["reason"]
+        if row["kind"] == "train" and engines["onnxruntime"]["available"]:
+            assert row["engines"]["onnxruntime"]["reason"] == "inference only"
+    available_peers = {name for name in PEERS if engines[name]["available"]}
+    assert set(result["cross_check_max_abs_difference"]) == available_peers
+    assert all(difference < 1e-4 for difference in result["cross_check_max_abs_difference"].values())
+    assert len(result["targets"]) == 5 and all(check["passed"] is None for check in result["targets"])
+    assert result["peak"]["peak_gflops"] > 0 and result["load_average"]["before"] is not None
+    assert result["cpu"]["model"] and isinstance(result["cpu"]["caches"], list)
+    assert "| tutorial CNN | tinynet | PyTorch eager |" in completed.stdout
+    report = json.loads((output / "report.json").read_text())
+    # A suite with no Markdown tables of its own (onnxruntime, distributed) must not stop the rendering.
+    report["suites"]["onnxruntime"] = report["suites"]["peers"] | {"results": {"skipped": False}}
+    rendered = markdown.render(report)
+    assert "### `peers`" in rendered and "| tutorial CNN | tinynet |" in rendered and "- CPU: " in rendered
+    assert "no Markdown tables for `onnxruntime`" in rendered

@@ -4,6 +4,9 @@ Each module has ``run(context) -> dict``: it prints its tables and returns what 
 comes after every other in-process suite because importing PyTorch loads its own OpenMP runtime and MKL into
 the process; ``coldstart``, ``memory`` and ``distributed`` (under mpiexec) run in subprocesses and are
 unaffected. ``onnxruntime`` (inference against ONNX Runtime running tinynet's exported graph) comes just before it.
+``peers`` (tinynet against PyTorch eager, channels-last and compiled, JAX and ONNX Runtime) comes last of all: it
+imports PyTorch too, and JAX, whose XLA runtime and thread pool stay in the process, and whose thread limit only
+takes effect if nothing imported JAX before (see :mod:`benchmarks.suites.peers`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ SUITE_MODULES = {
     "onnxruntime": "benchmarks.suites.onnxruntime_compare",
     "distributed": "benchmarks.suites.distributed",
     "torch": "benchmarks.suites.torch_compare",
+    "peers": "benchmarks.suites.peers",
 }
 """Suite name -> module, in execution order."""
 
