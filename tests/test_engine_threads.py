@@ -163,7 +163,7 @@ def test_thread_count_from_the_environment(monkeypatch):
     assert parallel._default_threads() >= 1
 
 
-@pytest.mark.parametrize("sizes", [[1], [7, 1, 1000], [2, 3]])
+@pytest.mark.parametrize("sizes", [[1], [7, 1, 1000], [2, 3], [1 << 16, 5, (1 << 17) + 3, 40_000]])
 def test_parallel_elementwise_gives_each_element_to_one_call_and_sums_their_results(sizes, two_threads):
     arrays = [np.zeros(size) for size in sizes]
     seen = [np.zeros(size, dtype=int) for size in sizes]
@@ -178,3 +178,13 @@ def test_parallel_elementwise_gives_each_element_to_one_call_and_sums_their_resu
     assert parallel.parallel_elementwise(groups, task) == sum(sizes)
     for array, counter in zip(arrays, seen, strict=True):
         assert (counter == 1).all() and (array == 2.0).all()
+
+
+def test_parallel_elementwise_cuts_only_large_arrays_and_balances_the_rest(two_threads):
+    pieces = []
+    sizes = [parallel.MIN_SPLIT_ELEMENTS, 10, 300, 20, parallel.MIN_SPLIT_ELEMENTS + 1]
+    groups = [(np.zeros(size),) for size in sizes]
+    parallel.parallel_elementwise(groups, lambda piece: pieces.append(piece.size) or 0)
+    # The two large arrays in two pieces each, every small one whole: 7 calls, not 10.
+    assert sorted(pieces) == sorted([10, 300, 20, *(parallel.MIN_SPLIT_ELEMENTS // 2,) * 2,
+                                     parallel.MIN_SPLIT_ELEMENTS // 2 + 1, parallel.MIN_SPLIT_ELEMENTS // 2])
