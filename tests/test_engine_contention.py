@@ -41,14 +41,29 @@ def _regions(detector, own, wait, start, seconds=0.12, threads=2):
     return now
 
 
+def _share_windows(detector, cpu_seconds, wanted_seconds=0.06, count=contention.CONTENDED_WINDOWS):
+    for _ in range(count):
+        detector.worker_window(cpu_seconds, wanted_seconds)
+
+
 def test_a_worker_sharing_its_core_shortens_the_watch_and_a_quiet_window_restores_it():
     detector = ContentionDetector()
     assert not detector.contended and detector.watch_iterations == contention.QUIET_WATCH
-    detector.worker_window(cpu_seconds=0.03, wanted_seconds=0.06)  # half its core: a busy process shares it
+    _share_windows(detector, 0.03, count=contention.CONTENDED_WINDOWS - 1)  # half its core, but not for long yet
+    assert not detector.contended
+    detector.worker_window(cpu_seconds=0.03, wanted_seconds=0.06)  # a busy process shares it: the run is complete
     assert detector.contended and detector.watch_iterations == contention.CONTENDED_WATCH
-    detector.worker_window(cpu_seconds=0.05, wanted_seconds=0.06)  # 83 %: between the thresholds, no change
+    detector.worker_window(cpu_seconds=0.042, wanted_seconds=0.06)  # 70 %: between the thresholds, no change
     assert detector.contended
     detector.worker_window(cpu_seconds=0.059, wanted_seconds=0.06)
+    assert not detector.contended and detector.watch_iterations == contention.QUIET_WATCH
+
+
+def test_passing_dips_on_a_quiet_machine_keep_the_long_watch():
+    detector = ContentionDetector()
+    for _ in range(10):  # one low window now and then (the host, a neighbour's threads finishing): no run of them
+        detector.worker_window(0.03, 0.06)
+        detector.worker_window(0.05, 0.06)
     assert not detector.contended and detector.watch_iterations == contention.QUIET_WATCH
 
 
@@ -60,7 +75,7 @@ def test_a_window_too_short_to_tell_changes_nothing():
 
 def test_contended_regions_that_wait_more_than_one_thread_would_lose_fall_back_and_come_back():
     detector = ContentionDetector()
-    detector.worker_window(0.03, 0.06)  # share 0.5: one thread alone would take 2 * own / 0.5 = 4 own
+    _share_windows(detector, 0.03)  # share 0.5: one thread alone would take 2 * own / 0.5 = 4 own
     now = _regions(detector, own=0.001, wait=0.0025, start=0.0, seconds=0.3)  # 3.5 own a region: threads pay
     assert detector.use_threads(now)
     now = _regions(detector, own=0.001, wait=0.0035, start=now)  # 4.5 own: they do not
@@ -176,7 +191,7 @@ def _train_tutorial_steps(threads, mode):
     if mode == "fallback":
         parallel._detector.serial_until = math.inf
     elif mode == "contended":  # both threads, short watches
-        parallel._detector.worker_window(0.01, 0.06)
+        _share_windows(parallel._detector, 0.01)
     try:
         model = build_tutorial_model(seed=3)
         for step in range(3):
