@@ -136,15 +136,7 @@ def onnxruntime_engine(model: Any, threads: int) -> Engine:
         raise ImportError(reason)
     import onnxruntime
 
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "tutorial.onnx"
-        model.export(path, format="onnx")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(model, threads)
     input_name = session.get_inputs()[0].name
 
     def inference(batch: int) -> Call:
@@ -153,6 +145,23 @@ def onnxruntime_engine(model: Any, threads: int) -> Engine:
 
     return Engine("onnxruntime", LABELS["onnxruntime"], onnxruntime.__version__, inference, None,
                   lambda images: session.run(None, {input_name: images})[0])
+
+
+def onnxruntime_session(model: Any, threads: int) -> Any:
+    """An ONNX Runtime session on the graph ``model.export`` writes: ``threads`` intra-op threads, sequential
+    execution (the graph is a chain), every graph optimisation on, the CPU provider. ONNX Runtime must be
+    importable (see :func:`benchmarks.suites.onnxruntime_compare.import_error`)."""
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "tutorial.onnx"
+        model.export(path, format="onnx")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def build_engines(model: Any, threads: int) -> tuple[list[Engine], list[Unavailable]]:

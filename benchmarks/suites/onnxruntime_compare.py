@@ -12,14 +12,13 @@ Skipped, with the reason, when ``onnx`` or ``onnxruntime`` is not importable (``
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.context import RunContext
 from benchmarks.flops import forward_flops_per_image
+from benchmarks.peer_engines import onnxruntime_session
 from benchmarks.report import format_table
 from benchmarks.suites.step import throughput
 from benchmarks.suites.torch_compare import MINIMUM_WARMUP, interleave
@@ -50,13 +49,7 @@ def run(context: RunContext) -> dict[str, Any]:
     thread_count = context.threads
     model = build_tutorial_model()
     forward_cost = forward_flops_per_image(model)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "tutorial.onnx"
-        model.export(path, format="onnx")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = thread_count
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(model, thread_count)  # the same session the peers suite runs
 
     check = synthetic_images(3)
     difference = float(np.abs(session.run(None, {"input": check})[0] - model.predict_on_batch(check)).max())
