@@ -19,8 +19,9 @@ from tinynet.kernels.direct_conv import (
 from tinynet.kernels.dropout import keep_threshold
 from tinynet.kernels.fused import pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import im2col
-from tinynet.layers import Activation, Conv2D, Dropout, MaxPooling2D
-from tinynet.models import Sequential
+from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from tinynet.learn.gradcheck import check_model
+from tinynet.models import Sequential, passes
 from tinynet.utils import set_random_seed
 
 
@@ -168,3 +169,17 @@ def test_the_first_tutorial_block_trains_through_the_one_pass_kernel_as_its_laye
     np.testing.assert_allclose(dx, gradient, rtol=1e-5, atol=1e-5)
     for name in layers[0].grads:
         np.testing.assert_allclose(layers[0].grads[name], twins[0].grads[name], rtol=1e-4, atol=1e-4)
+
+
+def test_model_gradient_check_through_the_direct_one_pass_kernel(float64):
+    set_random_seed(8)
+    model = Sequential([Conv2D(4, 3, input_shape=(8, 9, 1)), MaxPooling2D(2), Activation("relu"), Dropout(0.3),
+                        Flatten(), Dense(3, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy")
+    (stage, *_rest) = passes.stages(model)
+    assert stage._uses_direct()  # float64: the same one-pass kernel, compiled for doubles
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 8, 9, 1))
+    y = np.eye(3)[rng.integers(0, 3, 4)]
+    report = check_model(model, x, y, seed=8, step=1e-5, rtol=1e-4, atol=1e-6)
+    assert report.passed, str(report)

@@ -53,9 +53,8 @@ from tinynet.engine.stage import StandIn
 from tinynet.kernels.direct_conv import (
     conv3x3_one_channel,
     conv3x3_one_channel_pool_relu,
-    conv3x3_one_channel_pool_relu_dropout,
+    conv3x3_one_channel_pool_relu_dropout_unchecked,
 )
-from tinynet.kernels.dropout import keep_threshold
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
 from tinynet.kernels.winograd_f4 import input_transform_f4, kernel_transform_f4, output_transform_f4, tile_counts_f4
@@ -84,9 +83,6 @@ _KEEP_COLUMNS_BYTES = 1 << 20
 # of (pixels x 9C) by (9C x F), 3.4x fewer multiplications on the tutorial's 11x11 maps. The transforms' adds
 # only pay off with enough channels to share them.
 _WINOGRAD_MIN_CHANNELS = 16
-
-
-_NO_WORDS = np.zeros((1, 1, 1, 1), np.uint16)  # a typed placeholder for the dropout words, never read without dropout
 
 
 def slice_budget(share: float = _SLICE_SHARE_OF_L2) -> int:
@@ -125,6 +121,7 @@ class ConvPoolReluDropout(StandIn):
         # Work arrays (per-thread slices, the kernel with its bias row, Winograd's transforms): the stage's own.
         self._scratch = Scratch(conv.dtype)
         self._f4_cache: tuple[np.ndarray, np.ndarray] | None = None  # (weights, their F(4x4, 3x3) transform)
+        self._f4_current = False  # whether _f4_cache holds a transform (its arrays start empty)
 
     # ------------------------------------------------------------------------------------------- geometry
     def _geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, int, int]]:
@@ -180,11 +177,15 @@ class ConvPoolReluDropout(StandIn):
         the comparison is the small price of one code path. NaN weights never compare equal: transformed every
         time."""
         kernel = self.conv.params["kernel"]
-        if (self._f4_cache is None or self._f4_cache[0].shape != kernel.shape
-                or self._f4_cache[0].dtype != kernel.dtype or not np.array_equal(self._f4_cache[0], kernel)):
-            transformed = kernel_transform_f4(kernel, out=np.empty((36, channels, self.conv.filters), kernel.dtype))
-            self._f4_cache = (kernel.copy(), transformed)
-        return self._f4_cache[1]
+        if self._f4_cache is None or self._f4_cache[0].shape != kernel.shape or self._f4_cache[0].dtype != kernel.dtype:
+            self._f4_cache = (np.empty_like(kernel), np.empty((36, channels, self.conv.filters), kernel.dtype))
+            self._f4_current = False
+        source, transformed = self._f4_cache
+        if not (self._f4_current and np.array_equal(source, kernel)):  # into the same two arrays, step after step
+            kernel_transform_f4(kernel, out=transformed)
+            np.copyto(source, kernel)
+            self._f4_current = True
+        return transformed
 
     def _winograd_input_gradient(self, slot: int, dz: np.ndarray, transformed_kernel: np.ndarray, out: np.ndarray,
                                  tiles: tuple[int, int], no_bias: np.ndarray) -> None:
@@ -237,13 +238,11 @@ class ConvPoolReluDropout(StandIn):
         """A slice of one-channel images to the block's output in one pass (:mod:`tinynet.kernels.direct_conv`):
         for inference the kernel that only pools, in training the one that also applies the dropout words and
         records the pooling's winners and the pass mask for the backward pass."""
-        if not training:
+        if training:
+            conv3x3_one_channel_pool_relu_dropout_unchecked(images, kernel, bias, y, argmax_index, pass_mask,
+                                                            words, rate)
+        else:
             conv3x3_one_channel_pool_relu(images, kernel, bias, y)
-            return
-        # The threshold and scale kernels.fused derives from the rate, for a kernel that takes them as they are.
-        conv3x3_one_channel_pool_relu_dropout(
-            images, kernel, bias, y, argmax_index, pass_mask, words if words is not None else _NO_WORDS,
-            words is not None, keep_threshold(rate), y.dtype.type(1.0 / (1.0 - rate)), True)
 
     def _bias_in_product(self, depth: int) -> bool:
         return self.conv.use_bias and depth <= _BIAS_COLUMN_MAX_DEPTH
@@ -388,7 +387,8 @@ class ConvPoolReluDropout(StandIn):
         winograd_dx = dx is not None and winograd
         if winograd_dx:  # the kernel turned for the adjoint, transformed once for all slices (on this thread)
             in_h, in_w, channels = conv._built_input_shape
-            turned = np.ascontiguousarray(conv.params["kernel"][::-1, ::-1].transpose(0, 1, 3, 2))
+            turned = self._scratch.get("turned_kernel", (3, 3, filters, channels))
+            np.copyto(turned, conv.params["kernel"][::-1, ::-1].transpose(0, 1, 3, 2))
             dx_kernel = kernel_transform_f4(turned, out=self._scratch.get("dx_kernel", (36, filters, channels)))
             dx_tiles = tile_counts_f4(in_h, in_w)
             no_bias = self._scratch.get("zero_channels", (channels,), fill=0.0)

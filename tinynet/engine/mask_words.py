@@ -17,6 +17,7 @@ Any other generator (a user's ``MT19937`` or ``Philox``) and any small draw is d
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,21 @@ _EXACT_ADVANCE = (np.random.PCG64, np.random.PCG64DXSM)
 MIN_SPLIT_RAW_NUMBERS = 1 << 14
 
 
+_spares = threading.local()  # per calling thread: {bit generator class: [instances]}, whose state is overwritten
+
+
+def _spare_generators(kind: type, count: int) -> list[Any]:
+    """``count`` bit generators of class ``kind`` to load a state into, made once (seeding a new one costs more
+    than the draw it would serve) and kept per calling thread, so that two threads drawing at once never share."""
+    kept = getattr(_spares, "by_kind", None)
+    if kept is None:
+        kept = _spares.by_kind = {}
+    spares = kept.setdefault(kind, [])
+    while len(spares) < count:
+        spares.append(kind(0))
+    return spares[:count]
+
+
 def draw_random_words_threaded(generator: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """:func:`~tinynet.kernels.dropout.draw_random_words`'s words for ``shape``, drawn by the engine's threads."""
     count = math.prod(shape)
@@ -41,12 +57,11 @@ def draw_random_words_threaded(generator: np.random.Generator, shape: tuple[int,
         return draw_random_words(generator, shape)
     raw = np.empty(raw_count, dtype=np.uint64)
     # The other pieces' generators: copies of this one's state, each advanced to its piece's start.
-    copies = []
-    for start, _ in pieces[1:]:
-        copy = type(bit_generator)(0)
-        copy.state = bit_generator.state
+    copies = _spare_generators(type(bit_generator), len(pieces) - 1)
+    state = bit_generator.state
+    for copy, (start, _) in zip(copies, pieces[1:], strict=True):
+        copy.state = state
         copy.advance(start)
-        copies.append(copy)
 
     def draw_pieces(slot: int, first: int, stop: int) -> None:
         for piece in range(first, stop):

@@ -30,8 +30,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .dropout import NO_WORDS, keep_threshold
+
 __all__ = ["conv3x3_one_channel", "conv3x3_one_channel_pool_relu", "conv3x3_one_channel_pool_relu_dropout",
-           "conv3x3_one_channel_reference",
+           "conv3x3_one_channel_pool_relu_dropout_unchecked", "conv3x3_one_channel_reference",
            "check_conv3x3_one_channel"]
 
 
@@ -177,6 +179,19 @@ def conv3x3_one_channel_pool_relu_dropout(x, kernel, bias, y, argmax_index, pass
                     if record:
                         argmax_index[n, i, j, f] = index
                         pass_mask[n, i, j, f] = 1 if passes else 0
+
+
+def conv3x3_one_channel_pool_relu_dropout_unchecked(x, kernel, bias, y, argmax_index, pass_mask, words, rate,
+                                                    record=True) -> None:
+    """:func:`conv3x3_one_channel_pool_relu_dropout` with the dropout given as
+    :func:`tinynet.kernels.fused.pool_relu_dropout_forward_unchecked` takes it: ``words`` (``None``: no dropout)
+    and ``rate``, from which the same threshold and scale are derived. No argument checks (the caller checked
+    the geometry once); releases the GIL."""
+    use_dropout = words is not None
+    scale = y.dtype.type(1.0 / (1.0 - rate)) if use_dropout else y.dtype.type(1.0)
+    conv3x3_one_channel_pool_relu_dropout(x, kernel, bias, y, argmax_index, pass_mask,
+                                          words if use_dropout else NO_WORDS, use_dropout, keep_threshold(rate),
+                                          scale, record)
 
 
 def conv3x3_one_channel_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:

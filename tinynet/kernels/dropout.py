@@ -18,10 +18,13 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["draw_random_words", "keep_threshold", "dropout_forward", "dropout_backward"]
+__all__ = ["draw_random_words", "keep_threshold", "dropout_forward", "dropout_backward", "NO_WORDS"]
 
 
 WORD_BITS = 16
+# A typed placeholder for the words where there is no dropout: Numba compiles a kernel for array arguments, so a
+# kernel that reads no words still needs an array of their type.
+NO_WORDS = np.zeros((1, 1, 1, 1), np.uint16)
 
 
 def keep_threshold(rate: float) -> np.uint16:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .dropout import keep_threshold
+from .dropout import NO_WORDS, keep_threshold
 from .pooling import _maxpool_forward_one_image
 
 __all__ = ["pool_relu_dropout_forward", "pool_relu_dropout_backward"]
@@ -155,7 +155,6 @@ def pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width, rate=
     return dz
 
 
-_NO_WORDS = np.zeros((1, 1, 1, 1), np.uint16)  # a typed placeholder: Numba needs an array even without dropout
 
 
 @numba.njit(cache=True, nogil=True)
@@ -204,7 +203,7 @@ def pool_relu_dropout_forward_unchecked(z, y, argmax_index, pass_mask, words, ra
     pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = window
     use_dropout = words is not None
     scale = z.dtype.type(1.0 / (1.0 - rate)) if use_dropout else z.dtype.type(1.0)
-    words = words if use_dropout else _NO_WORDS
+    words = words if use_dropout else NO_WORDS
     # Only when every window lies inside z: 'same' pooling of an odd size has a last window hanging over the edge.
     if window == (2, 2, 2, 2, 0, 0) and 2 * y.shape[1] <= z.shape[1] and 2 * y.shape[2] <= z.shape[2]:
         _forward_2x2_batch(z, y, argmax_index, pass_mask, words, use_dropout, keep_threshold(rate), scale, record)
