@@ -19,7 +19,7 @@ from tinynet.interop.h5_reading import Stored
 from tinynet.interop.keras_layers import TranslatedModel
 from tinynet.layers.base import Layer, checking_weight_allocations
 from tinynet.models.saving.generators import random_streams_untouched
-from tinynet.models.saving.rebuild import check_sample_size
+from tinynet.models.saving.rebuild import check_sample_size, set_weights_all_or_none
 
 
 def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]]) -> Any:
@@ -76,13 +76,9 @@ def build_model(translated: TranslatedModel, stored: Sequence[Sequence[Stored]])
             raise KerasFormatError(str(error)) from None
     pending = []
     for layer, held in zip(layers, stored, strict=True):
-        values = [array.read(layer._weight(name).shape) for array, name in zip(held, layer.weight_names, strict=True)]
-        try:
-            pending.append((layer, layer.check_weights(values)))
-        except ValueError as error:
-            raise KerasFormatError(f"weights of layer {layer.name!r}: {error}") from None
-    for layer, values in pending:
-        layer.set_weights(values)  # every layer's values checked above, so a bad file changes no layer
+        pending.append((layer, [array.read(layer._weight(name).shape)
+                                for array, name in zip(held, layer.weight_names, strict=True)]))
+    set_weights_all_or_none(pending, KerasFormatError)
     return model
 
 

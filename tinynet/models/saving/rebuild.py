@@ -92,13 +92,9 @@ def model_from_document(document: dict, arrays: StoredArrays, custom_objects: di
                                f"{sorted(saved)}")
         if not saved:
             continue
-        values = [stored_array(arrays, saved[name], f"{layer.name}.{name}") for name in layer.weight_names]
-        try:
-            pending.append((layer, layer.check_weights(values)))
-        except ValueError as error:
-            raise FormatError(f"weights of layer {layer.name!r}: {error}") from None
-    for layer, values in pending:
-        layer.set_weights(values)  # every layer's values checked above, so a bad file changes no layer
+        pending.append((layer, [stored_array(arrays, saved[name], f"{layer.name}.{name}")
+                                for name in layer.weight_names]))
+    set_weights_all_or_none(pending, FormatError)
 
     # Random streams: only generators the rebuilt layer has (a name from the file must not replace ``forward``).
     for layer, layer_document in zip(model.layers, layer_documents, strict=True):
@@ -135,6 +131,20 @@ def _layer_class(class_name: Any, custom_objects: dict[str, Any]) -> type[Layer]
     if layer_class.forward is Layer.forward or layer_class.backward is Layer.backward:
         raise FormatError(f"layer class {class_name!r} is an abstract base class (no forward or backward)")
     return layer_class
+
+
+def set_weights_all_or_none(values_by_layer: list[tuple[Layer, list[np.ndarray]]],
+                            error: type[Exception]) -> None:
+    """Check every layer's values (:meth:`Layer.check_weights`) before setting any, so that a file with one bad
+    array changes no layer; a refused value raises ``error`` naming its layer."""
+    checked = []
+    for layer, values in values_by_layer:
+        try:
+            checked.append((layer, layer.check_weights(values)))
+        except ValueError as refused:
+            raise error(f"weights of layer {layer.name!r}: {refused}") from None
+    for layer, values in checked:
+        layer.set_weights(values)
 
 
 def check_sample_size(shape: tuple | None, what: str, error: type[Exception] = FormatError) -> None:
