@@ -2,7 +2,8 @@
 
 * float32 as the default float type (gradient checks switch to float64 through the ``float64`` fixture);
 * layer-name counters cleared, so the first Conv2D a test builds is ``conv2d_1`` as in a fresh Keras session;
-* a hypothesis profile without the per-example deadline, because Numba compiles kernels on their first call.
+* a hypothesis profile without the per-example deadline, because Numba compiles kernels on their first call;
+* ``two_threads``: the engine on two threads that always split the work (restored afterwards).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import settings
 
 from tinynet import backend
+from tinynet.engine import threads as engine_threads
 
 settings.register_profile("tinynet", deadline=None)
 settings.load_profile("tinynet")
@@ -57,3 +59,15 @@ def tiny_idx_dataset(tmp_path):
         return folder
 
     return make
+
+
+@pytest.fixture
+def two_threads():
+    """The engine's work on two threads that always split it: the adaptation to a shared machine is off, so that a
+    busy test machine cannot send the work to the calling thread alone. Thread count and detector restored."""
+    before = engine_threads._requested_threads, engine_threads._detector
+    engine_threads.set_num_threads(2)
+    engine_threads.set_adaptive_threads(False)
+    yield
+    engine_threads.set_num_threads(before[0])
+    engine_threads._detector = before[1]

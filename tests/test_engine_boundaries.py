@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tinynet import engine
-from tinynet.engine import blas, threads
+from tinynet.engine import blas
 from tinynet.engine.conv import ThreadedConv2D
 from tinynet.engine.dense import ThreadedDense
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
@@ -146,14 +146,6 @@ def test_allocator_tuning_is_applied_on_linux_and_can_be_refused(monkeypatch):
     monkeypatch.delenv("TINYNET_KEEP_MALLOC")
     if sys.platform.startswith("linux"):
         assert allocator.tune_allocator() is True
-
-
-@pytest.fixture
-def two_threads():
-    before = threads._requested_threads
-    threads.set_num_threads(2)
-    yield
-    threads.set_num_threads(before)
 
 
 @pytest.mark.parametrize("layer_and_input", [

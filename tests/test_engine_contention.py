@@ -21,14 +21,10 @@ needs_openblas = pytest.mark.skipif(not blas.controllable(), reason="needs an Op
 
 
 @pytest.fixture
-def two_threads():
-    """Two threads and a fresh detector (the process's may have found this machine busy)."""
-    before = parallel._requested_threads, parallel._detector
-    parallel.set_num_threads(2)
+def two_threads(two_threads):
+    """conftest's two threads, with a fresh adaptive detector (the process's may have found this machine busy)."""
     parallel.set_adaptive_threads(True)
     yield
-    parallel.set_num_threads(before[0])
-    parallel._detector = before[1]
 
 
 def _regions(detector, own, wait, start, seconds=0.12, threads=2):

@@ -16,17 +16,6 @@ from tinynet.engine import threads as parallel
 from tinynet.kernels import blocked_matmul
 
 
-@pytest.fixture
-def two_threads():
-    """Two threads that always split the work: a busy machine must not send it to the calling thread alone."""
-    before = parallel._requested_threads, parallel._detector
-    parallel.set_num_threads(2)
-    parallel.set_adaptive_threads(False)
-    yield
-    parallel.set_num_threads(before[0])
-    parallel._detector = before[1]
-
-
 @given(count=st.integers(0, 50), parts=st.integers(1, 8))
 def test_split_range_covers_the_range_in_order_without_empty_pieces(count, parts):
     pieces = parallel.split_range(count, parts)

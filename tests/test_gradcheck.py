@@ -212,29 +212,13 @@ def test_check_layer_leaves_a_float64_layer_exactly_as_it_was(float64):
     _assert_same_attributes(_attributes(layer), before)
 
 
-class ScaleWithHiddenBug(Layer):
-    """``y = x * w`` whose weight gradient is wrong only when built with ``buggy=True``, a flag that get_config
-    does not return: a checker that rebuilt the layer from its config would check the correct twin."""
+class ScaleWithHiddenBug(Scale):
+    """``y = x * w`` whose weight gradient is wrong (doubled) only when built with ``buggy=True``, a flag that
+    get_config does not return: a checker that rebuilt the layer from its config would check the correct twin."""
 
     def __init__(self, buggy: bool = False, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(sign=2.0 if buggy else 1.0, **kwargs)
         self.buggy = buggy
-
-    def build(self, input_shape):
-        self.add_weight("scale", (input_shape[-1],), "ones")
-        super().build(input_shape)
-
-    def forward(self, x, training=False):
-        x = self._prepare_input(x)
-        self._cache = x
-        return x * self.params["scale"]
-
-    def backward(self, dy):
-        x = self._take_cache()
-        dy = self._check_output_gradient(dy, x.shape)
-        dw = (dy * x).reshape(-1, x.shape[-1]).sum(axis=0)
-        self.grads["scale"] = 2 * dw if self.buggy else dw
-        return dy * self.params["scale"]
 
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pytest
+from test_interop_keras import _keras  # Keras 3 on its numpy backend, or a skip
 
 from tinynet import backend
 from tinynet import layers as L
@@ -20,13 +21,6 @@ from tinynet.optimizers import SGD
 
 h5py = pytest.importorskip("h5py")
 os.environ.setdefault("KERAS_BACKEND", "numpy")
-
-
-def _keras():
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "numpy" and os.environ.get("KERAS_BACKEND") == "numpy":
-        pytest.skip("Keras was imported with another backend")
-    return keras
 
 
 def new_layers() -> Sequential:

@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tinynet import activations, losses, metrics
+from tinynet.learn.gradcheck import numerical_gradient
 
 LOSS_SETTINGS = settings(max_examples=25)
 SEEDS = st.integers(0, 2**32 - 1)
@@ -19,17 +20,10 @@ CLIPPED_LOSS = -math.log(EPS)  # 16.118095...
 
 
 def finite_difference_gradient(function, array: np.ndarray, step: float = 1e-6) -> np.ndarray:
-    """Central differences of the scalar ``function(array)`` for every entry of ``array`` (float64)."""
-    gradient = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        original = array[index]
-        array[index] = original + step
-        plus = function(array)
-        array[index] = original - step
-        minus = function(array)
-        array[index] = original
-        gradient[index] = (plus - minus) / (2 * step)
-    return gradient
+    """Central differences of the scalar ``function(array)`` for every entry of ``array`` (float64), by the
+    gradient checker's own :func:`~tinynet.learn.gradcheck.numerical_gradient`."""
+    indices = list(np.ndindex(array.shape))
+    return numerical_gradient(lambda: function(array), array, indices, step).reshape(array.shape)
 
 
 def _targets_and_predictions(name: str, rng: np.random.Generator, batch: int, classes: int, soft: bool):

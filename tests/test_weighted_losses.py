@@ -11,23 +11,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_losses import finite_difference_gradient  # the tests' one finite-difference helper
 
 from tinynet import activations, losses
 from tinynet.losses.base import scale_by_weights, weighted_mean
-
-
-def finite_difference_gradient(function, array: np.ndarray, step: float = 1e-6) -> np.ndarray:
-    """Central differences of the scalar ``function(array)`` for every entry of ``array`` (float64)."""
-    gradient = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        original = array[index]
-        array[index] = original + step
-        plus = function(array)
-        array[index] = original - step
-        minus = function(array)
-        array[index] = original
-        gradient[index] = (plus - minus) / (2 * step)
-    return gradient
 
 SETTINGS = settings(max_examples=25, deadline=None)
 SEEDS = st.integers(0, 2**32 - 1)
