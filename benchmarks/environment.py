@@ -77,12 +77,12 @@ def cpu_caches(folder: Path = _CACHE_FOLDER) -> list[dict[str, Any]]:
 
 
 def _kibibytes(size: str) -> int | None:
-    """``"32K"`` -> 32, ``"1M"`` -> 1024 (sysfs's spelling); ``None`` when unreadable."""
-    factors = {"K": 1, "M": 1024, "G": 1024 * 1024}
-    try:
-        return int(size[:-1]) * factors[size[-1].upper()] if size[-1].isalpha() else int(size) // 1024
-    except (ValueError, KeyError, IndexError):
-        return None
+    """``"32K"`` -> 32, ``"1M"`` -> 1024 (sysfs's spelling, read by the engine's own
+    :func:`tinynet.engine.machine.parse_cache_size`); ``None`` when unreadable."""
+    from tinynet.engine.machine import parse_cache_size  # here: importing tinynet loads NumPy (see benchmarks.cli)
+
+    size_bytes = parse_cache_size(size)
+    return None if size_bytes is None else size_bytes // 1024
 
 
 def _count_cpus(cpu_list: str) -> int:

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from benchmarks.context import RunContext
@@ -35,6 +34,7 @@ from benchmarks.environment import cpu_description
 from benchmarks.probes import probe_environment
 from benchmarks.report import format_table
 from benchmarks.tutorial import build_tutorial_model, synthetic_batch
+from tinynet.engine.machine import read_l2_bytes
 
 BATCH = 32
 SETTLE_SECONDS = 0.3  # after the competitors start: the detector's windows are 50 ms, give it a few
@@ -49,11 +49,10 @@ def usable_cores() -> int:
 
 
 def l2_cache() -> str | None:
-    """The L2 size of CPU 0 as the kernel reports it (``"512K"``), or None where it does not."""
-    try:
-        return Path("/sys/devices/system/cpu/cpu0/cache/index2/size").read_text().strip()
-    except OSError:
-        return None
+    """The L2 size of CPU 0 as the kernel reports it (``"512K"``), or None where it does not: the engine's own
+    reading (:func:`tinynet.engine.machine.read_l2_bytes`), which sizes its slices."""
+    size = read_l2_bytes()
+    return None if size is None else f"{size // 1024}K"
 
 
 @contextlib.contextmanager
