@@ -11,7 +11,6 @@ so a loader that waits on a FIFO fails rather than hangs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -92,8 +91,7 @@ def _zip(members: dict[str, bytes], deflated: tuple[str, ...] = ()) -> bytes:
 
 def _model_file(payload: bytes) -> bytes:
     """A valid header (magic, version, length, SHA-256) over any payload: what an attacker can always make."""
-    return saving.HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
-                               hashlib.sha256(payload).digest()) + payload
+    return saving.file_header(payload) + payload
 
 
 def _declare_size(archive: bytes, name: str, size: int) -> bytes:

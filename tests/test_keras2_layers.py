@@ -5,7 +5,6 @@ checks under hypothesis, the dilated im2col/col2im against their references, sav
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -413,8 +412,7 @@ def _with_edited_document(data: bytes, change) -> bytes:
         for name, member in members.items():
             archive.writestr(zipfile.ZipInfo(name), member)
     payload = buffer.getvalue()
-    return saving.HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
-                              hashlib.sha256(payload).digest()) + payload
+    return saving.file_header(payload) + payload
 
 
 def test_a_model_file_whose_last_layer_would_output_a_huge_sample_is_refused(tmp_path):

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import io
 import json
 import subprocess
@@ -199,8 +198,7 @@ def _rewrite(path: Path, change) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
-    path.write_bytes(saving.HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
-                                         hashlib.sha256(payload).digest()) + payload)
+    path.write_bytes(saving.file_header(payload) + payload)
 
 
 def _velocity_entry(document: dict, param_name: str = "kernel") -> list:

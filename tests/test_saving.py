@@ -426,8 +426,7 @@ def _rewrite_document(path: Path, change) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
-    path.write_bytes(saving.HEADER.pack(saving.MAGIC, saving.FORMAT_VERSION, len(payload),
-                                         hashlib.sha256(payload).digest()) + payload)
+    path.write_bytes(saving.file_header(payload) + payload)
 
 
 @pytest.mark.parametrize("change, fragments", [

@@ -55,7 +55,7 @@ The package, one concept per file: ``file_format.py`` (the header and its checks
 
 from __future__ import annotations
 
-from tinynet.models.saving.file_format import DOCUMENT_KEY, FORMAT_VERSION, HEADER, HEADER_SIZE, MAGIC
+from tinynet.models.saving.file_format import DOCUMENT_KEY, FORMAT_VERSION, HEADER, HEADER_SIZE, MAGIC, file_header
 from tinynet.models.saving.generators import generator_state, restore_generator
 from tinynet.models.saving.history import merged_history
 from tinynet.models.saving.model_file import load_model, save_model
@@ -67,6 +67,7 @@ __all__ = [
     "HEADER",
     "HEADER_SIZE",
     "MAGIC",
+    "file_header",
     "generator_state",
     "load_model",
     "load_weights",

@@ -27,6 +27,12 @@ class FormatError(Exception):
     """A problem with the document that has a precise message (turned into a ValueError naming the file)."""
 
 
+def file_header(payload: bytes | memoryview) -> bytes:
+    """The header a model file starts with, for ``payload`` (the npz archive after it): magic, format version,
+    payload length and its SHA-256."""
+    return HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), hashlib.sha256(payload).digest())
+
+
 def checked_path(path: Any, entry_point: str) -> Path:
     if not isinstance(path, str | os.PathLike) or not str(path):
         raise TypeError(f"{entry_point}: path must be a file path (str or os.PathLike), got {path!r}")

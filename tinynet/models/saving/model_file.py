@@ -3,7 +3,6 @@ reads the document and rebuilds the model, refusing anything the document does n
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -17,13 +16,11 @@ from tinynet.fileio import NotARegularFileError, atomic_write, open_regular_file
 from tinynet.models.saving.document import build_document
 from tinynet.models.saving.file_format import (
     DOCUMENT_KEY,
-    FORMAT_VERSION,
-    HEADER,
-    MAGIC,
     FormatError,
     StoredArrays,
     checked_path,
     checked_payload,
+    file_header,
     first_names,
     json_default,
 )
@@ -58,7 +55,7 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
     # mypy matches a ``**dict`` against savez's ``allow_pickle: bool`` too; every key here is a member name.
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     payload = buffer.getbuffer()  # a view: hashing and writing need no second copy of the file
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), hashlib.sha256(payload).digest())
+    header = file_header(payload)
     with atomic_write(path) as file:
         file.write(header)
         file.write(payload)
