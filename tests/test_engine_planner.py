@@ -138,7 +138,8 @@ def test_dropout_words_keep_the_requested_fraction():
        rate=st.sampled_from([None, 0.25, 0.6]), ties=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]),
        seed=st.integers(0, 2**16))
 def test_the_2x2_kernel_gives_the_general_kernels_bits(batch, height, width, channels, rate, ties, dtype, seed):
-    from tinynet.kernels.fused import _NO_WORDS, _forward_batch, pool_relu_dropout_forward_unchecked
+    from tinynet.kernels.dropout import NO_WORDS
+    from tinynet.kernels.fused import _forward_batch, pool_relu_dropout_forward_unchecked
 
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((batch, height, width, channels)).astype(dtype)
@@ -151,7 +152,7 @@ def test_the_2x2_kernel_gives_the_general_kernels_bits(batch, height, width, cha
     pool_relu_dropout_forward_unchecked(z, *fast, words, rate or 0.0, (2, 2, 2, 2, 0, 0))
     general = [np.empty(shape, dtype), np.empty(shape, np.int32), np.empty(shape, np.uint8)]
     scale = dtype(1 / (1 - rate)) if rate is not None else dtype(1)
-    _forward_batch(z, *general, words if rate is not None else _NO_WORDS, rate is not None,
+    _forward_batch(z, *general, words if rate is not None else NO_WORDS, rate is not None,
                    keep_threshold(rate or 0.0), scale, 2, 2, 2, 2, 0, 0)
     for a, b in zip(fast, general, strict=True):
         assert np.array_equal(a, b, equal_nan=True)
