@@ -9,15 +9,18 @@ from hypothesis import strategies as st
 
 from tinynet import engine
 from tinynet.engine import conv_block
+from tinynet.engine import threads as engine_threads
 from tinynet.kernels.direct_conv import (
     check_conv3x3_one_channel,
     conv3x3_one_channel,
     conv3x3_one_channel_pool_relu,
     conv3x3_one_channel_pool_relu_dropout,
+    conv3x3_one_channel_pool_relu_dropout_unchecked,
+    conv3x3_one_channel_pooled_parameter_gradients,
     conv3x3_one_channel_reference,
 )
 from tinynet.kernels.dropout import keep_threshold
-from tinynet.kernels.fused import pool_relu_dropout_forward_unchecked
+from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import im2col
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tinynet.learn.gradcheck import check_model
@@ -80,6 +83,37 @@ def test_the_one_pass_kernel_is_the_fused_pooling_of_the_direct_convolution_bit_
         inferred = np.full(pooled_shape, -7.0, np.float32)
         conv3x3_one_channel_pool_relu(x, kernel, bias, inferred)
         assert np.array_equal(inferred, expected)
+
+
+@settings(max_examples=50, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(4, 13), width=st.integers(4, 13), filters=st.integers(1, 40),
+       rate=st.sampled_from([None, 0.25, 0.6]), dtype=st.sampled_from(["float32", "float64"]),
+       ties=st.booleans(), seed=st.integers(0, 10_000))
+def test_the_pooled_parameter_gradients_equal_unpooling_then_the_im2col_product(batch, height, width, filters, rate,
+                                                                                dtype, ties, seed):
+    """The backward kernel that skips dz and im2col gives the gradients of the long way round: the fused pooling's
+    backward writes dz, and dK = X_col^T dz, db = 1^T dz, summed here in float64."""
+    rng = np.random.default_rng(seed)
+    x, kernel, bias = _operands(rng, batch, height, width, filters, dtype)
+    if ties:  # a flat image: every window's four sums tie, and the first must be the one that gets the gradient
+        x[:] = 1.0
+    pooled_shape = (batch, (height - 2) // 2, (width - 2) // 2, filters)
+    words = rng.integers(0, 1 << 16, pooled_shape).astype(np.uint16) if rate is not None else None
+    y = np.empty(pooled_shape, dtype)
+    index, mask = np.empty(pooled_shape, np.int32), np.empty(pooled_shape, np.uint8)
+    conv3x3_one_channel_pool_relu_dropout_unchecked(x, kernel, bias, y, index, mask, words, rate or 0.0)
+    dy = rng.standard_normal(pooled_shape).astype(dtype)
+    dz = np.empty((batch, height - 2, width - 2, filters), dtype)
+    pool_relu_dropout_backward_unchecked(dy, index, mask, dz, rate or 0.0, rate is not None, (2, 2, 2, 2, 0, 0))
+    cols = im2col(x[..., None], 3, 3, 1, 1, 0, 0, height - 2, width - 2).astype(np.float64)
+    dz_rows = dz.reshape(-1, filters).astype(np.float64)
+    kernel_gradient = np.full((9, filters), np.nan, dtype)
+    bias_gradient = np.full(filters, np.nan, dtype)
+    scale = np.dtype(dtype).type(1 / (1 - rate) if rate is not None else 1.0)
+    conv3x3_one_channel_pooled_parameter_gradients(x, dy, index, mask, scale, kernel_gradient, bias_gradient)
+    tolerance = 2e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(kernel_gradient, cols.T @ dz_rows, rtol=tolerance, atol=tolerance * batch * 100)
+    np.testing.assert_allclose(bias_gradient, dz_rows.sum(axis=0), rtol=tolerance, atol=tolerance * batch * 100)
 
 
 @pytest.mark.parametrize(("name", "change", "message"), [
@@ -169,6 +203,44 @@ def test_the_first_tutorial_block_trains_through_the_one_pass_kernel_as_its_laye
     np.testing.assert_allclose(dx, gradient, rtol=1e-5, atol=1e-5)
     for name in layers[0].grads:
         np.testing.assert_allclose(layers[0].grads[name], twins[0].grads[name], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rate", [0.25, None])
+@pytest.mark.parametrize("one_image_slices", [False, True])
+def test_the_first_layer_takes_its_parameter_gradients_from_the_pooled_gradient_as_its_layers_do(
+        rate, one_image_slices, monkeypatch, two_threads):
+    """With no input gradient wanted (the model's first layer), the block's backward pass skips dz and im2col;
+    the parameters' gradients are the layers', and the same bits with one thread or two."""
+    if one_image_slices:
+        monkeypatch.setattr(conv_block, "_SLICE_BYTES", 1)
+    set_random_seed(12)
+    layers = _first_block(28, 27, 64, rate)
+    set_random_seed(12)
+    twins = _first_block(28, 27, 64, rate)
+    (stage,) = engine.plan(list(layers))
+    stage.needs_input_gradient = False
+    rng = np.random.default_rng(12)
+    x = rng.random((9, 28, 27, 1), dtype=np.float32)
+    y = stage.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    for grad in layers[0].grads.values():
+        grad[:] = np.nan  # every element must be written
+    cache = stage._cache
+    assert stage.backward(dy) is None
+    on_two_threads = {name: grad.copy() for name, grad in layers[0].grads.items()}
+    expected = x
+    for twin in twins:
+        expected = twin.forward(expected, training=True)
+    gradient = dy
+    for twin in reversed(twins):
+        gradient = twin.backward(gradient)
+    for name in layers[0].grads:
+        np.testing.assert_allclose(layers[0].grads[name], twins[0].grads[name], rtol=1e-4, atol=1e-4)
+    engine_threads.set_num_threads(1)
+    stage._cache = cache
+    stage.backward(dy)
+    for name, grad in layers[0].grads.items():
+        assert np.array_equal(grad, on_two_threads[name])
 
 
 def test_model_gradient_check_through_the_direct_one_pass_kernel(float64):

@@ -31,6 +31,10 @@ Backward, per slice, with ``dy`` the gradient of the block's output::
 
     dW = sum over s of dW_part[s], in slice order;  db likewise
 
+(When the one-pass direct kernel ran forward and no input gradient is wanted, the model's first layer, the
+slice's ``dW_part`` and ``db_part`` come straight from ``dy[s]``, the recorded winners and the images, without
+``dZ`` or ``X_col``: :func:`tinynet.kernels.direct_conv.conv3x3_one_channel_pooled_parameter_gradients`.)
+
 The slices are spread over the engine's threads (:mod:`tinynet.engine.threads`), each slice with its own single-threaded
 BLAS calls. Slice sizes depend only on the layer shapes, never on the thread count, and the partial weight
 gradients are added in slice order, so a run is bit-for-bit the same with 1 thread or 2. The results equal the
@@ -54,6 +58,7 @@ from tinynet.kernels.direct_conv import (
     conv3x3_one_channel,
     conv3x3_one_channel_pool_relu,
     conv3x3_one_channel_pool_relu_dropout_unchecked,
+    conv3x3_one_channel_pooled_parameter_gradients,
 )
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
@@ -244,6 +249,13 @@ class ConvPoolReluDropout(StandIn):
         else:
             conv3x3_one_channel_pool_relu(images, kernel, bias, y)
 
+    def _direct_pooled(self, pool_window: tuple[int, ...], output_shape: tuple[int, ...]) -> bool:
+        """Whether the direct convolution goes on through pooling, ReLU and dropout itself, in one pass (and its
+        backward pass computes the parameters' gradients from the pooled gradient): 2x2 pooling inside the map."""
+        conv = self.conv
+        return (self._uses_direct() and pool_window == (2, 2, 2, 2, 0, 0)
+                and tuple(output_shape[1:3]) == (conv.out_h // 2, conv.out_w // 2))
+
     def _bias_in_product(self, depth: int) -> bool:
         return self.conv.use_bias and depth <= _BIAS_COLUMN_MAX_DEPTH
 
@@ -298,9 +310,7 @@ class ConvPoolReluDropout(StandIn):
         direct = self._uses_direct()  # nor then
         slices, full_rows, depth, width, kernel = self._plan(batch, winograd_f4=winograd)
         count = len(slices)
-        # 2x2 pooling inside the map: the direct convolution goes on through pooling, ReLU and dropout itself.
-        direct_pooled = (direct and pool_window == (2, 2, 2, 2, 0, 0)
-                         and output_shape[1:3] == (conv.out_h // 2, conv.out_w // 2))
+        direct_pooled = self._direct_pooled(pool_window, output_shape)
         keep = training and not winograd and not direct and self._keeps_columns(batch, width)
         batch_columns = self._batch_columns(batch, width, keep)
         bias = conv.params["bias"] if conv.use_bias else None
@@ -384,6 +394,8 @@ class ConvPoolReluDropout(StandIn):
         bias_parts = self._scratch.get("bias_parts", (count, filters)) if conv.use_bias and width == depth else None
         ones = self._scratch.get("ones_slice", (full_rows,), fill=1.0) if bias_parts is not None else None
         dx = np.empty(x.shape, dtype=conv.dtype) if self.needs_input_gradient else None
+        if dx is None and self._direct_pooled(pool_window, argmax_index.shape):
+            return self._direct_parameter_gradients(x, dy, argmax_index, pass_mask, dropout_on, rate, slices)
         winograd_dx = dx is not None and winograd
         if winograd_dx:  # the kernel turned for the adjoint, transformed once for all slices (on this thread)
             in_h, in_w, channels = conv._built_input_shape
@@ -429,3 +441,29 @@ class ConvPoolReluDropout(StandIn):
         elif bias_parts is not None:
             np.sum(bias_parts, axis=0, out=conv.grads["bias"])
         return dx
+
+    def _direct_parameter_gradients(self, x: np.ndarray, dy: np.ndarray, argmax_index: np.ndarray,
+                                    pass_mask: np.ndarray, dropout_on: bool, rate: float,
+                                    slices: list[tuple[int, int]]) -> None:
+        """The backward pass of the one-pass direct kernel when no input gradient is wanted (the first layer):
+        the kernel's and bias's gradients straight from the pooled gradient ``dy``, without ``dz`` or an im2col
+        matrix (:func:`tinynet.kernels.direct_conv.conv3x3_one_channel_pooled_parameter_gradients`), one part
+        per slice, summed in slice order (the same bits with any number of threads)."""
+        conv = self.conv
+        filters = conv.filters
+        images = x.reshape(x.shape[:3])
+        parts = self._scratch.get("direct_gradient_parts", (len(slices), 10, filters))
+        scale = conv.dtype.type(1.0 / (1.0 - rate)) if dropout_on else conv.dtype.type(1.0)
+
+        def run(slot: int, first: int, stop: int) -> None:
+            for index in range(first, stop):
+                start, end = slices[index]
+                conv3x3_one_channel_pooled_parameter_gradients(
+                    images[start:end], dy[start:end], argmax_index[start:end], pass_mask[start:end], scale,
+                    parts[index, :9], parts[index, 9])
+
+        threads.parallel_ranges(len(slices), run)
+        np.sum(parts[:, :9], axis=0, out=conv.grads["kernel"].reshape(9, filters))
+        if conv.use_bias:
+            np.sum(parts[:, 9], axis=0, out=conv.grads["bias"])
+        return None

@@ -21,6 +21,20 @@ load serves four sums (about 9 us per image for inference, against 25 us for im2
 pooling kernel; in training, with the dropout and the record the backward pass needs, 16 us against 20 for the
 direct convolution and the fused kernel). :func:`conv3x3_one_channel_pool_relu` is its inference-only twin.
 
+Its backward pass for the parameters, :func:`conv3x3_one_channel_pooled_parameter_gradients`, needs no
+convolution-sized gradient either. Only the winner of each pooling window receives a gradient, so of the map's
+``dz`` three values in four are zero, and the weight gradient is a sum over the *windows*::
+
+    g[n, i, j, f]       = dy[n, i, j, f] * scale    where the output passed (ReLU and dropout), else 0
+    (r, c)              = the winner of window (i, j) for filter f, in the convolution's map
+    dK[di, dj, 0, f]    = sum over n, i, j of  g[n, i, j, f] * x[n, r + di, c + dj]
+    db[f]               = sum over n, i, j of  g[n, i, j, f]
+
+For each window the kernel reads the same 4x4 patch as the forward pass and, per filter, picks the 3x3 part
+under the winner with selects (no gather), then adds nine products into ``dK``: about 4x less work than
+writing ``dz``, building the im2col matrix and multiplying (measured on one core of a Xeon with AVX-512, batch
+32: 0.3 against 1.9 ms).
+
 Only valid padding with stride 1 is implemented: the engine (:mod:`tinynet.engine.conv_block`) uses these
 kernels when a convolution matches, and im2col otherwise. The ``*_reference`` twin is plain NumPy.
 """
@@ -33,8 +47,8 @@ import numpy as np
 from .dropout import NO_WORDS, keep_threshold
 
 __all__ = ["conv3x3_one_channel", "conv3x3_one_channel_pool_relu", "conv3x3_one_channel_pool_relu_dropout",
-           "conv3x3_one_channel_pool_relu_dropout_unchecked", "conv3x3_one_channel_reference",
-           "check_conv3x3_one_channel"]
+           "conv3x3_one_channel_pool_relu_dropout_unchecked", "conv3x3_one_channel_pooled_parameter_gradients",
+           "conv3x3_one_channel_reference", "check_conv3x3_one_channel"]
 
 
 def check_conv3x3_one_channel(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, out: np.ndarray,
@@ -192,6 +206,55 @@ def conv3x3_one_channel_pool_relu_dropout_unchecked(x, kernel, bias, y, argmax_i
     conv3x3_one_channel_pool_relu_dropout(x, kernel, bias, y, argmax_index, pass_mask,
                                           words if use_dropout else NO_WORDS, use_dropout, keep_threshold(rate),
                                           scale, record)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def conv3x3_one_channel_pooled_parameter_gradients(x, dy, argmax_index, pass_mask, scale, kernel_gradient,
+                                                   bias_gradient):
+    """``kernel_gradient (9, F)`` and ``bias_gradient (F,)``, overwritten with the gradients of the images
+    ``x (N, H, W)`` through :func:`conv3x3_one_channel_pool_relu_dropout`, given the gradient ``dy`` of its output
+    and the ``argmax_index`` and ``pass_mask`` it recorded (``scale``: the dropout's ``1 / (1 - rate)``, or 1).
+
+    The sums run image by image, window by window, in that fixed order: the same bits on every call. The
+    winner's 3x3 values are chosen from the window's 4x4 patch by two selects per tap (its column, then its row),
+    without branches, so the loop over the filters vectorises."""
+    zero = kernel_gradient.dtype.type(0)
+    kernel_gradient[:] = zero
+    bias_gradient[:] = zero
+    d0, d1, d2, d3, d4, d5, d6, d7, d8 = (kernel_gradient[0], kernel_gradient[1], kernel_gradient[2],
+                                          kernel_gradient[3], kernel_gradient[4], kernel_gradient[5],
+                                          kernel_gradient[6], kernel_gradient[7], kernel_gradient[8])
+    width = x.shape[2] - 2  # of the convolution's map, in which argmax_index counts
+    for n in range(dy.shape[0]):
+        for i in range(dy.shape[1]):
+            for j in range(dy.shape[2]):
+                (a00, a01, a02, a03, a10, a11, a12, a13,
+                 a20, a21, a22, a23, a30, a31, a32, a33) = _patch(x, n, i, j)
+                first = 2 * i * width + 2 * j
+                gradients, winners, passed = dy[n, i, j], argmax_index[n, i, j], pass_mask[n, i, j]
+                for f in range(gradients.shape[0]):
+                    g = gradients[f] * scale if passed[f] else zero
+                    offset = winners[f] - first  # 0, 1, width or width + 1
+                    right = (offset == 1) | (offset == width + 1)
+                    down = offset >= width
+                    # the winner's rows of the patch, each already shifted to its column
+                    b0, b1, b2 = (a01, a02, a03) if right else (a00, a01, a02)
+                    c0, c1, c2 = (a11, a12, a13) if right else (a10, a11, a12)
+                    e0, e1, e2 = (a21, a22, a23) if right else (a20, a21, a22)
+                    h0, h1, h2 = (a31, a32, a33) if right else (a30, a31, a32)
+                    top0, top1, top2 = (c0, c1, c2) if down else (b0, b1, b2)
+                    mid0, mid1, mid2 = (e0, e1, e2) if down else (c0, c1, c2)
+                    low0, low1, low2 = (h0, h1, h2) if down else (e0, e1, e2)
+                    d0[f] += g * top0
+                    d1[f] += g * top1
+                    d2[f] += g * top2
+                    d3[f] += g * mid0
+                    d4[f] += g * mid1
+                    d5[f] += g * mid2
+                    d6[f] += g * low0
+                    d7[f] += g * low1
+                    d8[f] += g * low2
+                    bias_gradient[f] += g
 
 
 def conv3x3_one_channel_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
