@@ -395,7 +395,8 @@ class ConvPoolReluDropout(StandIn):
         ones = self._scratch.get("ones_slice", (full_rows,), fill=1.0) if bias_parts is not None else None
         dx = np.empty(x.shape, dtype=conv.dtype) if self.needs_input_gradient else None
         if dx is None and self._direct_pooled(pool_window, argmax_index.shape):
-            return self._direct_parameter_gradients(x, dy, argmax_index, pass_mask, dropout_on, rate, slices)
+            self._direct_parameter_gradients(x, dy, argmax_index, pass_mask, dropout_on, rate, slices)
+            return None
         winograd_dx = dx is not None and winograd
         if winograd_dx:  # the kernel turned for the adjoint, transformed once for all slices (on this thread)
             in_h, in_w, channels = conv._built_input_shape
@@ -466,4 +467,3 @@ class ConvPoolReluDropout(StandIn):
         np.sum(parts[:, :9], axis=0, out=conv.grads["kernel"].reshape(9, filters))
         if conv.use_bias:
             np.sum(parts[:, 9], axis=0, out=conv.grads["bias"])
-        return None

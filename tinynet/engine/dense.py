@@ -6,6 +6,7 @@ import numpy as np
 
 from tinynet.engine import threads
 from tinynet.engine.stage import StandIn
+from tinynet.layers.base import Layer
 from tinynet.layers.dense import Dense
 
 
@@ -19,8 +20,8 @@ class ThreadedDense(StandIn):
     output ``y``.
     """
 
-    def __init__(self, dense: Dense) -> None:
-        super().__init__(dense)
+    def __init__(self, dense: Dense, *following: Layer) -> None:
+        super().__init__(dense, *following)  # following: the layers a fused subclass also runs
         self.dense = dense
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -44,13 +45,17 @@ class ThreadedDense(StandIn):
         return self._backward_from_z(self.dense.check_output_gradient(dz, y.shape), x)
 
     def _backward_from_z(self, dz: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+        """``dW = x^T dz``, ``db = 1^T dz`` and, when wanted, ``dx = dz W^T``: the two products in one parallel
+        region (:func:`tinynet.engine.threads.matmuls`)."""
         dense = self.dense
         x_rows = x.reshape(-1, x.shape[-1])
         dz_rows = dz.reshape(-1, dense.units)
-        threads.matmul(x_rows.T, dz_rows, out=dense.grads["kernel"])
+        products = [(x_rows.T, dz_rows, dense.grads["kernel"])]
+        dx_rows = None
+        if self.needs_input_gradient:
+            dx_rows = np.empty((dz_rows.shape[0], x_rows.shape[1]), dtype=dense.dtype)
+            products.append((dz_rows, dense.params["kernel"].T, dx_rows))
+        threads.matmuls(products)
         if dense.use_bias:
             np.sum(dz_rows, axis=0, out=dense.grads["bias"])
-        if not self.needs_input_gradient:
-            return None
-        dx_rows = threads.matmul(dz_rows, dense.params["kernel"].T)
-        return dx_rows.reshape(*dz.shape[:-1], x.shape[-1])
+        return None if dx_rows is None else dx_rows.reshape(*dz.shape[:-1], x.shape[-1])

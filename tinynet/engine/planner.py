@@ -21,6 +21,11 @@ Runs recognised:
     engine's threads. The results equal the layers' up to rounding (the products are cut into other BLAS calls,
     the weight gradients add their terms in another order); tests compare them.
 
+``Dense -> ReLU [-> Dropout]``  (:class:`tinynet.engine.dense_relu_dropout.DenseReluDropout`)
+    A Dense without activation (or with ``activation="relu"``, then without the ReLU layer) and the dropout
+    after it: the bias, ReLU and dropout in one pass over the product, bit for bit the layers (tests compare
+    them), the mask drawn by the Dropout layer's own ``draw_mask_words``.
+
 Single layers (:data:`ENGINE_IMPLEMENTATIONS`): ``Dense`` -> :class:`tinynet.engine.dense.ThreadedDense`,
 ``Conv2D`` -> :class:`tinynet.engine.conv.ThreadedConv2D`: the layer's equations with the matrix products
 shared by the threads, bit for bit the layer's.
@@ -41,6 +46,7 @@ from typing import Any
 from tinynet.engine.conv import ThreadedConv2D
 from tinynet.engine.conv_block import ConvPoolReluDropout
 from tinynet.engine.dense import ThreadedDense
+from tinynet.engine.dense_relu_dropout import DenseReluDropout
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.engine.stage import Stage
 from tinynet.layers.activation import Activation, ReLU
@@ -100,6 +106,41 @@ def _pooling_stages(layers: list[Layer]) -> list[Stage]:
     return stages
 
 
+def _plain_dropout(layer: Layer | None, dtype: object) -> Dropout | None:
+    """``layer`` when it is a Dropout the fused stages can run (its own mask per element: no noise_shape)."""
+    if type(layer) is Dropout and layer.noise_shape is None and layer.dtype == dtype and layer.built:
+        return layer
+    return None
+
+
+def _dense_stages(stages: list[Stage]) -> list[Stage]:
+    """The stages, with every ``Dense -> ReLU [-> Dropout]`` run (or ``Dense(activation="relu") [-> Dropout]``)
+    replaced by one fused stage."""
+    fused: list[Stage] = []
+    index = 0
+    while index < len(stages):
+        stage = stages[index]
+        following = stages[index + 1:index + 3]
+        if type(stage) is Dense and _engine_implements(stage) and stage.built:
+            if stage.activation.name == "linear" and following and isinstance(following[0], Layer) \
+                    and _is_plain_relu(following[0]) and following[0].dtype == stage.dtype and following[0].built:
+                after = following[1] if len(following) > 1 else None
+                dropout = _plain_dropout(after if isinstance(after, Layer) else None, stage.dtype)
+                fused.append(DenseReluDropout(stage, following[0], dropout))
+                index += 3 if dropout is not None else 2
+                continue
+            if stage.activation.name == "relu":
+                after = following[0] if following else None
+                dropout = _plain_dropout(after if isinstance(after, Layer) else None, stage.dtype)
+                if dropout is not None:
+                    fused.append(DenseReluDropout(stage, None, dropout))
+                    index += 2
+                    continue
+        fused.append(stage)
+        index += 1
+    return fused
+
+
 def plan(layers: list[Layer]) -> list[Stage]:
     """The stages that run ``layers``: fused runs where a pattern matches, the engine's implementation of a
     single layer where it has one, the layers themselves elsewhere."""
@@ -113,4 +154,4 @@ def plan(layers: list[Layer]) -> list[Stage]:
         else:
             merged.append(stage)
     return [ENGINE_IMPLEMENTATIONS[type(stage)](stage) if isinstance(stage, Layer) and _engine_implements(stage)
-            else stage for stage in merged]
+            else stage for stage in _dense_stages(merged)]
