@@ -365,10 +365,14 @@ def matmuls(products: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     the threads in turn. A dense layer's backward pass hands over its two products, ``x^T @ dz`` and
     ``dz @ W^T``, at once: one thread handoff instead of two (each costs 30-60 us on a virtual machine). Each
     ``out`` must be C-contiguous of its product's shape and dtype, and no two may overlap."""
-    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool, int, int]] = []
+    cut = []
     for a, b, out in products:
         by_columns, blocks = matmul_blocks(a.shape[0], a.shape[1], b.shape[1])
-        pieces.extend((a, b, out, by_columns, start, stop) for start, stop in blocks)
+        cut.append([(a, b, out, by_columns, start, stop) for start, stop in blocks])
+    # Block k of every product, then block k + 1: each thread's contiguous range then holds a share of every
+    # product (x^T dz then dz W^T on one thread, their halves on two, took 516 against 400 us, the second product
+    # being the slower one).
+    pieces = [blocks[k] for k in range(max(map(len, cut), default=0)) for blocks in cut if k < len(blocks)]
 
     def run(slot: int, first: int, stop: int) -> None:
         for piece in pieces[first:stop]:
