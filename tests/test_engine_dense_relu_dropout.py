@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from test_engine_planner import _train
 
 from tinynet import engine
+from tinynet.engine import blas
 from tinynet.layers import Activation, Dense, Dropout, Flatten, ReLU
 from tinynet.learn.gradcheck import check_model
 from tinynet.models import Sequential, passes
@@ -39,7 +40,8 @@ def test_a_model_trains_through_the_fused_stages_bit_for_bit_as_its_layers(two_t
 def test_the_stage_is_the_layers_bit_for_bit(batch, features, units, rate, relu_in_dense, use_bias, specials, steps,
                                              seed):
     """Forward (training and inference), backward and the parameter gradients, the same bits as the layers run
-    one by one, NaN, infinities and -0.0 included, and the dropout generators left in the same state."""
+    one by one, NaN, infinities and -0.0 included, and the dropout generators left in the same state. Both in the
+    single-threaded BLAS scope a model runs in (OpenBLAS's own threads round a product differently)."""
     def layers():
         set_random_seed(seed)
         dense = Dense(units, activation="relu" if relu_in_dense else None, use_bias=use_bias,
@@ -53,30 +55,31 @@ def test_the_stage_is_the_layers_bit_for_bit(batch, features, units, rate, relu_
     (stage,) = engine.plan(list(mine))
     # a relu Dense with nothing after it has nothing to fuse: the plain threaded stage
     assert type(stage).__name__ == ("ThreadedDense" if relu_in_dense and rate is None else "DenseReluDropout")
-    rng = np.random.default_rng(seed)
-    for step in range(steps):
-        x = rng.standard_normal((batch, features)).astype(np.float32)
-        if specials:
-            x.reshape(-1)[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -0.0]
-            mine[0].params["kernel"][0, :min(units, 2)] = -0.0
-            twins[0].params["kernel"][0, :min(units, 2)] = -0.0
-        training = step != 1
-        y = stage.forward(x, training=training)
-        expected = x
-        for twin in twins:
-            expected = twin.forward(expected, training=training)
-        np.testing.assert_array_equal(y, expected)
-        assert np.array_equal(np.signbit(y), np.signbit(expected))
-        if not training:
-            continue
-        dy = rng.standard_normal(y.shape).astype(np.float32)
-        dx = stage.backward(dy)
-        gradient = dy
-        for twin in reversed(twins):
-            gradient = twin.backward(gradient)
-        np.testing.assert_array_equal(dx, gradient)
-        for name in mine[0].grads:
-            np.testing.assert_array_equal(mine[0].grads[name], twins[0].grads[name])
+    with blas.single_threaded():
+        rng = np.random.default_rng(seed)
+        for step in range(steps):
+            x = rng.standard_normal((batch, features)).astype(np.float32)
+            if specials:
+                x.reshape(-1)[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -0.0]
+                mine[0].params["kernel"][0, :min(units, 2)] = -0.0
+                twins[0].params["kernel"][0, :min(units, 2)] = -0.0
+            training = step != 1
+            y = stage.forward(x, training=training)
+            expected = x
+            for twin in twins:
+                expected = twin.forward(expected, training=training)
+            np.testing.assert_array_equal(y, expected)
+            assert np.array_equal(np.signbit(y), np.signbit(expected))
+            if not training:
+                continue
+            dy = rng.standard_normal(y.shape).astype(np.float32)
+            dx = stage.backward(dy)
+            gradient = dy
+            for twin in reversed(twins):
+                gradient = twin.backward(gradient)
+            np.testing.assert_array_equal(dx, gradient)
+            for name in mine[0].grads:
+                np.testing.assert_array_equal(mine[0].grads[name], twins[0].grads[name])
     if rate:
         assert mine[-1].generator.bit_generator.state == twins[-1].generator.bit_generator.state
 
