@@ -216,3 +216,36 @@ def test_batch_size_changes_on_two_threads_keep_the_gradients_right(one_image_sl
                                            atol=1e-5 * np.abs(expected).max())
     finally:
         parallel.set_num_threads(before)
+
+
+@settings(max_examples=25, deadline=None)
+@given(channels=st.sampled_from([16, 20]), filters=st.integers(1, 9), batch=st.integers(1, 5),
+       padding=st.sampled_from(["valid", "same"]), size=st.integers(5, 12),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 1000))
+def test_compiled_winograd_slices_are_the_python_steps_bit_for_bit(channels, filters, batch, padding, size, dtype,
+                                                                   seed):
+    """Each F(4x4, 3x3) slice as one compiled call making its own gemm calls (tinynet.engine.winograd_slices)
+    gives the bits of the same steps run from Python with numpy.matmul: output, input gradient, weight gradient."""
+    if conv_block.blas.gemm_functions() is None:
+        pytest.skip("this BLAS has no 64-bit-integer cblas_sgemm for compiled code to call")
+
+    def run(compiled):
+        set_random_seed(seed)
+        layers = _block_layers(3, 1, padding, 2, 2, channels, filters, size, size + 1, 0.3, dtype)
+        (stage,) = engine.plan(list(layers))
+        assert stage._uses_winograd()
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((batch, size, size + 1, channels)).astype(dtype)
+        before, conv_block._COMPILED_SLICES = conv_block._COMPILED_SLICES, compiled
+        try:
+            y = stage.forward(x, training=True)
+            dx = stage.backward(rng.standard_normal(y.shape).astype(dtype))
+        finally:
+            conv_block._COMPILED_SLICES = before
+        return y, dx, {name: grad.copy() for name, grad in layers[0].grads.items()}
+
+    compiled, python = run(True), run(False)
+    for a, b in zip(compiled[:2], python[:2], strict=True):
+        assert np.array_equal(a, b)
+    for name in python[2]:
+        assert np.array_equal(compiled[2][name], python[2][name])

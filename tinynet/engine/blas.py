@@ -149,3 +149,34 @@ def forget_scope_after_fork() -> None:
     """In a child made by ``fork``: a new lock (a parent's thread may have held the old one), no open scope."""
     global _scope_lock, _scope_depth
     _scope_lock, _scope_depth = threading.Lock(), 0
+
+
+# cblas_sgemm / cblas_dgemm with 64-bit integers (NumPy's own wheels build OpenBLAS that way), as compiled code calls
+# them: the matrices' addresses declared as 64-bit integers, which the C calling convention passes as it passes
+# pointers.
+_ENUM, _INT, _ADDRESS = ctypes.c_int, ctypes.c_int64, ctypes.c_int64
+_SGEMM_PROTOTYPE = ctypes.CFUNCTYPE(None, _ENUM, _ENUM, _ENUM, _INT, _INT, _INT, ctypes.c_float, _ADDRESS, _INT,
+                                    _ADDRESS, _INT, ctypes.c_float, _ADDRESS, _INT)
+_DGEMM_PROTOTYPE = ctypes.CFUNCTYPE(None, _ENUM, _ENUM, _ENUM, _INT, _INT, _INT, ctypes.c_double, _ADDRESS, _INT,
+                                    _ADDRESS, _INT, ctypes.c_double, _ADDRESS, _INT)
+
+
+@functools.cache
+def gemm_functions() -> tuple[Any, Any] | None:
+    """``(cblas_sgemm, cblas_dgemm)`` of the OpenBLAS NumPy uses, as ctypes function pointers that compiled code
+    can call without the GIL (:mod:`tinynet.engine.winograd_slices`); ``None`` unless this process's BLAS is an
+    OpenBLAS with the 64-bit integer interface (NumPy's wheels: ``scipy_cblas_sgemm64_``). A product made through
+    them is the very call ``numpy.matmul`` makes for it, and rounds the same."""
+    if not controllable():
+        return None
+    for _, library in openblas_libraries():
+        for prefix in ("scipy_", ""):
+            single = getattr(library, f"{prefix}cblas_sgemm64_", None)
+            double = getattr(library, f"{prefix}cblas_dgemm64_", None)
+            if single is None or double is None:
+                continue
+            single_address = ctypes.cast(single, ctypes.c_void_p).value
+            double_address = ctypes.cast(double, ctypes.c_void_p).value
+            if single_address and double_address:
+                return _SGEMM_PROTOTYPE(single_address), _DGEMM_PROTOTYPE(double_address)
+    return None
