@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_engine_conv_block import _through_layers  # the layers one by one: the reference
 
 from tinynet import engine
 from tinynet.engine import conv_block
@@ -228,12 +229,7 @@ def test_the_first_layer_takes_its_parameter_gradients_from_the_pooled_gradient_
     cache = stage._cache
     assert stage.backward(dy) is None
     on_two_threads = {name: grad.copy() for name, grad in layers[0].grads.items()}
-    expected = x
-    for twin in twins:
-        expected = twin.forward(expected, training=True)
-    gradient = dy
-    for twin in reversed(twins):
-        gradient = twin.backward(gradient)
+    _through_layers(twins, x, dy)
     for name in layers[0].grads:
         np.testing.assert_allclose(layers[0].grads[name], twins[0].grads[name], rtol=1e-4, atol=1e-4)
     engine_threads.set_num_threads(1)
