@@ -50,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinynet.engine import blas, machine, threads
-from tinynet.engine.mask_words import draw_random_words_threaded
+from tinynet.engine.mask_words import RowsDrawnLater
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.engine.scratch import Scratch
 from tinynet.engine.stage import StandIn
@@ -327,9 +327,10 @@ class ConvPoolReluDropout(StandIn):
         output_shape = (batch, *pool._built_output_shape)
         dropout = self.dropout if training and self.dropout is not None and self.dropout.rate > 0 else None
         dropout_on = dropout is not None
-        # Drawn for the whole batch in one call, exactly as the Dropout layer does: the same mask as unfused.
-        words = (dropout.draw_mask_words(output_shape, draw_random_words_threaded) if dropout is not None
-                 else None)
+        # The whole batch's mask, as the Dropout layer draws it (the same words as unfused), each thread drawing the
+        # rows of its own slices inside the region below.
+        later = RowsDrawnLater()
+        words = dropout.draw_mask_words(output_shape, later) if dropout is not None else None
         rate = dropout.rate if dropout is not None else 0.0
         y = np.empty(output_shape, dtype=conv.dtype)
         window, pool_window, conv_map = self._geometry()
@@ -377,6 +378,8 @@ class ConvPoolReluDropout(StandIn):
             return z
 
         def run(slot: int, first: int, stop: int) -> None:
+            if words is not None:  # this thread's images' rows of the mask, in one draw
+                later.fill(words[slices[first][0]:slices[stop - 1][1]])
             for index in range(first, stop):
                 start, end = slices[index]
                 if direct_pooled:
