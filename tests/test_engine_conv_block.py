@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinynet import applications, backend, engine
-from tinynet.engine import conv_block, machine
+from tinynet.engine import blas, conv_block, machine, winograd_slices
 from tinynet.engine import threads as parallel
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tinynet.learn.gradcheck import check_model
@@ -226,7 +226,7 @@ def test_compiled_winograd_slices_are_the_python_steps_bit_for_bit(channels, fil
                                                                    seed):
     """Each F(4x4, 3x3) slice as one compiled call making its own gemm calls (tinynet.engine.winograd_slices)
     gives the bits of the same steps run from Python with numpy.matmul: output, input gradient, weight gradient."""
-    if conv_block.blas.gemm_functions() is None:
+    if blas.gemm_functions() is None:
         pytest.skip("this BLAS has no 64-bit-integer cblas_sgemm for compiled code to call")
 
     def run(compiled):
@@ -236,12 +236,12 @@ def test_compiled_winograd_slices_are_the_python_steps_bit_for_bit(channels, fil
         assert stage._uses_winograd()
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((batch, size, size + 1, channels)).astype(dtype)
-        before, conv_block._COMPILED_SLICES = conv_block._COMPILED_SLICES, compiled
+        before, winograd_slices.COMPILED = winograd_slices.COMPILED, compiled
         try:
             y = stage.forward(x, training=True)
             dx = stage.backward(rng.standard_normal(y.shape).astype(dtype))
         finally:
-            conv_block._COMPILED_SLICES = before
+            winograd_slices.COMPILED = before
         return y, dx, {name: grad.copy() for name, grad in layers[0].grads.items()}
 
     compiled, python = run(True), run(False)

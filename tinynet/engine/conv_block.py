@@ -49,12 +49,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinynet.engine import blas, machine, threads
+from tinynet.engine import machine, threads
 from tinynet.engine.mask_words import RowsDrawnLater
 from tinynet.engine.pool_relu_dropout import PoolReluDropout
 from tinynet.engine.scratch import Scratch
 from tinynet.engine.stage import StandIn
-from tinynet.engine.winograd_slices import forward_slice, input_gradient_slice, kernel_gradient_slice
+from tinynet.engine.winograd_slices import winograd_forward, winograd_input_gradient, winograd_kernel_gradient
 from tinynet.kernels.direct_conv import (
     conv3x3_one_channel,
     conv3x3_one_channel_pool_relu,
@@ -63,8 +63,8 @@ from tinynet.kernels.direct_conv import (
 )
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
-from tinynet.kernels.winograd_f4 import input_transform_f4, kernel_transform_f4, output_transform_f4, tile_counts_f4
-from tinynet.kernels.winograd_f4_gradients import kernel_gradient_transform_f4, output_gradient_transform_f4
+from tinynet.kernels.winograd_f4 import kernel_transform_f4, tile_counts_f4
+from tinynet.kernels.winograd_f4_gradients import kernel_gradient_transform_f4
 from tinynet.layers.conv import Conv2D
 
 # What one slice's im2col matrix plus convolution output may take: this share of a core's L2 cache
@@ -84,24 +84,11 @@ _BIAS_COLUMN_MAX_DEPTH = 32
 # A whole-batch im2col matrix up to this size is kept from the forward to the backward pass instead of being
 # made again (the first convolution's: 0.8 MB at batch 32; the second's, 8.9 MB, is rebuilt slice by slice).
 _KEEP_COLUMNS_BYTES = 1 << 20
-# Whether F(4x4, 3x3) slices run as one compiled call each (tinynet.engine.winograd_slices) where the BLAS allows;
-# tests turn it off to compare with the Python steps.
-_COMPILED_SLICES = True
 # A 3x3, stride-1 convolution over at least this many channels computes its forward pass and its input gradient
 # with Winograd's F(4x4, 3x3) (tinynet.kernels.winograd_f4): 36 products of (tiles x C) by (C x F) instead of one
 # of (pixels x 9C) by (9C x F), 3.4x fewer multiplications on the tutorial's 11x11 maps. The transforms' adds
 # only pay off with enough channels to share them.
 _WINOGRAD_MIN_CHANNELS = 16
-
-
-def _gemm_for(dtype: np.dtype, *sizes: int) -> object | None:
-    """The BLAS's gemm for ``dtype`` that compiled code can call (:mod:`tinynet.engine.winograd_slices`), or
-    ``None``: then the slices run their steps from Python, with the same numbers. Also ``None`` when a product's
-    ``sizes`` (rows, columns, inner) hold a 1: NumPy multiplies a vector by gemv, which rounds otherwise."""
-    functions = blas.gemm_functions() if _COMPILED_SLICES and min(sizes, default=2) >= 2 else None
-    if functions is None:
-        return None
-    return functions[0] if dtype == np.float32 else functions[1] if dtype == np.float64 else None
 
 
 def slice_budget(share: float = _SLICE_SHARE_OF_L2) -> int:
@@ -183,14 +170,8 @@ class ConvPoolReluDropout(StandIn):
         tiles = images * tiles_h * tiles_w
         inputs = self._scratch.get(f"winograd_inputs_{slot}_{tiles}", (36, tiles, source.shape[-1]))
         products = self._scratch.get(f"winograd_products_{slot}_{tiles}", (36, tiles, filters))
-        gemm = _gemm_for(conv.dtype, tiles, filters, source.shape[-1])
-        if gemm is not None:  # the three steps in one compiled call: no GIL taken between them
-            forward_slice(source, inputs, products, transformed_kernel, bias, conv.use_bias, out, conv.pad_top,
-                          conv.pad_left, tiles_h, tiles_w, gemm)
-            return
-        input_transform_f4(source, inputs, conv.pad_top, conv.pad_left, tiles_h, tiles_w)
-        np.matmul(inputs, transformed_kernel, out=products)
-        output_transform_f4(products, bias, conv.use_bias, out, tiles_h, tiles_w)
+        winograd_forward(source, inputs, products, transformed_kernel, bias, conv.use_bias, out, conv.pad_top,
+                         conv.pad_left, tiles_h, tiles_w)
 
     def _f4_kernel(self, channels: int) -> np.ndarray:
         """The kernel transformed for F(4x4, 3x3), kept from call to call while the weights stay the same.
@@ -226,14 +207,8 @@ class ConvPoolReluDropout(StandIn):
         count = dz.shape[0] * tiles_h * tiles_w
         inputs = self._scratch.get(f"dx_inputs_{slot}_{count}", (36, count, dz.shape[-1]))
         products = self._scratch.get(f"dx_products_{slot}_{count}", (36, count, out.shape[-1]))
-        gemm = _gemm_for(conv.dtype, count, out.shape[-1], dz.shape[-1])
-        if gemm is not None:
-            input_gradient_slice(dz, inputs, products, transformed_kernel, no_bias, out, 2 - conv.pad_top,
-                                 2 - conv.pad_left, tiles_h, tiles_w, gemm)
-            return
-        input_transform_f4(dz, inputs, 2 - conv.pad_top, 2 - conv.pad_left, tiles_h, tiles_w)
-        np.matmul(inputs, transformed_kernel, out=products)
-        output_transform_f4(products, no_bias, False, out, tiles_h, tiles_w)
+        winograd_input_gradient(dz, inputs, products, transformed_kernel, no_bias, out, 2 - conv.pad_top,
+                                2 - conv.pad_left, tiles_h, tiles_w)
 
     def _winograd_kernel_gradient(self, slot: int, source: np.ndarray, dz: np.ndarray, tiles: tuple[int, int],
                                   out: np.ndarray) -> None:
@@ -245,14 +220,8 @@ class ConvPoolReluDropout(StandIn):
         count = source.shape[0] * tiles_h * tiles_w
         inputs = self._scratch.get(f"winograd_inputs_{slot}_{count}", (36, count, source.shape[-1]))
         products = self._scratch.get(f"winograd_products_{slot}_{count}", (36, count, dz.shape[-1]))
-        gemm = _gemm_for(self.conv.dtype, source.shape[-1], dz.shape[-1], count)
-        if gemm is not None:
-            kernel_gradient_slice(source, dz, inputs, products, out, self.conv.pad_top, self.conv.pad_left,
-                                  tiles_h, tiles_w, gemm)
-            return
-        input_transform_f4(source, inputs, self.conv.pad_top, self.conv.pad_left, tiles_h, tiles_w)
-        output_gradient_transform_f4(dz, products, tiles_h, tiles_w)
-        np.matmul(inputs.transpose(0, 2, 1), products, out=out)
+        winograd_kernel_gradient(source, dz, inputs, products, out, self.conv.pad_top, self.conv.pad_left, tiles_h,
+                                 tiles_w)
 
     def _uses_winograd(self) -> bool:
         conv = self.conv

@@ -10,7 +10,9 @@ products itself, through the BLAS's ``cblas_?gemm`` (:func:`tinynet.engine.blas.
 
 Same numbers: each product is the call ``numpy.matmul`` makes for it on a stack of matrices (one gemm per matrix,
 row-major, the same transposition flags and leading dimensions), so a slice gives the bits of the Python steps
-(a test compares them). Without those functions (another BLAS), the block runs the Python steps.
+(a test compares them). :func:`winograd_forward`, :func:`winograd_kernel_gradient` and
+:func:`winograd_input_gradient` take the compiled call where they can and the Python steps otherwise: without
+those functions (another BLAS), or for a product with a vector operand, which NumPy hands to gemv.
 
 Math: see the transforms' modules; per slice, with ``U`` the transformed kernel::
 
@@ -25,10 +27,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from tinynet.engine import blas
 from tinynet.kernels.winograd_f4 import input_transform_f4, output_transform_f4
 from tinynet.kernels.winograd_f4_gradients import output_gradient_transform_f4
 
-__all__ = ["forward_slice", "kernel_gradient_slice", "input_gradient_slice", "stacked_products"]
+__all__ = ["winograd_forward", "winograd_kernel_gradient", "winograd_input_gradient", "forward_slice",
+           "kernel_gradient_slice", "input_gradient_slice", "stacked_products", "COMPILED"]
+
+# Whether the slices take the compiled calls where the BLAS allows (tests turn it off to compare the two paths).
+COMPILED = True
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -72,4 +79,54 @@ def input_gradient_slice(dz, tiles, products, turned_kernel, no_bias, dx, pad_to
     turned kernel's transform ``turned_kernel (36, F, C)``."""
     input_transform_f4(dz, tiles, pad_top, pad_left, tiles_h, tiles_w)
     stacked_products(tiles, turned_kernel, products, False, gemm)
+    output_transform_f4(products, no_bias, False, dx, tiles_h, tiles_w)
+
+
+def _gemm_for(dtype: np.dtype, *sizes: int) -> object | None:
+    """The BLAS's gemm for ``dtype`` that compiled code can call, or ``None``: the Python steps then, with the same
+    numbers. Also ``None`` when a product's ``sizes`` (rows, columns, inner) hold a 1: NumPy multiplies a vector by
+    gemv, which rounds otherwise."""
+    functions = blas.gemm_functions() if COMPILED and min(sizes, default=2) >= 2 else None
+    if functions is None:
+        return None
+    return functions[0] if dtype == np.float32 else functions[1] if dtype == np.float64 else None
+
+
+def winograd_forward(x: np.ndarray, tiles: np.ndarray, products: np.ndarray, transformed_kernel: np.ndarray,
+                     bias: np.ndarray, use_bias: bool, z: np.ndarray, pad_top: int, pad_left: int, tiles_h: int,
+                     tiles_w: int) -> None:
+    """:func:`forward_slice`, or its steps from Python."""
+    gemm = _gemm_for(x.dtype, tiles.shape[1], products.shape[2], tiles.shape[2])
+    if gemm is not None:
+        forward_slice(x, tiles, products, transformed_kernel, bias, use_bias, z, pad_top, pad_left, tiles_h,
+                      tiles_w, gemm)
+        return
+    input_transform_f4(x, tiles, pad_top, pad_left, tiles_h, tiles_w)
+    np.matmul(tiles, transformed_kernel, out=products)
+    output_transform_f4(products, bias, use_bias, z, tiles_h, tiles_w)
+
+
+def winograd_kernel_gradient(x: np.ndarray, dz: np.ndarray, tiles: np.ndarray, products: np.ndarray,
+                             out: np.ndarray, pad_top: int, pad_left: int, tiles_h: int, tiles_w: int) -> None:
+    """:func:`kernel_gradient_slice`, or its steps from Python."""
+    gemm = _gemm_for(x.dtype, out.shape[1], out.shape[2], tiles.shape[1])
+    if gemm is not None:
+        kernel_gradient_slice(x, dz, tiles, products, out, pad_top, pad_left, tiles_h, tiles_w, gemm)
+        return
+    input_transform_f4(x, tiles, pad_top, pad_left, tiles_h, tiles_w)
+    output_gradient_transform_f4(dz, products, tiles_h, tiles_w)
+    np.matmul(tiles.transpose(0, 2, 1), products, out=out)
+
+
+def winograd_input_gradient(dz: np.ndarray, tiles: np.ndarray, products: np.ndarray, turned_kernel: np.ndarray,
+                            no_bias: np.ndarray, dx: np.ndarray, pad_top: int, pad_left: int, tiles_h: int,
+                            tiles_w: int) -> None:
+    """:func:`input_gradient_slice`, or its steps from Python."""
+    gemm = _gemm_for(dz.dtype, tiles.shape[1], products.shape[2], tiles.shape[2])
+    if gemm is not None:
+        input_gradient_slice(dz, tiles, products, turned_kernel, no_bias, dx, pad_top, pad_left, tiles_h, tiles_w,
+                             gemm)
+        return
+    input_transform_f4(dz, tiles, pad_top, pad_left, tiles_h, tiles_w)
+    np.matmul(tiles, turned_kernel, out=products)
     output_transform_f4(products, no_bias, False, dx, tiles_h, tiles_w)
