@@ -61,6 +61,7 @@ from tinynet.kernels.direct_conv import (
     conv3x3_one_channel_pool_relu_dropout_unchecked,
     conv3x3_one_channel_pooled_parameter_gradients,
 )
+from tinynet.kernels.dropout import keep_scale
 from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_relu_dropout_forward_unchecked
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
 from tinynet.kernels.winograd_f4 import kernel_transform_f4, tile_counts_f4
@@ -455,7 +456,7 @@ class ConvPoolReluDropout(StandIn):
         filters = conv.filters
         images = x.reshape(x.shape[:3])
         parts = self._scratch.get("direct_gradient_parts", (len(slices), 10, filters))
-        scale = conv.dtype.type(1.0 / (1.0 - rate)) if dropout_on else conv.dtype.type(1.0)
+        scale = keep_scale(rate, conv.dtype, dropout_on)
 
         def run(slot: int, first: int, stop: int) -> None:
             for index in range(first, stop):

@@ -8,7 +8,7 @@ from tinynet.engine import threads
 from tinynet.engine.dense import ThreadedDense
 from tinynet.engine.mask_words import draw_random_words_threaded
 from tinynet.kernels.bias_relu_dropout import bias_relu_dropout_forward, relu_dropout_backward
-from tinynet.kernels.dropout import NO_WORDS, keep_threshold
+from tinynet.kernels.dropout import NO_WORDS, keep_scale, keep_threshold
 from tinynet.layers.base import Layer
 from tinynet.layers.dense import Dense
 from tinynet.layers.dropout import Dropout
@@ -35,23 +35,20 @@ class DenseReluDropout(ThreadedDense):
         super().__init__(dense, *(layer for layer in (relu, dropout) if layer is not None))
         self.relu, self.dropout = relu, dropout
 
-    def _dropout_scale(self, training: bool) -> tuple[Dropout | None, float]:
-        dropout = self.dropout if training and self.dropout is not None and self.dropout.rate > 0 else None
-        return dropout, (1.0 / (1.0 - dropout.rate) if dropout is not None else 1.0)
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         dense = self.dense
         x = dense.check_input(x)
         rows = x.reshape(-1, x.shape[-1])
         z = threads.matmul(rows, dense.params["kernel"])
-        dropout, scale = self._dropout_scale(training)
+        dropout = self.dropout if training and self.dropout is not None and self.dropout.rate > 0 else None
+        rate = dropout.rate if dropout is not None else 0.0
+        scale = keep_scale(rate, z.dtype, dropout is not None)
         words = (dropout.draw_mask_words((*x.shape[:-1], dense.units), draw_random_words_threaded)
                  .reshape(z.shape) if dropout is not None else _NO_WORDS_2D)
         pass_mask = np.empty(z.shape, dtype=np.uint8)
         bias = dense.params["bias"] if dense.use_bias else z[0]  # (read only when use_bias)
-        bias_relu_dropout_forward(z, bias, dense.use_bias, words, dropout is not None,
-                                  keep_threshold(dropout.rate if dropout is not None else 0.0),
-                                  z.dtype.type(scale), pass_mask)
+        bias_relu_dropout_forward(z, bias, dense.use_bias, words, dropout is not None, keep_threshold(rate), scale,
+                                  pass_mask)
         y = z.reshape(*x.shape[:-1], dense.units)
         self._cache = (x, pass_mask, scale) if training else None
         return y
@@ -62,7 +59,7 @@ class DenseReluDropout(ThreadedDense):
         dy = dense.check_output_gradient(dy, (*x.shape[:-1], dense.units))
         dy_rows = np.ascontiguousarray(dy.reshape(pass_mask.shape))
         dz = np.empty(dy_rows.shape, dtype=dense.dtype)
-        relu_dropout_backward(dy_rows, pass_mask, dz.dtype.type(scale), dz)
+        relu_dropout_backward(dy_rows, pass_mask, scale, dz)
         return self._backward_from_z(dz, x)
 
     def backward_preactivation(self, dz: np.ndarray) -> np.ndarray | None:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .dropout import NO_WORDS, keep_threshold
+from .dropout import NO_WORDS, keep_scale, keep_threshold
 
 __all__ = ["conv3x3_one_channel", "conv3x3_one_channel_pool_relu", "conv3x3_one_channel_pool_relu_dropout",
            "conv3x3_one_channel_pool_relu_dropout_unchecked", "conv3x3_one_channel_pooled_parameter_gradients",
@@ -202,7 +202,7 @@ def conv3x3_one_channel_pool_relu_dropout_unchecked(x, kernel, bias, y, argmax_i
     and ``rate``, from which the same threshold and scale are derived. No argument checks (the caller checked
     the geometry once); releases the GIL."""
     use_dropout = words is not None
-    scale = y.dtype.type(1.0 / (1.0 - rate)) if use_dropout else y.dtype.type(1.0)
+    scale = keep_scale(rate, y.dtype, use_dropout)
     conv3x3_one_channel_pool_relu_dropout(x, kernel, bias, y, argmax_index, pass_mask,
                                           words if use_dropout else NO_WORDS, use_dropout, keep_threshold(rate),
                                           scale, record)

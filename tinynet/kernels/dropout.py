@@ -32,6 +32,12 @@ def keep_threshold(rate: float) -> np.uint16:
     return np.uint16(min(round(rate * 2.0**WORD_BITS), 2**WORD_BITS - 1))
 
 
+def keep_scale(rate: float, dtype: np.dtype | type, dropout: bool = True) -> np.floating:
+    """What a kept value is multiplied by, in ``dtype``: ``1 / (1 - rate)`` (inverted dropout), or 1 when
+    ``dropout`` is off (``x * 1`` is ``x``, bit for bit, so one kernel serves both)."""
+    return np.dtype(dtype).type(1.0 / (1.0 - rate) if dropout else 1.0)
+
+
 def draw_random_words(generator: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """``prod(shape)`` uniform uint16 words from ``generator``, shaped ``shape`` (a fresh array)."""
     count = math.prod(shape)
@@ -68,7 +74,7 @@ def dropout_forward(x: np.ndarray, words: np.ndarray, rate: float) -> tuple[np.n
         raise ValueError(f"dropout_forward: words has shape {words.shape}, x has {x.shape}")
     y = np.empty_like(x)
     keep = np.empty(x.shape, dtype=np.uint8)
-    _dropout_forward(x, np.ascontiguousarray(words), keep_threshold(rate), x.dtype.type(1.0 / (1.0 - rate)), y, keep)
+    _dropout_forward(x, np.ascontiguousarray(words), keep_threshold(rate), keep_scale(rate, x.dtype), y, keep)
     return y, keep
 
 
@@ -76,5 +82,5 @@ def dropout_backward(dy: np.ndarray, keep: np.ndarray, rate: float) -> np.ndarra
     """``dx = dy * keep / (1 - rate)``."""
     dy = np.ascontiguousarray(dy)
     dx = np.empty_like(dy)
-    _dropout_backward(dy, keep, dy.dtype.type(1.0 / (1.0 - rate)), dx)
+    _dropout_backward(dy, keep, keep_scale(rate, dy.dtype), dx)
     return dx

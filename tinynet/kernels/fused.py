@@ -24,7 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .dropout import NO_WORDS, keep_threshold
+from .dropout import NO_WORDS, keep_scale, keep_threshold
 from .pooling import _maxpool_forward_one_image
 
 __all__ = ["pool_relu_dropout_forward", "pool_relu_dropout_backward"]
@@ -148,7 +148,7 @@ def pool_relu_dropout_backward(dy, argmax_index, pass_mask, height, width, rate=
     dz = np.empty((batch, height, width, channels), dtype=dy.dtype) if out is None else out
     dy = np.ascontiguousarray(dy)
     if window is None:
-        scale = dy.dtype.type(1.0 / (1.0 - rate)) if dropout else dy.dtype.type(1.0)
+        scale = keep_scale(rate, dy.dtype, dropout)
         _backward_batch(dy, argmax_index, pass_mask, scale, dz.reshape(batch, height * width, channels))
     else:
         pool_relu_dropout_backward_unchecked(dy, argmax_index, pass_mask, dz, rate, dropout, window)
@@ -202,7 +202,7 @@ def pool_relu_dropout_forward_unchecked(z, y, argmax_index, pass_mask, words, ra
     against 16 us for 3 images of 26x26x64); other windows write them anyway."""
     pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = window
     use_dropout = words is not None
-    scale = z.dtype.type(1.0 / (1.0 - rate)) if use_dropout else z.dtype.type(1.0)
+    scale = keep_scale(rate, z.dtype, use_dropout)
     words = words if use_dropout else NO_WORDS
     # Only when every window lies inside z: 'same' pooling of an odd size has a last window hanging over the edge.
     if window == (2, 2, 2, 2, 0, 0) and 2 * y.shape[1] <= z.shape[1] and 2 * y.shape[2] <= z.shape[2]:
@@ -214,7 +214,7 @@ def pool_relu_dropout_forward_unchecked(z, y, argmax_index, pass_mask, words, ra
 
 def pool_relu_dropout_backward_unchecked(dy, argmax_index, pass_mask, dz, rate, dropout, window) -> None:
     """:func:`pool_relu_dropout_backward` into ``dz`` (every element written), without argument checks."""
-    scale = dy.dtype.type(1.0 / (1.0 - rate)) if dropout else dy.dtype.type(1.0)
+    scale = keep_scale(rate, dy.dtype, dropout)
     pool_h, pool_w, stride_h, stride_w, pad_top, pad_left = window
     batch, height, width, channels = dz.shape
     out_h, out_w = dy.shape[1], dy.shape[2]
