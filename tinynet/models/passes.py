@@ -14,6 +14,8 @@ import numpy as np
 
 from tinynet import engine
 from tinynet.engine import blas
+from tinynet.engine import compiled_inference as compiled_inference_module
+from tinynet.engine.compiled_inference import CompiledInference
 from tinynet.layers.base import Layer
 
 if TYPE_CHECKING:
@@ -53,8 +55,24 @@ def forward(model: Sequential, x: np.ndarray, training: bool) -> np.ndarray:
         return forward_in_scope(model, x, training)
 
 
+def compiled_inference(model: Sequential) -> CompiledInference | None:
+    """The whole-network compiled inference for the model's plan (:mod:`tinynet.engine.compiled_inference`),
+    or ``None`` when the plan has another shape or ``model.fuse`` is off; made once per plan."""
+    if not model.fuse:
+        return None
+    planned = stages(model)
+    kept = model._compiled_inference
+    if kept is None or kept[0] is not planned or kept[1] != compiled_inference_module.ENABLED:
+        kept = model._compiled_inference = (planned, compiled_inference_module.ENABLED,
+                                            compiled_inference_module.compiled_inference(planned))
+    return kept[2]
+
+
 def forward_in_scope(model: Sequential, x: np.ndarray, training: bool) -> np.ndarray:
     if training or len(x) <= INFERENCE_CHUNK:
+        whole = None if training else compiled_inference(model)
+        if whole is not None:
+            return whole.forward(x)
         for stage in stages(model):
             x = stage.forward(x, training=training)
         return x

@@ -26,6 +26,7 @@ import numpy as np
 from tinynet import backend, losses, optimizers
 from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, History
+from tinynet.engine.compiled_inference import CompiledInference
 from tinynet.engine.stage import Stage
 from tinynet.layers.base import Layer
 from tinynet.models import evaluation, passes
@@ -60,6 +61,8 @@ class Sequential(Keras2Aliases):
         self.fuse = True
         # (what the plan was made for, the plan): see passes.stages.
         self._stage_plan: tuple[object, list[Stage]] | None = None
+        # (the plan it was made for, whether it was enabled, the whole-network inference or None): passes.py
+        self._compiled_inference: tuple[list[Stage], bool, CompiledInference | None] | None = None
         #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
         self.epochs_done = 0
         #: The :class:`NumericalFaultError` ``fit`` handed to the callbacks (TerminateOnNaN) in the current epoch,

@@ -1,0 +1,134 @@
+"""The whole-network compiled inference (tinynet.engine.compiled_inference) against the stages and the layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinynet.applications import mnist_cnn
+from tinynet.engine import compiled_inference, conv_block, threads
+from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from tinynet.models import Sequential, passes
+from tinynet.utils import set_random_seed
+
+
+def _cnn(size, filters, hidden, last_units, last_activation, use_bias):
+    layers = [Conv2D(filters[0], 3, use_bias=use_bias, input_shape=(size, size, 1)), MaxPooling2D(),
+              Activation("relu"), Dropout(0.25),
+              Conv2D(filters[1], 3, use_bias=use_bias), MaxPooling2D(), Activation("relu"), Flatten()]
+    for units in hidden:
+        layers += [Dense(units, use_bias=use_bias), Activation("relu"), Dropout(0.5)]
+    layers.append(Dense(last_units, activation=last_activation))
+    return Sequential(layers)
+
+
+def _outputs(model, x, enabled, monkeypatch):
+    monkeypatch.setattr(compiled_inference, "ENABLED", enabled)
+    return passes.forward(model, x, training=False)
+
+
+@pytest.mark.usefixtures("two_threads")
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(12, 20), filters=st.tuples(st.sampled_from([16, 24]), st.sampled_from([4, 8])),
+       hidden=st.lists(st.integers(1, 40), max_size=2), last_units=st.integers(1, 12),
+       last_activation=st.sampled_from(["softmax", "linear", "relu"]), use_bias=st.booleans(),
+       batch=st.integers(1, 23), small_slices=st.booleans(), seed=st.integers(0, 2**16))
+def test_compiled_inference_gives_the_stages_numbers_with_any_thread_count(size, filters, hidden, last_units,
+                                                                         last_activation, use_bias, batch,
+                                                                         small_slices, seed, monkeypatch):
+    monkeypatch.setattr(conv_block, "_SLICE_BYTES", 1 if small_slices else None)  # one image a slice
+    set_random_seed(seed)
+    model = _cnn(size, filters, hidden, last_units, last_activation, use_bias)
+    assert passes.compiled_inference(model) is not None
+    x = np.random.default_rng(seed).standard_normal((batch, size, size, 1)).astype(np.float32)
+    whole = _outputs(model, x, True, monkeypatch)
+    staged = _outputs(model, x, False, monkeypatch)
+    assert whole.shape == staged.shape == (batch, last_units) and whole.dtype == np.float32
+    np.testing.assert_allclose(whole, staged, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(compiled_inference, "ENABLED", True)
+    threads.set_num_threads(1)
+    assert np.array_equal(passes.forward(model, x, training=False), whole)  # the cut never depends on threads
+    model.fuse = False
+    np.testing.assert_allclose(whole, passes.forward(model, x, training=False), rtol=1e-4, atol=1e-5)
+
+
+def test_the_tutorial_network_predicts_the_stages_bits_at_the_benchmark_batches(two_threads, monkeypatch):
+    set_random_seed(3)
+    model = mnist_cnn()
+    for batch in (2, 100, 1000):
+        x = np.random.default_rng(batch).random((batch, 28, 28, 1), dtype=np.float32)
+        assert np.array_equal(_outputs(model, x, True, monkeypatch), _outputs(model, x, False, monkeypatch))
+
+
+@pytest.mark.usefixtures("float64")
+def test_float64_models_run_through_dgemm(monkeypatch):
+    set_random_seed(6)
+    model = _cnn(14, (16, 4), [9], 3, "softmax", True)
+    assert passes.compiled_inference(model) is not None
+    x = np.random.default_rng(6).random((5, 14, 14, 1))
+    whole = _outputs(model, x, True, monkeypatch)
+    assert whole.dtype == np.float64
+    model.fuse = False
+    np.testing.assert_allclose(whole, passes.forward(model, x, training=False), rtol=1e-12, atol=1e-13)
+
+
+def test_predictions_follow_weights_changed_in_place(monkeypatch):
+    set_random_seed(8)
+    model = _cnn(16, (16, 8), [12], 4, "softmax", True)
+    x = np.random.default_rng(8).random((6, 16, 16, 1), dtype=np.float32)
+    before = model.predict(x, verbose=0)
+    for layer in (model.layers[0], model.layers[4], model.layers[8]):  # both convolutions and a dense layer
+        layer.params["kernel"][...] *= -1.5
+    after = model.predict(x, verbose=0)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, _outputs(model, x, False, monkeypatch), rtol=1e-5, atol=1e-6)
+
+
+def test_a_large_batch_goes_in_chunks_and_matches(monkeypatch):
+    set_random_seed(5)
+    model = _cnn(12, (16, 4), [7], 3, "softmax", True)
+    x = np.random.default_rng(5).random((11, 12, 12, 1), dtype=np.float32)
+    whole = passes.forward(model, x, training=False)
+    monkeypatch.setattr(passes, "INFERENCE_CHUNK", 4)
+    np.testing.assert_allclose(passes.forward(model, x, training=False), whole, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("change", ["fuse off", "disabled", "tanh in the middle", "three channels", "no flatten",
+                                    "average of a dense", "5x5 kernel"])
+def test_other_plans_run_stage_by_stage(change, monkeypatch):
+    set_random_seed(1)
+    if change == "tanh in the middle":
+        model = Sequential([*_cnn(14, (16, 4), [], 3, "softmax", True).layers[:-1], Dense(6, activation="tanh"),
+                            Dense(3, activation="softmax")])
+    elif change == "three channels":
+        model = Sequential([Conv2D(16, 3, input_shape=(14, 14, 3)), MaxPooling2D(), Activation("relu"),
+                            Conv2D(4, 3), MaxPooling2D(), Activation("relu"), Flatten(), Dense(3)])
+    elif change == "no flatten":
+        model = Sequential([Conv2D(16, 3, input_shape=(14, 14, 1)), MaxPooling2D(), Activation("relu"),
+                            Conv2D(4, 3), MaxPooling2D(), Activation("relu")])
+    elif change == "average of a dense":
+        model = Sequential([*_cnn(14, (16, 4), [], 3, "softmax", True).layers[:-1], Dense(3), Dropout(0.5)])
+    elif change == "5x5 kernel":
+        model = Sequential([Conv2D(16, 3, input_shape=(20, 20, 1)), MaxPooling2D(), Activation("relu"),
+                            Conv2D(4, 5), MaxPooling2D(), Activation("relu"), Flatten(), Dense(3)])
+    else:
+        model = _cnn(14, (16, 4), [5], 3, "softmax", True)
+        if change == "fuse off":
+            model.fuse = False
+        else:
+            monkeypatch.setattr(compiled_inference, "ENABLED", False)
+    x = np.random.default_rng(1).random((3, *model.layers[0]._built_input_shape), dtype=np.float32)
+    assert passes.compiled_inference(model) is None
+    model.predict(x, verbose=0)  # and it still predicts, stage by stage
+
+
+def test_a_wrong_input_is_refused_by_name_before_any_compiled_code():
+    model = mnist_cnn()
+    whole = passes.compiled_inference(model)
+    assert whole is not None
+    with pytest.raises(ValueError, match="conv2d"):
+        whole.forward(np.zeros((2, 27, 28, 1), dtype=np.float32))
+    with pytest.raises(ValueError, match="conv2d"):
+        whole.forward(np.zeros((2, 28, 28), dtype=np.float32))
