@@ -11,6 +11,8 @@ on (the default):
 - the stages: :mod:`~tinynet.engine.pool_relu_dropout`, :mod:`~tinynet.engine.conv_block` (fused runs),
   :mod:`~tinynet.engine.dense`, :mod:`~tinynet.engine.conv` (single layers with threaded products); each keeps
   its own cache and work arrays (:mod:`~tinynet.engine.scratch`);
+- :mod:`tinynet.engine.compiled_inference`: for a plan of the tutorial CNN's shape, a prediction as one compiled
+  call per thread, each taking half of the batch through every stage (no GIL handoff between the layers);
 - :mod:`tinynet.engine.threads`: the worker threads (:func:`set_num_threads`, ``TINYNET_NUM_THREADS``), and how
   they give way on a shared machine (:mod:`~tinynet.engine.contention`, :func:`set_adaptive_threads`,
   ``TINYNET_ADAPTIVE_THREADS``, :func:`thread_decision`);
