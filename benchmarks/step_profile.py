@@ -3,8 +3,8 @@ around each stage's forward and backward, the loss and its gradient, and the opt
 
 Nothing is written out again: the stopwatches wrap the methods of the objects the step calls (the stages of
 :func:`tinynet.models.passes.stages`, which are the layers when ``model.fuse`` is off and the engine's stages when
-it is on, the loss, the optimizer) for the length of one call, and are removed afterwards. The step that is timed
-is the step ``fit`` runs.
+it is on, or the engine's whole-network passes when it runs those; the loss; the optimizer) for the length of one
+call, and are removed afterwards. The step that is timed is the step ``fit`` runs.
 """
 
 from __future__ import annotations
@@ -76,8 +76,7 @@ def training_step_by_piece(model: Any, x: np.ndarray, targets: np.ndarray, watch
 
     Returns the batch loss. The model must be compiled and built.
     """
-    stages = passes.stages(model)
-    targets_to_time = [(stage, stage.name, _STAGE_METHODS) for stage in stages]
+    targets_to_time = [(piece, piece.name, _STAGE_METHODS) for piece in _pieces(model)]
     targets_to_time += [(model.loss, LOSS, _LOSS_METHODS), (model.optimizer, OPTIMIZER,
                                                                  (("apply_gradients", "update"),))]
     with _stopwatches(targets_to_time, watch), _timed_loss_value(model.loss, watch):
@@ -85,7 +84,13 @@ def training_step_by_piece(model: Any, x: np.ndarray, targets: np.ndarray, watch
     return float(figures["loss"])
 
 
+def _pieces(model: Any) -> list[Any]:
+    """What a training step runs forward and backward: the stages, or, when the engine runs the whole network
+    as compiled calls per thread (:mod:`tinynet.engine.compiled_training`), that one piece."""
+    whole = passes.compiled_training(model)
+    return [whole] if whole is not None else list(passes.stages(model))
+
+
 def stage_kinds(model: Any) -> dict[str, str]:
     """The kind of every piece :func:`training_step_by_piece` times, by its name."""
-    return {stage.name: type(stage).__name__ for stage in passes.stages(model)} | {LOSS: "loss",
-                                                                                  OPTIMIZER: "optimizer"}
+    return {piece.name: type(piece).__name__ for piece in _pieces(model)} | {LOSS: "loss", OPTIMIZER: "optimizer"}

@@ -107,17 +107,33 @@ class RowsDrawnLater:
         bit_generator.advance((math.prod(shape) + 3) // 4)  # past the whole mask, as the one draw leaves it
         return self._words
 
-    def fill(self, rows: np.ndarray) -> None:
-        """Draw ``rows``: a C-contiguous view of whole rows of the array the last call returned."""
+    def pcg64_stream(self, rows: np.ndarray) -> tuple[int, int, int] | None:
+        """``(state, increment, first_word)`` for drawing ``rows`` (whole rows of the array the last call
+        returned, as :meth:`fill` takes them) in compiled code (:func:`tinynet.kernels.pcg64.pcg64_fill_words`):
+        the 128-bit PCG64 state where the mask's stream starts, its increment, and the word of that stream
+        ``rows`` starts at. ``None`` when the generator is not ``PCG64`` or the mask was drawn at once."""
+        if self._state is None or self._kind is not np.random.PCG64 or self._words is None:
+            return None
+        inner = self._state["state"]
+        return int(inner["state"]), int(inner["inc"]), self._first_word(rows)
+
+    def _first_word(self, rows: np.ndarray) -> int:
+        """Where ``rows`` starts in the mask (words), after checking that it is whole rows of it."""
         words = self._words
-        if self._state is None or words is None or self._kind is None:
-            return
+        assert words is not None
         first = (rows.__array_interface__["data"][0] - words.__array_interface__["data"][0]) // words.itemsize
         row_words = math.prod(words.shape[1:])
         if (not rows.flags.c_contiguous or rows.dtype != np.uint16 or rows.shape[1:] != words.shape[1:]
                 or first < 0 or (row_words and first % row_words) or first + rows.size > words.size):
             raise ValueError(f"RowsDrawnLater.fill: rows must be whole rows of the mask {words.shape}, got a view "
                              f"of shape {rows.shape} at word {first}")
+        return first
+
+    def fill(self, rows: np.ndarray) -> None:
+        """Draw ``rows``: a C-contiguous view of whole rows of the array the last call returned."""
+        if self._state is None or self._words is None or self._kind is None:
+            return
+        first = self._first_word(rows)
         if rows.size == 0:
             return
         start_raw, stop_raw = first // 4, (first + rows.size + 3) // 4

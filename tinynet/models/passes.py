@@ -15,7 +15,9 @@ import numpy as np
 from tinynet import engine
 from tinynet.engine import blas
 from tinynet.engine import compiled_inference as compiled_inference_module
+from tinynet.engine import compiled_training as compiled_training_module
 from tinynet.engine.compiled_inference import CompiledInference
+from tinynet.engine.compiled_training import CompiledTraining
 from tinynet.layers.base import Layer
 
 if TYPE_CHECKING:
@@ -68,9 +70,23 @@ def compiled_inference(model: Sequential) -> CompiledInference | None:
     return kept[2]
 
 
+def compiled_training(model: Sequential) -> CompiledTraining | None:
+    """The compiled training passes for the model's plan (:mod:`tinynet.engine.compiled_training`), or ``None``
+    (then the stages train); made again whenever the plan, the loss or a layer's ``trainable`` changes."""
+    network = compiled_inference(model)
+    key = (compiled_training_module.ENABLED, uses_fused_softmax(model),
+           tuple(layer.trainable for layer in model.layers))
+    kept = model._compiled_training
+    if kept is None or kept[0] is not network or kept[1] != key:
+        kept = model._compiled_training = (network, key,
+                                           compiled_training_module.compiled_training(network, key[1]))
+    return kept[2]
+
+
 def forward_in_scope(model: Sequential, x: np.ndarray, training: bool) -> np.ndarray:
     if training or len(x) <= INFERENCE_CHUNK:
-        whole = None if training else compiled_inference(model)
+        whole: CompiledInference | CompiledTraining | None = (compiled_training(model) if training
+                                                               else compiled_inference(model))
         if whole is not None:
             return whole.forward(x)
         for stage in stages(model):
@@ -107,6 +123,10 @@ def backward(model: Sequential, targets: np.ndarray, outputs: np.ndarray,
     if loss is None:  # the public entry points refused an uncompiled model already, naming themselves
         raise RuntimeError(f"{model.name}: the model has no loss; compile it first")
     last_stage = planned[last]
+    trainer = model._compiled_training[2] if model._compiled_training is not None else None
+    if trainer is not None and trainer.pending():  # the forward pass was the compiled one: so is this pass
+        trainer.backward(loss.softmax_gradient(targets, outputs, sample_weight))
+        return
     # With a fused softmax the last stage is the softmax layer itself or its engine stand-in (no pattern ends in one).
     if uses_fused_softmax(model) and isinstance(last_stage, engine.SoftmaxOutputStage):
         gradient = last_stage.backward_preactivation(loss.softmax_gradient(targets, outputs, sample_weight))
@@ -127,6 +147,8 @@ def _layers_of(stage: engine.Stage) -> tuple[Layer, ...]:
 
 def clear_caches(model: Sequential) -> None:
     """Drop what every layer and stage kept for a backward pass that will not come."""
+    if model._compiled_training is not None and model._compiled_training[2] is not None:
+        model._compiled_training[2].clear()
     for layer in model.layers:
         layer._cache = None
     for stage in stages(model) if model._stage_plan is not None else []:

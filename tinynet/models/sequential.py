@@ -27,6 +27,7 @@ from tinynet import backend, losses, optimizers
 from tinynet import metrics as metrics_module
 from tinynet.callbacks import Callback, History
 from tinynet.engine.compiled_inference import CompiledInference
+from tinynet.engine.compiled_training import CompiledTraining
 from tinynet.engine.stage import Stage
 from tinynet.layers.base import Layer
 from tinynet.models import evaluation, passes
@@ -63,6 +64,9 @@ class Sequential(Keras2Aliases):
         self._stage_plan: tuple[object, list[Stage]] | None = None
         # (the plan it was made for, whether it was enabled, the whole-network inference or None): passes.py
         self._compiled_inference: tuple[list[Stage], bool, CompiledInference | None] | None = None
+        # (the network it was made for, what else it depends on, the compiled training passes or None): passes.py
+        self._compiled_training: (tuple[CompiledInference | None, tuple[object, ...], CompiledTraining | None]
+                                  | None) = None
         #: Epochs completed so far (Keras numbering): the ``initial_epoch`` that continues this model's training.
         self.epochs_done = 0
         #: The :class:`NumericalFaultError` ``fit`` handed to the callbacks (TerminateOnNaN) in the current epoch,

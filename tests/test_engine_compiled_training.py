@@ -1,0 +1,179 @@
+"""The compiled training passes (tinynet.engine.compiled_training) against the stages and finite differences."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinynet import backend
+from tinynet.applications import mnist_cnn
+from tinynet.engine import compiled_training, conv_block, spin_barrier, threads
+from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+from tinynet.learn.gradcheck import check_model
+from tinynet.models import Sequential, passes
+from tinynet.optimizers import SGD
+from tinynet.utils import set_random_seed
+
+
+def _cnn(size, filters, hidden, classes, use_bias, rates, seed):
+    set_random_seed(seed)
+    layers = [Conv2D(filters[0], 3, use_bias=use_bias, input_shape=(size, size, 1)), MaxPooling2D(),
+              Activation("relu"), Dropout(rates[0]),
+              Conv2D(filters[1], 3, use_bias=use_bias), MaxPooling2D(), Activation("relu"), Dropout(rates[1]),
+              Flatten()]
+    for units in hidden:
+        layers += [Dense(units, use_bias=use_bias), Activation("relu"), Dropout(rates[2])]
+    layers.append(Dense(classes, activation="softmax"))
+    model = Sequential(layers)
+    model.compile(SGD(lr=0.05, momentum=0.9, nesterov=True), "categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _batch(seed, batch, size, classes):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, size, size, 1)).astype(backend.floatx())
+    return x, np.eye(classes, dtype=backend.floatx())[rng.integers(0, classes, batch)]
+
+
+def _steps(model, x, y, enabled, monkeypatch, steps=2):
+    monkeypatch.setattr(compiled_training, "ENABLED", enabled)
+    figures = [model.train_step(x, y) for _ in range(steps)]
+    assert (passes.compiled_training(model) is not None) == enabled
+    return figures, [{k: v.copy() for k, v in layer.grads.items()} for layer in model.layers], model.get_weights()
+
+
+@pytest.mark.usefixtures("two_threads")
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(12, 18), filters=st.tuples(st.sampled_from([16, 24]), st.sampled_from([4, 8])),
+       hidden=st.lists(st.integers(1, 40), max_size=2), classes=st.integers(2, 9), use_bias=st.booleans(),
+       rates=st.tuples(*(st.sampled_from([0.0, 0.25, 0.5]) for _ in range(3))), batch=st.integers(1, 21),
+       small_slices=st.booleans(), seed=st.integers(0, 2**16))
+def test_the_compiled_step_trains_as_the_stages_do(size, filters, hidden, classes, use_bias, rates, batch,
+                                                  small_slices, seed, monkeypatch):
+    monkeypatch.setattr(conv_block, "_SLICE_BYTES", 1 if small_slices else None)
+    x, y = _batch(seed, batch, size, classes)
+    staged = _steps(_cnn(size, filters, hidden, classes, use_bias, rates, seed), x, y, False, monkeypatch)
+    whole = _steps(_cnn(size, filters, hidden, classes, use_bias, rates, seed), x, y, True, monkeypatch)
+    for a, b in zip(staged[0], whole[0], strict=True):  # the same masks: the same figures, up to rounding
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6)
+    for a, b in zip(staged[1], whole[1], strict=True):
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-6)
+    for a, b in zip(staged[2], whole[2], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 32])
+def test_the_same_seed_gives_the_same_bits_with_one_thread_or_two(batch, two_threads):
+    results = []
+    for count in (1, 2):
+        threads.set_num_threads(count)
+        model = _cnn(16, (16, 8), [20], 5, True, (0.25, 0.25, 0.5), seed=3)
+        x, y = _batch(3, batch, 16, 5)
+        for _ in range(3):
+            model.train_step(x, y)
+        assert passes.compiled_training(model) is not None
+        results.append(model.get_weights())
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_tutorial_step_draws_the_stages_masks_and_gets_their_gradients(monkeypatch, two_threads):
+    runs = []
+    for enabled in (False, True):
+        monkeypatch.setattr(compiled_training, "ENABLED", enabled)
+        set_random_seed(7)
+        model = mnist_cnn()
+        model.compile(SGD(lr=0.01, momentum=0.9, nesterov=True, decay=1e-6), "categorical_crossentropy",
+                      metrics=["accuracy"])
+        x, y = _batch(7, 32, 28, 10)
+        figures = model.compute_gradients(x, y)
+        states = [layer.generator.bit_generator.state for layer in model.layers if isinstance(layer, Dropout)]
+        runs.append((figures, [g.copy() for layer in model.layers for g in layer.grads.values()], states))
+    assert runs[0][0] == runs[1][0]  # the dense products are the stages' blocks: the same loss, bit for bit
+    assert runs[0][2] == runs[1][2]  # every Dropout's generator moved exactly as the stages move it
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-7)
+
+
+def test_float64_gradients_pass_a_central_difference_check(float64):
+    model = _cnn(14, (16, 4), [6], 3, True, (0.3, 0.3, 0.3), seed=5)
+    assert passes.compiled_training(model) is not None
+    x, y = _batch(5, 5, 14, 3)
+    report = check_model(model, x, y, seed=5, step=1e-5, rtol=1e-4, atol=1e-7)
+    assert report.passed, str(report)
+
+
+def test_another_generator_than_pcg64_is_drawn_from_python_with_the_same_words(monkeypatch):
+    runs = []
+    for enabled in (False, True):
+        monkeypatch.setattr(compiled_training, "ENABLED", enabled)
+        model = _cnn(14, (16, 4), [6], 3, True, (0.5, 0.5, 0.5), seed=9)
+        for layer in model.layers:
+            if isinstance(layer, Dropout):
+                layer.generator = np.random.Generator(np.random.MT19937(4))
+        x, y = _batch(9, 6, 14, 3)
+        runs.append(model.compute_gradients(x, y)["loss"])
+    assert runs[0] == pytest.approx(runs[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("change", ["mse loss", "frozen layer", "noise shape", "sigmoid output", "fuse off"])
+def test_other_models_train_stage_by_stage(change):
+    model = _cnn(14, (16, 4), [6], 3, True, (0.5, 0.5, 0.5), seed=2)
+    if change == "mse loss":
+        model.compile(SGD(), "mse")
+    elif change == "frozen layer":
+        model.layers[0].trainable = False
+    elif change == "noise shape":
+        model.layers[3].noise_shape = (None, 1, 1, None)
+    elif change == "sigmoid output":
+        model = Sequential([*model.layers[:-1], Dense(3, activation="sigmoid")])
+        model.compile(SGD(), "binary_crossentropy")
+    else:
+        model.fuse = False
+    assert passes.compiled_training(model) is None
+    x, y = _batch(2, 4, 14, 3)
+    model.train_step(x, y)  # and it trains, stage by stage
+
+
+def test_a_backward_without_its_forward_is_refused():
+    model = _cnn(14, (16, 4), [6], 3, True, (0.5, 0.5, 0.5), seed=2)
+    whole = passes.compiled_training(model)
+    assert whole is not None and not whole.pending()
+    with pytest.raises(RuntimeError, match="without a training forward pass"):
+        whole.backward(np.zeros((4, 3), dtype=np.float32))
+    x, _ = _batch(2, 4, 14, 3)
+    model(x, training=True)  # a training-mode call keeps nothing for a backward pass
+    assert not whole.pending()
+
+
+def test_the_barrier_lets_two_threads_meet_and_an_abort_frees_a_lone_waiter():
+    counter, abort = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    yield_cpu = spin_barrier.yield_function()
+    arrived = []
+
+    def meet():
+        spin_barrier.arrive_and_wait(counter, 2, abort, yield_cpu)
+        arrived.append(time.perf_counter())
+
+    first = threading.Thread(target=meet)
+    first.start()
+    time.sleep(0.05)
+    assert not arrived  # alone, it waits
+    meet()
+    first.join(5)
+    assert len(arrived) == 2 and counter[0] == 2
+    lone = threading.Thread(target=lambda: spin_barrier.arrive_and_wait(counter, 4, abort, yield_cpu))
+    lone.start()
+    time.sleep(0.05)
+    assert lone.is_alive()
+    abort[0] = 1
+    lone.join(5)
+    assert not lone.is_alive()

@@ -1,0 +1,236 @@
+"""The compiled half of :mod:`tinynet.engine.compiled_training`: what each thread runs, without the GIL.
+
+Each function takes whole-batch arrays and works on this thread's *lanes*: its halves of the batch for the
+convolution blocks and the masks, and its share of each dense phase's pieces (piece ``i`` of a phase to lane
+``i % lanes``). The pieces are blocks of the dense layers' products, cut as the stages cut them
+(:func:`tinynet.kernels.matmul.matmul_blocks`), each one the gemm ``numpy.matmul`` makes for that block, followed by
+the layers' elementwise arithmetic on the block; between phases the threads meet at a barrier
+(:mod:`tinynet.engine.spin_barrier`). With one thread holding every lane, there is no barrier and the same pieces
+run in the same order: the same bits.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from tinynet.engine.spin_barrier import arrive_and_wait
+from tinynet.engine.winograd_slices import forward_slice, input_gradient_slice, kernel_gradient_slice
+from tinynet.kernels.direct_conv import (
+    conv3x3_one_channel_pool_relu_dropout,
+    conv3x3_one_channel_pooled_parameter_gradients,
+)
+from tinynet.kernels.fused import _backward_disjoint_batch, _forward_2x2_batch
+from tinynet.kernels.pcg64 import pcg64_fill_words
+
+__all__ = ["forward_lanes", "backward_lanes", "FORWARD", "DX", "DW"]
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# What a piece of a dense phase computes (the first column of the pieces table).
+FORWARD, DX, DW = 0, 1, 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _gemm_at(gemm, trans_a, trans_b, rows, columns, inner, a, a_offset, lda, b, b_offset, ldb, c, c_offset, ldc):
+    """``c[block] = op(a[block]) @ op(b[block])``: one row-major gemm on blocks that start ``*_offset`` elements
+    into C-contiguous arrays (the call ``numpy.matmul`` makes for such views)."""
+    one, zero = c.dtype.type(1), c.dtype.type(0)
+    size = c.itemsize
+    gemm(np.int32(_ROW_MAJOR), np.int32(_TRANS if trans_a else _NO_TRANS), np.int32(_TRANS if trans_b else _NO_TRANS),
+         rows, columns, inner, one, a.ctypes.data + a_offset * size, lda, b.ctypes.data + b_offset * size, ldb, zero,
+         c.ctypes.data + c_offset * size, ldc)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bias_relu_dropout_block(z, rows, columns, bias, use_bias, words, use_dropout, threshold, scale, pass_mask):
+    """:func:`bias_relu_dropout_forward` on the block ``rows x columns`` (``(start, stop)`` pairs) of ``z``: the
+    same arithmetic, element by element."""
+    zero = z.dtype.type(0)
+    for n in range(rows[0], rows[1]):
+        for u in range(columns[0], columns[1]):
+            value = z[n, u] + bias[u] if use_bias else z[n, u]
+            value = zero if value < zero else value
+            passes = value > zero
+            if use_dropout:
+                kept = words[n, u] >= threshold
+                passes = passes & kept
+                value = value * scale if kept else zero
+            z[n, u] = value
+            pass_mask[n, u] = 1 if passes else 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _mask_block(dz, rows, columns, pass_mask, scale):
+    """:func:`relu_dropout_backward` in place on a block: ``dz * scale`` where ``pass_mask`` is set, else 0."""
+    zero = dz.dtype.type(0)
+    for n in range(rows[0], rows[1]):
+        for u in range(columns[0], columns[1]):
+            dz[n, u] = dz[n, u] * scale if pass_mask[n, u] else zero
+
+
+@numba.njit(cache=True, nogil=True)
+def _block(by_columns, start, stop, rows, columns):
+    """The rows and columns ``(start, stop)`` of a product's block: a range of columns or of rows."""
+    return ((0, rows), (start, stop)) if by_columns else ((start, stop), (0, columns))
+
+
+@numba.njit(cache=True, nogil=True)
+def _conv_forward_slice(images, start, stop, kernel1, bias1, y1, argmax1, pass1, words1, dropout1, threshold1,
+                        scale1, transformed2, bias2, use_bias2, tiles, products, z2, features, argmax2, pass2,
+                        words2, dropout2, threshold2, scale2, tile_grid, gemm):
+    """Both convolution blocks, training mode, for the images ``start:stop``."""
+    channels, filters = transformed2.shape[1], transformed2.shape[2]
+    tiles_h, tiles_w = tile_grid
+    count = stop - start
+    conv3x3_one_channel_pool_relu_dropout(images[start:stop], kernel1, bias1, y1[start:stop], argmax1[start:stop],
+                                          pass1[start:stop], words1[start:stop], dropout1, threshold1, scale1, True)
+    tile_count = count * tiles_h * tiles_w
+    forward_slice(y1[start:stop], tiles[:36 * tile_count * channels].reshape((36, tile_count, channels)),
+                  products[:36 * tile_count * filters].reshape((36, tile_count, filters)), transformed2, bias2,
+                  use_bias2, z2[:count], 0, 0, tiles_h, tiles_w, gemm)
+    _forward_2x2_batch(z2[:count], features[start:stop].reshape((count, argmax2.shape[1], argmax2.shape[2], filters)),
+                       argmax2[start:stop], pass2[start:stop], words2[start:stop], dropout2, threshold2, scale2, True)
+
+
+@numba.njit(cache=True, nogil=True)
+def _conv_backward_slice(images, start, stop, part, dfeatures, argmax2, pass2, scale2, covers_plane, y1, pad2, tiles,
+                         products, dz2, kernel_parts2, bias_parts2, use_bias2, turned2, no_bias, dy1, tile_grid,
+                         input_tile_grid, argmax1, pass1, scale1, parts1, gemm):
+    """Both convolution blocks' backward pass for the images ``start:stop``: their parts number ``part``."""
+    filters, channels = turned2.shape[1], turned2.shape[2]
+    tiles_h, tiles_w = tile_grid
+    input_tiles_h, input_tiles_w = input_tile_grid
+    count = stop - start
+    slice_dz = dz2[:count]
+    _backward_disjoint_batch(dfeatures[start:stop].reshape((count, argmax2.shape[1], argmax2.shape[2], filters)),
+                             argmax2[start:stop], pass2[start:stop], scale2, slice_dz, 2, 2, 2, 2, 0, 0, covers_plane)
+    tile_count = count * tiles_h * tiles_w
+    kernel_gradient_slice(y1[start:stop], slice_dz,
+                          tiles[:36 * tile_count * channels].reshape((36, tile_count, channels)),
+                          products[:36 * tile_count * filters].reshape((36, tile_count, filters)),
+                          kernel_parts2[part], pad2[0], pad2[1], tiles_h, tiles_w, gemm)
+    if use_bias2:  # db_part = 1^T dz, summed in row order
+        sums = bias_parts2[part]
+        sums[:] = slice_dz.dtype.type(0)
+        for n in range(count):
+            for i in range(slice_dz.shape[1]):
+                for j in range(slice_dz.shape[2]):
+                    for f in range(filters):
+                        sums[f] += slice_dz[n, i, j, f]
+    input_count = count * input_tiles_h * input_tiles_w
+    input_gradient_slice(slice_dz, tiles[:36 * input_count * filters].reshape((36, input_count, filters)),
+                         products[:36 * input_count * channels].reshape((36, input_count, channels)), turned2,
+                         no_bias, dy1[start:stop], 2 - pad2[0], 2 - pad2[1], input_tiles_h, input_tiles_w, gemm)
+    conv3x3_one_channel_pooled_parameter_gradients(images[start:stop], dy1[start:stop], argmax1[start:stop],
+                                                   pass1[start:stop], scale1, parts1[part, :9], parts1[part, 9])
+
+
+@numba.njit(cache=True, nogil=True)
+def _participants(first_lane, stop_lane, lanes):
+    """How many threads run this region: 1 when this one holds every lane, else one per lane."""
+    return 1 if stop_lane - first_lane == lanes else lanes
+
+
+@numba.njit(cache=True, nogil=True)
+def _mine(index, first_lane, stop_lane, lanes):
+    """Whether a phase's piece number ``index`` falls to this thread: piece ``i`` belongs to lane ``i % lanes``."""
+    lane = index % lanes
+    return first_lane <= lane < stop_lane
+
+
+@numba.njit(cache=True, nogil=True)
+def _draw_rows(start, stop, streams, stream_words, row_words, masks):
+    """Rows ``start:stop`` of each mask: the words of its PCG64 stream (``streams[m]``: state and increment as
+    high and low halves) from word ``stream_words[m] + start * row_words[m]`` on."""
+    for m in range(len(masks)):
+        width = row_words[m]
+        pcg64_fill_words(streams[m, 0], streams[m, 1], streams[m, 2], streams[m, 3], stream_words[m] + start * width,
+                         masks[m][start * width:stop * width])
+
+
+@numba.njit(cache=True, nogil=True)
+def forward_lanes(first_lane, stop_lane, lanes, counter, abort, yield_cpu, streams, stream_words, row_words, masks,
+                   slices, half_bounds, images, kernel1,
+                   bias1, y1, argmax1, pass1, words1, dropout1, threshold1, scale1, transformed2, bias2, use_bias2,
+                   tiles, products, z2, features, argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid,
+                   pieces, phase_bounds, kernels, biases, use_biases, activations, pass_masks, words, dropouts,
+                   thresholds, scales, gemm):
+    """This thread's share of the forward pass: the convolution blocks for its halves of the batch, then, phase by
+    phase (one a dense layer, the threads meeting between them), its blocks of each layer's product with their
+    bias, ReLU and dropout (the last layer: bias only)."""
+    participants = _participants(first_lane, stop_lane, lanes)
+    for half in range(first_lane, stop_lane):  # this thread's rows of every mask, then its images
+        _draw_rows(slices[half_bounds[half], 0], slices[half_bounds[half + 1] - 1, 1], streams, stream_words,
+                   row_words, masks)
+        for s in range(half_bounds[half], half_bounds[half + 1]):
+            _conv_forward_slice(images, slices[s, 0], slices[s, 1], kernel1, bias1, y1, argmax1, pass1, words1,
+                                dropout1, threshold1, scale1, transformed2, bias2, use_bias2, tiles, products, z2,
+                                features, argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, gemm)
+    batch = features.shape[0]
+    last_layer = len(kernels) - 1
+    for phase in range(len(phase_bounds) - 1):
+        if participants > 1:
+            arrive_and_wait(counter, (phase + 1) * participants, abort, yield_cpu)
+        for index in range(phase_bounds[phase], phase_bounds[phase + 1]):
+            if not _mine(index - phase_bounds[phase], first_lane, stop_lane, lanes):
+                continue
+            layer, by_columns, start, stop = pieces[index, 1], pieces[index, 2] != 0, pieces[index, 3], pieces[index, 4]
+            kernel = kernels[layer]
+            inner, units = kernel.shape[0], kernel.shape[1]
+            source = features if layer == 0 else activations[layer - 1]
+            out = activations[layer]
+            rows, columns = _block(by_columns, start, stop, batch, units)
+            _gemm_at(gemm, False, False, rows[1] - rows[0], columns[1] - columns[0], inner, source, rows[0] * inner,
+                     inner, kernel, columns[0], units, out, rows[0] * units + columns[0], units)
+            if layer < last_layer:
+                _bias_relu_dropout_block(out, rows, columns, biases[layer], use_biases[layer], words[layer],
+                                         dropouts[layer], thresholds[layer], scales[layer], pass_masks[layer])
+            elif use_biases[layer]:
+                bias = biases[layer]
+                for n in range(rows[0], rows[1]):
+                    for u in range(columns[0], columns[1]):
+                        out[n, u] += bias[u]
+
+
+@numba.njit(cache=True, nogil=True)
+def backward_lanes(first_lane, stop_lane, lanes, counter, abort, yield_cpu, slices, half_bounds, pieces,
+                    phase_bounds, kernels, kernel_gradients, activations, features, gradients, pass_masks, scales,
+                    dfeatures, images, argmax2, pass2, scale2, covers_plane, y1, pad2, tiles, products, dz2,
+                    kernel_parts2, bias_parts2, use_bias2, turned2, no_bias, dy1, tile_grid, input_tile_grid, argmax1,
+                    pass1, scale1, parts1, gemm):
+    """This thread's share of the backward pass: phase by phase from the last dense layer down (its blocks of
+    ``dx = dz W^T``, masked by the layer below's ReLU and dropout, and of ``dW = h^T dz``), then the convolution
+    blocks' parts for its halves' slices."""
+    participants = _participants(first_lane, stop_lane, lanes)
+    batch = features.shape[0]
+    phases = len(phase_bounds) - 1
+    for phase in range(phases):
+        if phase > 0 and participants > 1:
+            arrive_and_wait(counter, phase * participants, abort, yield_cpu)
+        for index in range(phase_bounds[phase], phase_bounds[phase + 1]):
+            if not _mine(index - phase_bounds[phase], first_lane, stop_lane, lanes):
+                continue
+            kind, layer, by_columns = pieces[index, 0], pieces[index, 1], pieces[index, 2] != 0
+            start, stop = pieces[index, 3], pieces[index, 4]
+            kernel, dz = kernels[layer], gradients[layer]
+            inner, units = kernel.shape[0], kernel.shape[1]
+            if kind == DX:  # (batch, inner) = dz @ W^T, into the layer below's dz (then masked) or dfeatures
+                target = dfeatures if layer == 0 else gradients[layer - 1]
+                rows, columns = _block(by_columns, start, stop, batch, inner)
+                _gemm_at(gemm, False, True, rows[1] - rows[0], columns[1] - columns[0], units, dz, rows[0] * units,
+                         units, kernel, columns[0] * units, units, target, rows[0] * inner + columns[0], inner)
+                if layer > 0:
+                    _mask_block(target, rows, columns, pass_masks[layer - 1], scales[layer - 1])
+            else:  # (inner, units) = h^T @ dz, h the layer's input
+                source = features if layer == 0 else activations[layer - 1]
+                rows, columns = _block(by_columns, start, stop, inner, units)
+                _gemm_at(gemm, True, False, rows[1] - rows[0], columns[1] - columns[0], batch, source, rows[0], inner,
+                         dz, columns[0], units, kernel_gradients[layer], rows[0] * units + columns[0], units)
+    if participants > 1:
+        arrive_and_wait(counter, phases * participants, abort, yield_cpu)
+    for half in range(first_lane, stop_lane):
+        for s in range(half_bounds[half], half_bounds[half + 1]):
+            _conv_backward_slice(images, slices[s, 0], slices[s, 1], s, dfeatures, argmax2, pass2, scale2,
+                                 covers_plane, y1, pad2, tiles, products, dz2, kernel_parts2, bias_parts2, use_bias2,
+                                 turned2, no_bias, dy1, tile_grid, input_tile_grid, argmax1, pass1, scale1, parts1,
+                                 gemm)
