@@ -40,12 +40,11 @@ from tinynet.engine.compiled_inference import CompiledInference
 from tinynet.engine.dense_relu_dropout import DenseReluDropout
 from tinynet.engine.mask_words import RowsDrawnLater
 from tinynet.engine.spin_barrier import yield_function
-from tinynet.engine.training_lanes import DW, DX, FORWARD, backward_lanes, forward_lanes
+from tinynet.engine.training_lanes import DW, DX, FORWARD, KERNEL_SUM, SMALL_SUMS, TURN, backward_lanes, forward_lanes
 from tinynet.kernels.dropout import keep_scale, keep_threshold
 from tinynet.kernels.matmul import matmul_blocks
 from tinynet.kernels.pcg64 import split_state
-from tinynet.kernels.winograd_f4 import kernel_transform_f4, tile_counts_f4
-from tinynet.kernels.winograd_f4_gradients import kernel_gradient_transform_f4
+from tinynet.kernels.winograd_f4 import tile_counts_f4
 from tinynet.layers.dropout import Dropout
 
 __all__ = ["CompiledTraining", "compiled_training", "ENABLED"]
@@ -85,10 +84,18 @@ class _Plan:
             inner, units = layer.params["kernel"].shape
             forward += _pieces(FORWARD, k, batch, inner, units)
             forward_bounds.append(len(forward) // 5)
+        self.channel_bounds = np.array([0] + [stop for _, stop in threads.split_range(channels, self.lanes)],
+                                       dtype=np.int64)
+        channel_ranges = [(int(a), int(b)) for a, b in zip(self.channel_bounds[:-1], self.channel_bounds[1:],
+                                                           strict=True)]
         for k in range(len(dense) - 1, -1, -1):
             inner, units = dense[k].params["kernel"].shape
             backward += _pieces(DX, k, batch, units, inner) + _pieces(DW, k, inner, batch, units)
+            if k == len(dense) - 1:  # the turned kernel's transform, wanted by the convolutions' phase
+                backward += [value for a, b in channel_ranges for value in (TURN, 0, 0, a, b)]
             backward_bounds.append(len(backward) // 5)
+        final = [value for a, b in channel_ranges for value in (KERNEL_SUM, 0, 0, a, b)] + [SMALL_SUMS, 0, 0, 0, 0]
+        self.final_pieces = np.array(final, dtype=np.int64).reshape(-1, 5)
         self.forward_pieces = np.array(forward, dtype=np.int64).reshape(-1, 5)
         self.forward_bounds = np.array(forward_bounds, dtype=np.int64)
         self.backward_pieces = np.array(backward, dtype=np.int64).reshape(-1, 5)
@@ -107,14 +114,18 @@ class _Plan:
         self.kernel_parts2 = np.empty((slice_count, 36, channels, filters), dtype)
         self.bias_parts2 = np.empty((slice_count, filters), dtype)
         self.parts1 = np.empty((slice_count, 10, channels), dtype)
-        self.turned = np.empty((3, 3, filters, channels), dtype)
-        self.turned2 = np.empty((36, filters, channels), dtype)
+        self.transformed2 = np.empty((36, channels, filters), dtype)  # the second kernel's F(4x4, 3x3) transform
+        self.turned2 = np.empty((36, filters, channels), dtype)  # and its turned kernel's (the input gradient's)
+        self.summed_parts = np.empty((36, channels, filters), dtype)
         self.no_bias = np.zeros(channels, dtype)
+        self.no_bias1, self.no_bias2 = np.empty(channels, dtype), np.empty(filters, dtype)  # (written, never read)
         # Per thread: the F(4x4, 3x3) work arrays (flat: shaped per slice) and a slice's convolution map.
         tiles = max(self.tile_grid[0] * self.tile_grid[1], self.input_tile_grid[0] * self.input_tile_grid[1])
         room = 36 * largest_slice * tiles * max(channels, filters)
         conv_map = (largest_slice, conv2.out_h, conv2.out_w, filters)
-        self.work = [(np.empty(room, dtype), np.empty(room, dtype), np.empty(conv_map, dtype)) for _ in halves]
+        widest = max(layer.params["kernel"].shape[0] for layer in dense)  # a dense layer's dx block, transposed
+        self.work = [(np.empty(room, dtype), np.empty(room, dtype), np.empty(conv_map, dtype),
+                      np.empty(widest * batch, dtype)) for _ in halves]
 
 
 def _pieces(kind: int, layer: int, rows: int, inner: int, columns: int) -> list[int]:
@@ -135,6 +146,8 @@ class CompiledTraining:
         self.dtype = network.dtype
         self._plans: dict[int, _Plan] = {}
         self._cache: Any = None
+        # Whether the last backward pass's gradients were all finite (checked where each was written), or None.
+        self.gradients_finite: bool | None = None
 
     def pending(self) -> bool:
         """Whether a training forward pass waits for its backward pass."""
@@ -217,10 +230,9 @@ class CompiledTraining:
         kernels, biases, use_biases = self._dense_parameters()
         kernel1 = conv1.params["kernel"].reshape(9, plan.channels)
         bias1 = conv1.params["bias"] if conv1.use_bias else first._scratch.get("zero_bias", (plan.channels,), fill=0.0)
-        transformed2 = second._f4_kernel(plan.channels)
         bias2 = conv2.params["bias"] if conv2.use_bias else second._scratch.get("zero_bias", (plan.filters,), fill=0.0)
         counter, abort = np.zeros(1, np.int64), np.zeros(1, np.int64)
-        yield_cpu = yield_function()
+        yield_cpu, gate = yield_function(), threads.region_gate()
 
         def run(slot: int, first_lane: int, stop_lane: int) -> None:
             try:
@@ -232,17 +244,18 @@ class CompiledTraining:
             except BaseException:
                 abort[0] = 1  # the other thread must not wait at a barrier for this one
                 raise
-            tiles, products, z2 = plan.work[first_lane]
-            forward_lanes(first_lane, stop_lane, plan.lanes, counter, abort, yield_cpu, streams[0], streams[1],
-                          streams[2], streams[3], plan.slices, plan.half_bounds, images, kernel1, bias1, plan.y1,
-                          plan.argmax1, plan.pass1, words1, dropout1, threshold1, scale1, transformed2, bias2,
-                          conv2.use_bias, tiles, products, z2, plan.features, plan.argmax2, plan.pass2, words2,
-                          dropout2, threshold2, scale2, plan.tile_grid, plan.forward_pieces, plan.forward_bounds,
-                          kernels, biases, use_biases, plan.activations, plan.pass_masks, words, dropouts, thresholds,
-                          scales, gemm)
+            tiles, products, z2, _ = plan.work[first_lane]
+            forward_lanes(gate, first_lane, stop_lane, plan.lanes, counter, abort, yield_cpu, streams[0],
+                          streams[1], streams[2], streams[3], plan.slices, plan.half_bounds, images, kernel1, bias1,
+                          plan.y1, plan.argmax1, plan.pass1, words1, dropout1, threshold1, scale1,
+                          conv2.params["kernel"], plan.channel_bounds, plan.transformed2, bias2, conv2.use_bias,
+                          tiles, products, z2, plan.features, plan.argmax2, plan.pass2, words2, dropout2, threshold2,
+                          scale2, plan.tile_grid, plan.forward_pieces, plan.forward_bounds, kernels, biases,
+                          use_biases, plan.activations, plan.pass_masks, words, dropouts, thresholds, scales, gemm)
 
-        threads.parallel_ranges(plan.lanes, run)
+        threads.parallel_ranges(plan.lanes, run, gate_opened_by_task=True)
         self._cache = (x, plan, scale1, scale2, scales)
+        self.gradients_finite = None
         return network.dense[-1].dense.activation.forward(plan.activations[-1])
 
     def backward(self, dlogits: np.ndarray) -> None:
@@ -262,33 +275,31 @@ class CompiledTraining:
         gradients = (*plan.gradients, dlogits)
         kernels, _, _ = self._dense_parameters()
         kernel_gradients = tuple(layer.grads["kernel"] for layer in dense)
-        np.copyto(plan.turned, conv2.params["kernel"][::-1, ::-1].transpose(0, 1, 3, 2))
-        turned2 = kernel_transform_f4(plan.turned, out=plan.turned2)
+        nonfinite = np.zeros(plan.lanes, np.int64)
+        bias_gradients = tuple(layer.grads["bias"] if layer.use_bias else layer.grads["kernel"][0] for layer in dense)
+        use_biases = np.array([layer.use_bias for layer in dense], dtype=np.bool_)
+        no_bias1 = plan.no_bias1
         counter, abort = np.zeros(1, np.int64), np.zeros(1, np.int64)
-        yield_cpu = yield_function()
+        yield_cpu, gate = yield_function(), threads.region_gate()
         pad2 = (conv2.pad_top, conv2.pad_left)
 
         def run(slot: int, first_lane: int, stop_lane: int) -> None:
-            tiles, products, dz2 = plan.work[first_lane]
-            backward_lanes(first_lane, stop_lane, plan.lanes, counter, abort, yield_cpu, plan.slices,
+            tiles, products, dz2, dx_scratch = plan.work[first_lane]
+            backward_lanes(gate, first_lane, stop_lane, plan.lanes, counter, abort, yield_cpu, plan.slices,
                             plan.half_bounds, plan.backward_pieces, plan.backward_bounds, kernels, kernel_gradients,
                             plan.activations, plan.features, gradients, plan.pass_masks, scales, plan.dfeatures,
                             images, plan.argmax2, plan.pass2, scale2, plan.covers_plane, plan.y1, pad2, tiles,
-                            products, dz2, plan.kernel_parts2, plan.bias_parts2, conv2.use_bias, turned2,
-                            plan.no_bias, plan.dy1, plan.tile_grid, plan.input_tile_grid, plan.argmax1, plan.pass1,
-                            scale1, plan.parts1, gemm)
+                            products, dz2, plan.kernel_parts2, plan.bias_parts2, conv2.use_bias,
+                            conv2.params["kernel"], plan.turned2, plan.no_bias, plan.dy1, plan.tile_grid,
+                            plan.input_tile_grid, plan.argmax1, plan.pass1, scale1, plan.parts1, plan.final_pieces,
+                            plan.summed_parts, conv2.grads["kernel"], conv2.grads["bias"] if conv2.use_bias
+                            else plan.no_bias2, conv1.grads["kernel"].reshape(9, plan.channels),
+                            conv1.grads["bias"] if conv1.use_bias else no_bias1, conv1.use_bias, bias_gradients,
+                            use_biases, nonfinite, dx_scratch, gemm)
 
-        threads.parallel_ranges(plan.lanes, run)
-        # The sums of parts and rows, in a fixed order (slices, rows): the same bits with any thread count.
-        for gradient, layer in zip(gradients, dense, strict=True):
-            if layer.use_bias:
-                np.sum(gradient, axis=0, out=layer.grads["bias"])
-        kernel_gradient_transform_f4(np.sum(plan.kernel_parts2, axis=0), out=conv2.grads["kernel"])
-        if conv2.use_bias:
-            np.sum(plan.bias_parts2, axis=0, out=conv2.grads["bias"])
-        np.sum(plan.parts1[:, :9], axis=0, out=conv1.grads["kernel"].reshape(9, plan.channels))
-        if conv1.use_bias:
-            np.sum(plan.parts1[:, 9], axis=0, out=conv1.grads["bias"])
+        threads.parallel_ranges(plan.lanes, run, gate_opened_by_task=True)
+        # Every sum was taken in a fixed order (slices, rows): the same bits with any thread count.
+        self.gradients_finite = not nonfinite.any()
 
 
 def _gemm(dtype: np.dtype) -> Any:

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from tinynet.engine.spin_barrier import arrive_and_wait
+from tinynet.engine.threads import open_gate
 from tinynet.engine.winograd_slices import forward_slice, input_gradient_slice, kernel_gradient_slice
 from tinynet.kernels.direct_conv import (
     conv3x3_one_channel_pool_relu_dropout,
@@ -22,12 +23,17 @@ from tinynet.kernels.direct_conv import (
 )
 from tinynet.kernels.fused import _backward_disjoint_batch, _forward_2x2_batch
 from tinynet.kernels.pcg64 import pcg64_fill_words
+from tinynet.kernels.winograd_f4 import _kernel_transform_f4
+from tinynet.kernels.winograd_f4_gradients import _kernel_gradient_transform_f4
 
-__all__ = ["forward_lanes", "backward_lanes", "FORWARD", "DX", "DW"]
+__all__ = ["forward_lanes", "backward_lanes", "FORWARD", "DX", "DW", "TURN", "KERNEL_SUM", "SMALL_SUMS"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-# What a piece of a dense phase computes (the first column of the pieces table).
-FORWARD, DX, DW = 0, 1, 2
+# What a piece computes (the first column of a pieces table): a block of a dense layer's forward product, of its
+# dx or of its dW; the turned kernel's F(4x4, 3x3) transform for a range of channels (backward); the second
+# convolution's kernel gradient for a range of channels (its slices' parts summed, brought back from the Winograd
+# domain); every bias gradient and the first convolution's kernel gradient.
+FORWARD, DX, DW, TURN, KERNEL_SUM, SMALL_SUMS = 0, 1, 2, 3, 4, 5
 
 
 @numba.njit(cache=True, nogil=True)
@@ -66,6 +72,37 @@ def _mask_block(dz, rows, columns, pass_mask, scale):
     for n in range(rows[0], rows[1]):
         for u in range(columns[0], columns[1]):
             dz[n, u] = dz[n, u] * scale if pass_mask[n, u] else zero
+
+
+@numba.njit(cache=True, nogil=True)
+def _finite(values):
+    """Whether every value is finite: ``v * 0`` is 0 for a finite ``v`` and NaN for NaN or an infinity."""
+    total = values.dtype.type(0)
+    for value in values.flat:
+        total += value * values.dtype.type(0)
+    return total == 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _sum_rows(values, out):
+    """``out = values[0] + values[1] + ...`` in that order (``np.sum(values, axis=0)``'s order and bits)."""
+    out[:] = values[0]
+    for index in range(1, values.shape[0]):
+        out += values[index]
+
+
+@numba.njit(cache=True, nogil=True)
+def _place_transposed(turned, target, start, stop, masked, pass_mask, scale):
+    """``target[:, start:stop] = turned^T`` (``turned`` the flat ``(stop - start, rows)`` product), through the
+    ReLU's and dropout's mask when ``masked`` (:func:`_mask_block`'s arithmetic)."""
+    rows = target.shape[0]
+    zero = target.dtype.type(0)
+    for n in range(rows):
+        for column in range(start, stop):
+            value = turned[(column - start) * rows + n]
+            if masked:
+                value = value * scale if pass_mask[n, column] else zero
+            target[n, column] = value
 
 
 @numba.njit(cache=True, nogil=True)
@@ -149,19 +186,27 @@ def _draw_rows(start, stop, streams, stream_words, row_words, masks):
 
 
 @numba.njit(cache=True, nogil=True)
-def forward_lanes(first_lane, stop_lane, lanes, counter, abort, yield_cpu, streams, stream_words, row_words, masks,
-                   slices, half_bounds, images, kernel1,
-                   bias1, y1, argmax1, pass1, words1, dropout1, threshold1, scale1, transformed2, bias2, use_bias2,
-                   tiles, products, z2, features, argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid,
-                   pieces, phase_bounds, kernels, biases, use_biases, activations, pass_masks, words, dropouts,
-                   thresholds, scales, gemm):
-    """This thread's share of the forward pass: the convolution blocks for its halves of the batch, then, phase by
-    phase (one a dense layer, the threads meeting between them), its blocks of each layer's product with their
-    bias, ReLU and dropout (the last layer: bias only)."""
+def forward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu, streams, stream_words, row_words,
+                  masks, slices, half_bounds, images, kernel1, bias1, y1, argmax1, pass1, words1, dropout1, threshold1,
+                  scale1, kernel2, channel_bounds, transformed2, bias2, use_bias2, tiles, products, z2, features,
+                  argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, pieces, phase_bounds, kernels,
+                  biases, use_biases, activations, pass_masks, words, dropouts, thresholds, scales, gemm):
+    """This thread's share of the forward pass: its rows of every dropout mask and its channels of the second
+    convolution's F(4x4, 3x3) kernel; then (the threads met) the convolution blocks for its halves of the batch;
+    then, phase by phase (one a dense layer, the threads meeting between them), its blocks of each layer's product
+    with their bias, ReLU and dropout (the last layer: bias only). ``gate``: the region's, opened at once."""
+    open_gate(gate)
     participants = _participants(first_lane, stop_lane, lanes)
-    for half in range(first_lane, stop_lane):  # this thread's rows of every mask, then its images
-        _draw_rows(slices[half_bounds[half], 0], slices[half_bounds[half + 1] - 1, 1], streams, stream_words,
+    met = 0
+    for lane in range(first_lane, stop_lane):
+        _draw_rows(slices[half_bounds[lane], 0], slices[half_bounds[lane + 1] - 1, 1], streams, stream_words,
                    row_words, masks)
+        low, high = channel_bounds[lane], channel_bounds[lane + 1]
+        _kernel_transform_f4(kernel2[:, :, low:high, :], transformed2[:, low:high, :])
+    if participants > 1:
+        met += 1
+        arrive_and_wait(counter, met * participants, abort, yield_cpu)
+    for half in range(first_lane, stop_lane):
         for s in range(half_bounds[half], half_bounds[half + 1]):
             _conv_forward_slice(images, slices[s, 0], slices[s, 1], kernel1, bias1, y1, argmax1, pass1, words1,
                                 dropout1, threshold1, scale1, transformed2, bias2, use_bias2, tiles, products, z2,
@@ -170,7 +215,8 @@ def forward_lanes(first_lane, stop_lane, lanes, counter, abort, yield_cpu, strea
     last_layer = len(kernels) - 1
     for phase in range(len(phase_bounds) - 1):
         if participants > 1:
-            arrive_and_wait(counter, (phase + 1) * participants, abort, yield_cpu)
+            met += 1
+            arrive_and_wait(counter, met * participants, abort, yield_cpu)
         for index in range(phase_bounds[phase], phase_bounds[phase + 1]):
             if not _mine(index - phase_bounds[phase], first_lane, stop_lane, lanes):
                 continue
@@ -193,30 +239,47 @@ def forward_lanes(first_lane, stop_lane, lanes, counter, abort, yield_cpu, strea
 
 
 @numba.njit(cache=True, nogil=True)
-def backward_lanes(first_lane, stop_lane, lanes, counter, abort, yield_cpu, slices, half_bounds, pieces,
-                    phase_bounds, kernels, kernel_gradients, activations, features, gradients, pass_masks, scales,
-                    dfeatures, images, argmax2, pass2, scale2, covers_plane, y1, pad2, tiles, products, dz2,
-                    kernel_parts2, bias_parts2, use_bias2, turned2, no_bias, dy1, tile_grid, input_tile_grid, argmax1,
-                    pass1, scale1, parts1, gemm):
-    """This thread's share of the backward pass: phase by phase from the last dense layer down (its blocks of
-    ``dx = dz W^T``, masked by the layer below's ReLU and dropout, and of ``dW = h^T dz``), then the convolution
-    blocks' parts for its halves' slices."""
+def backward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu, slices, half_bounds, pieces,
+                   phase_bounds, kernels, kernel_gradients, activations, features, gradients, pass_masks, scales,
+                   dfeatures, images, argmax2, pass2, scale2, covers_plane, y1, pad2, tiles, products, dz2,
+                   kernel_parts2, bias_parts2, use_bias2, kernel2, turned2, no_bias, dy1, tile_grid, input_tile_grid,
+                   argmax1, pass1, scale1, parts1, final_pieces, summed_parts, kernel_gradient2, bias_gradient2,
+                   kernel_gradient1, bias_gradient1, use_bias1, bias_gradients, use_biases, nonfinite, dx_scratch,
+                   gemm):
+    """This thread's share of the backward pass: phase by phase from the last dense layer down, its blocks of
+    ``dx = dz W^T`` (masked by the layer below's ReLU and dropout) and of ``dW = h^T dz`` (and, in the first phase,
+    its channels of the turned kernel's transform); then the convolution blocks' parts for its halves' slices;
+    then its pieces of the final sums. ``nonfinite[lane]`` is set when a gradient this lane wrote holds a NaN or
+    an infinity. ``gate``: the region's, opened at once."""
+    open_gate(gate)
     participants = _participants(first_lane, stop_lane, lanes)
+    met = 0
     batch = features.shape[0]
-    phases = len(phase_bounds) - 1
-    for phase in range(phases):
+    for phase in range(len(phase_bounds) - 1):
         if phase > 0 and participants > 1:
-            arrive_and_wait(counter, phase * participants, abort, yield_cpu)
+            met += 1
+            arrive_and_wait(counter, met * participants, abort, yield_cpu)
         for index in range(phase_bounds[phase], phase_bounds[phase + 1]):
-            if not _mine(index - phase_bounds[phase], first_lane, stop_lane, lanes):
+            lane = (index - phase_bounds[phase]) % lanes
+            if lane < first_lane or lane >= stop_lane:
                 continue
             kind, layer, by_columns = pieces[index, 0], pieces[index, 1], pieces[index, 2] != 0
             start, stop = pieces[index, 3], pieces[index, 4]
+            if kind == TURN:  # channels start:stop of the transform of the kernel turned half a turn, axes swapped
+                turned = kernel2[::-1, ::-1].transpose(0, 1, 3, 2)
+                _kernel_transform_f4(turned[:, :, :, start:stop], turned2[:, :, start:stop])
+                continue
             kernel, dz = kernels[layer], gradients[layer]
             inner, units = kernel.shape[0], kernel.shape[1]
             if kind == DX:  # (batch, inner) = dz @ W^T, into the layer below's dz (then masked) or dfeatures
                 target = dfeatures if layer == 0 else gradients[layer - 1]
                 rows, columns = _block(by_columns, start, stop, batch, inner)
+                if by_columns:  # as (W[block] @ dz^T)^T: a tall product, which OpenBLAS makes faster
+                    _gemm_at(gemm, False, True, stop - start, batch, units, kernel, start * units, units, dz, 0,
+                             units, dx_scratch, 0, batch)
+                    _place_transposed(dx_scratch, target, start, stop, layer > 0, pass_masks[max(layer - 1, 0)],
+                                      scales[max(layer - 1, 0)])
+                    continue
                 _gemm_at(gemm, False, True, rows[1] - rows[0], columns[1] - columns[0], units, dz, rows[0] * units,
                          units, kernel, columns[0] * units, units, target, rows[0] * inner + columns[0], inner)
                 if layer > 0:
@@ -224,13 +287,47 @@ def backward_lanes(first_lane, stop_lane, lanes, counter, abort, yield_cpu, slic
             else:  # (inner, units) = h^T @ dz, h the layer's input
                 source = features if layer == 0 else activations[layer - 1]
                 rows, columns = _block(by_columns, start, stop, inner, units)
+                gradient = kernel_gradients[layer]
                 _gemm_at(gemm, True, False, rows[1] - rows[0], columns[1] - columns[0], batch, source, rows[0], inner,
-                         dz, columns[0], units, kernel_gradients[layer], rows[0] * units + columns[0], units)
+                         dz, columns[0], units, gradient, rows[0] * units + columns[0], units)
+                if not _finite(gradient[rows[0]:rows[1], columns[0]:columns[1]]):
+                    nonfinite[lane] = 1
     if participants > 1:
-        arrive_and_wait(counter, phases * participants, abort, yield_cpu)
+        met += 1
+        arrive_and_wait(counter, met * participants, abort, yield_cpu)
     for half in range(first_lane, stop_lane):
         for s in range(half_bounds[half], half_bounds[half + 1]):
             _conv_backward_slice(images, slices[s, 0], slices[s, 1], s, dfeatures, argmax2, pass2, scale2,
                                  covers_plane, y1, pad2, tiles, products, dz2, kernel_parts2, bias_parts2, use_bias2,
                                  turned2, no_bias, dy1, tile_grid, input_tile_grid, argmax1, pass1, scale1, parts1,
                                  gemm)
+    if participants > 1:
+        met += 1
+        arrive_and_wait(counter, met * participants, abort, yield_cpu)
+    for index in range(final_pieces.shape[0]):
+        lane = index % lanes
+        if lane < first_lane or lane >= stop_lane:
+            continue
+        kind, start, stop = final_pieces[index, 0], final_pieces[index, 3], final_pieces[index, 4]
+        if kind == KERNEL_SUM:  # channels start:stop: the slices' parts summed in slice order, then G^T dU G
+            summed = summed_parts[:, start:stop, :]
+            _sum_rows(kernel_parts2[:, :, start:stop, :], summed)
+            _kernel_gradient_transform_f4(summed, kernel_gradient2[:, :, start:stop, :])
+            if not _finite(kernel_gradient2[:, :, start:stop, :]):
+                nonfinite[lane] = 1
+            continue
+        finite = True  # SMALL_SUMS: every bias, in row or slice order, and the first convolution's kernel
+        for layer in range(len(bias_gradients)):
+            if use_biases[layer]:
+                _sum_rows(gradients[layer], bias_gradients[layer])
+                finite = finite and _finite(bias_gradients[layer])
+        if use_bias2:
+            _sum_rows(bias_parts2, bias_gradient2)
+            finite = finite and _finite(bias_gradient2)
+        _sum_rows(parts1[:, :9], kernel_gradient1)
+        finite = finite and _finite(kernel_gradient1)
+        if use_bias1:
+            _sum_rows(parts1[:, 9], bias_gradient1)
+            finite = finite and _finite(bias_gradient1)
+        if not finite:
+            nonfinite[lane] = 1

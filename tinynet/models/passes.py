@@ -145,6 +145,13 @@ def _layers_of(stage: engine.Stage) -> tuple[Layer, ...]:
     return (stage,) if isinstance(stage, Layer) else tuple(getattr(stage, "layers", ()))
 
 
+def gradients_finite(model: Sequential) -> bool | None:
+    """Whether the gradients the last backward pass wrote are all finite, when that pass checked them as it wrote
+    them (the compiled training passes do); ``None`` otherwise (then look at them)."""
+    trainer = model._compiled_training[2] if model._compiled_training is not None else None
+    return None if trainer is None else trainer.gradients_finite
+
+
 def clear_caches(model: Sequential) -> None:
     """Drop what every layer and stage kept for a backward pass that will not come."""
     if model._compiled_training is not None and model._compiled_training[2] is not None:

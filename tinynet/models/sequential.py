@@ -191,13 +191,17 @@ class Sequential(Keras2Aliases):
         x, y = self._as_model_batch(x, y)
         with passes.compute_scope(self):
             figures = self.compute_gradients(x, y, sample_weight=sample_weight)
+            finite = passes.gradients_finite(self)  # known when the backward pass checked what it wrote
             if hasattr(self.optimizer, "combine_shares"):
                 # Data-parallel training (tinynet.distributed): the gradients and figures of every process's share
                 # of the batch are summed here, in one exchange, so that every process checks and applies the same.
                 figures = self.optimizer.combine_shares(self.layers, figures)
+                finite = None  # the sums are new arrays of numbers: look at them
             if not math.isfinite(figures["loss"]):
                 raise self._fault("loss", figures, x)
-            if not arrays_are_finite(layer.grads for layer in self.layers):
+            if finite is None:
+                finite = arrays_are_finite(layer.grads for layer in self.layers)
+            if not finite:
                 raise self._fault("gradient", figures, x)
             updated_finite = self.optimizer.apply_gradients(self.layers)
             if updated_finite is None:  # an optimizer that does not report it: look at the weights
