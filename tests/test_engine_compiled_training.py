@@ -64,8 +64,8 @@ def test_the_compiled_step_trains_as_the_stages_do(size, filters, hidden, classe
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6)
     for a, b in zip(staged[1], whole[1], strict=True):
-        for key in a:
-            np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-6)
+        for key in a:  # step two starts from weights that differ by rounding: judge on the array's scale
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-4, atol=1e-6 + 2e-5 * np.abs(a[key]).max())
     for a, b in zip(staged[2], whole[2], strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
