@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tinynet import backend
 from tinynet.applications import mnist_cnn
-from tinynet.engine import compiled_training, conv_block, spin_barrier, threads
+from tinynet.engine import barrier, compiled_training, conv_block, threads
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tinynet.learn.gradcheck import check_model
 from tinynet.models import Sequential, passes
@@ -154,26 +154,49 @@ def test_a_backward_without_its_forward_is_refused():
     assert not whole.pending()
 
 
-def test_the_barrier_lets_two_threads_meet_and_an_abort_frees_a_lone_waiter():
-    counter, abort = np.zeros(1, np.int64), np.zeros(1, np.int64)
-    yield_cpu = spin_barrier.yield_function()
+@pytest.mark.parametrize("watch", [1, 10_000_000])  # asleep in the kernel at once / watching all along
+def test_the_barrier_lets_two_threads_meet_and_an_abort_frees_a_lone_waiter(watch):
+    meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
+    system_call, waits = barrier.system_calls(), barrier.waits(watch)
     arrived = []
 
-    def meet():
-        spin_barrier.arrive_and_wait(counter, 2, abort, yield_cpu)
+    def meet(target):
+        barrier.arrive_and_wait(meeting, target, abort, system_call, waits)
         arrived.append(time.perf_counter())
 
-    first = threading.Thread(target=meet)
-    first.start()
-    time.sleep(0.05)
-    assert not arrived  # alone, it waits
-    meet()
-    first.join(5)
-    assert len(arrived) == 2 and counter[0] == 2
-    lone = threading.Thread(target=lambda: spin_barrier.arrive_and_wait(counter, 4, abort, yield_cpu))
+    for phase in (1, 2, 3):  # phase after phase, as the lanes meet
+        first = threading.Thread(target=meet, args=(2 * phase,))
+        first.start()
+        time.sleep(0.05)
+        assert len(arrived) == 2 * (phase - 1)  # alone, it waits
+        meet(2 * phase)
+        first.join(5)
+        assert len(arrived) == 2 * phase and meeting[barrier.ARRIVALS] == 2 * phase
+        assert meeting[barrier.SLEEPERS] == 0
+    lone = threading.Thread(target=meet, args=(8,))
     lone.start()
     time.sleep(0.05)
     assert lone.is_alive()
     abort[0] = 1
     lone.join(5)
-    assert not lone.is_alive()
+    assert not lone.is_alive() and meeting[barrier.SLEEPERS] == 0
+
+
+def test_a_sleeping_waiter_is_woken_at_once_not_by_its_timeout():
+    meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
+    system_call, waits = barrier.system_calls(), barrier.waits(1, sleep_nanoseconds=20 * 10**9)
+    woken = []
+
+    def sleeper():
+        barrier.arrive_and_wait(meeting, 2, abort, system_call, waits)
+        woken.append(time.perf_counter())
+
+    thread = threading.Thread(target=sleeper)
+    thread.start()
+    deadline = time.perf_counter() + 5
+    while meeting[barrier.SLEEPERS] == 0 and time.perf_counter() < deadline:  # until it has gone to sleep
+        time.sleep(0.001)
+    released = time.perf_counter()
+    barrier.arrive_and_wait(meeting, 2, abort, system_call, waits)
+    thread.join(5)
+    assert woken and woken[0] - released < 0.5  # not the 20 s timeout: the last arrival woke it

@@ -27,13 +27,15 @@ def two_threads(two_threads):
     yield
 
 
-def _regions(detector, own, wait, start, seconds=0.12, threads=2):
-    """Feed ``detector`` regions of ``own`` + ``wait`` seconds from ``start`` for ``seconds`` (two windows: at least
-    one all of these regions), or until it sends the work to the calling thread; return the time then."""
+def _regions(detector, threaded_seconds, alone_seconds, start, seconds=0.12):
+    """Feed ``detector`` regions from ``start`` for ``seconds``, each taking ``threaded_seconds`` when it uses
+    the threads and ``alone_seconds`` when the calling thread works alone; return the time then."""
     now = start
-    while now - start < seconds and detector.use_threads(now):
-        now += own + wait
-        detector.region(own, wait, threads, now)
+    while now - start < seconds:
+        threaded = detector.use_threads(now)
+        took = threaded_seconds if threaded else alone_seconds
+        now += took
+        detector.region(took, threaded, now)
     return now
 
 
@@ -69,40 +71,58 @@ def test_a_window_too_short_to_tell_changes_nothing():
     assert not detector.contended and detector.last_share is None
 
 
-def test_contended_regions_that_wait_more_than_one_thread_would_lose_fall_back_and_come_back():
+def test_contended_regions_are_timed_both_ways_and_the_faster_way_is_kept():
     detector = ContentionDetector()
-    _share_windows(detector, 0.03)  # share 0.5: one thread alone would take 2 * own / 0.5 = 4 own
-    now = _regions(detector, own=0.001, wait=0.0025, start=0.0, seconds=0.3)  # 3.5 own a region: threads pay
-    assert detector.use_threads(now)
-    now = _regions(detector, own=0.001, wait=0.0035, start=now)  # 4.5 own: they do not
-    assert not detector.use_threads(now)
-    assert detector.decision(2, now).threads == 1
-    assert "calling thread alone" in detector.decision(2, now).reason
-    resume = detector.serial_until
-    assert resume - now == pytest.approx(contention.SHORTEST_PAUSE, rel=0.2)
-    assert detector.use_threads(resume)  # the probe
-    now = _regions(detector, own=0.001, wait=0.0035, start=resume)  # the probe fails: a longer pause
-    assert detector.serial_until - now == pytest.approx(2 * contention.SHORTEST_PAUSE, rel=0.2)
-    for _ in range(10):  # ... never longer than LONGEST_PAUSE
-        now = _regions(detector, own=0.001, wait=0.0035, start=detector.serial_until)
-    assert detector.serial_until - now <= contention.LONGEST_PAUSE
-    now = _regions(detector, own=0.001, wait=0.0001, start=detector.serial_until)  # competitors left
-    assert detector.use_threads(now) and detector.pause == contention.SHORTEST_PAUSE
-    detector.worker_window(0.06, 0.06)
+    _share_windows(detector, 0.03)
+    assert detector.contended and detector.use_threads(0.0)
+    now = _regions(detector, threaded_seconds=0.004, alone_seconds=0.003, start=0.0, seconds=0.2)
+    assert detector.trial is None and detector.choice == contention.ALONE  # alone was faster: kept
+    assert detector.region_means == pytest.approx({contention.THREADS: 0.004, contention.ALONE: 0.003})
+    assert not detector.use_threads(now) and detector.decision(2, now).threads == 1
+    assert "the calling thread alone for" in detector.decision(2, now).reason
+    assert 0 < detector.serial_until - now <= contention.SHORTEST_PAUSE  # kept for SHORTEST_PAUSE from the choice
+    now = _regions(detector, 0.004, 0.003, start=now, seconds=contention.SHORTEST_PAUSE + 0.2)  # timed again
+    assert detector.choice == contention.ALONE and detector.pause == 2 * contention.SHORTEST_PAUSE
+    for _ in range(8):  # the same way keeps winning: the pause doubles, never beyond LONGEST_PAUSE
+        now = _regions(detector, 0.004, 0.003, start=now, seconds=detector.pause + 0.2)
+    assert detector.pause == contention.LONGEST_PAUSE
+    now = _regions(detector, 0.002, 0.003, start=now, seconds=detector.serial_until - now + 0.15)  # threads win
+    assert detector.choice == contention.THREADS and detector.pause == contention.SHORTEST_PAUSE
+    assert detector.use_threads(now) and detector.decision(2, now).threads == 2
+    detector.worker_window(0.06, 0.06)  # the competitors left
     assert not detector.contended and detector.decision(2, now).reason.startswith("quiet")
 
 
-def test_a_quiet_machine_never_falls_back_whatever_the_waits():
+def test_a_trial_times_a_whole_window_and_ignores_regions_begun_the_other_way():
+    detector = ContentionDetector()
+    _share_windows(detector, 0.03)
+    detector.region(0.001, True, 0.001)  # begins the trial
+    assert detector.trial == contention.THREADS
+    now = 0.001
+    for _ in range(contention.TRIAL_REGIONS + 2):  # many regions, but less than a window's time: still timing
+        now += 0.001
+        detector.region(0.001, True, now)
+    assert detector.trial == contention.THREADS
+    now = _regions(detector, 0.01, 0.02, start=now, seconds=contention.WINDOW_SECONDS)
+    assert detector.trial == contention.ALONE and not detector.use_threads(now)
+    detector.region(5.0, True, now + 5.0)  # a threaded region that began before the switch: not counted
+    assert detector.trial == contention.ALONE
+    _regions(detector, 0.01, 0.02, start=now + 5.0, seconds=0.2)
+    assert detector.choice == contention.THREADS
+    assert detector.region_means[contention.ALONE] == pytest.approx(0.02)
+
+
+def test_a_quiet_machine_never_falls_back_whatever_the_regions_take():
     detector = ContentionDetector()
     detector.worker_window(0.06, 0.06)
-    now = _regions(detector, own=0.001, wait=0.01, start=0.0, seconds=0.5)  # an uneven split, not contention
-    assert detector.use_threads(now) and not detector.contended
+    now = _regions(detector, threaded_seconds=0.01, alone_seconds=0.001, start=0.0, seconds=0.5)
+    assert detector.use_threads(now) and not detector.contended and detector.trial is None
 
 
 def test_disabled_detector_keeps_every_thread_and_the_long_watch():
     detector = ContentionDetector(enabled=False)
     detector.worker_window(0.01, 0.06)
-    now = _regions(detector, own=0.001, wait=0.05, start=0.0, seconds=0.5)
+    now = _regions(detector, threaded_seconds=0.05, alone_seconds=0.001, start=0.0, seconds=0.5)
     assert detector.use_threads(now) and detector.watch_iterations == contention.QUIET_WATCH
     assert detector.decision(2, now) == (2, detector.decision(2, now).reason)
     assert "off" in detector.decision(2, now).reason
@@ -144,7 +164,7 @@ def test_while_falling_back_the_calling_thread_runs_the_whole_range(two_threads)
 def test_workers_report_their_share_to_the_detector(two_threads):
     out = np.zeros(2)
     deadline = time.perf_counter() + 4 * contention.WINDOW_SECONDS
-    while time.perf_counter() < deadline or parallel._detector.last_wait_ratio is None:
+    while time.perf_counter() < deadline or parallel._detector.last_share is None:
         parallel.parallel_ranges(2, lambda slot, start, stop: out.__setitem__(slot, np.sum(np.ones(200_000))))
     time.sleep(0.01)
     parallel.parallel_ranges(2, lambda slot, start, stop: None)  # a worker reports after its piece

@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from tinynet.engine import blas, threads
+from tinynet.engine import barrier, blas, threads
 from tinynet.engine.compiled_inference import CompiledInference
 from tinynet.engine.dense_relu_dropout import DenseReluDropout
 from tinynet.engine.mask_words import RowsDrawnLater
-from tinynet.engine.spin_barrier import yield_function
 from tinynet.engine.training_lanes import DW, DX, FORWARD, KERNEL_SUM, SMALL_SUMS, TURN, backward_lanes, forward_lanes
 from tinynet.kernels.dropout import keep_scale, keep_threshold
 from tinynet.kernels.matmul import matmul_blocks
@@ -231,8 +230,8 @@ class CompiledTraining:
         kernel1 = conv1.params["kernel"].reshape(9, plan.channels)
         bias1 = conv1.params["bias"] if conv1.use_bias else first._scratch.get("zero_bias", (plan.channels,), fill=0.0)
         bias2 = conv2.params["bias"] if conv2.use_bias else second._scratch.get("zero_bias", (plan.filters,), fill=0.0)
-        counter, abort = np.zeros(1, np.int64), np.zeros(1, np.int64)
-        yield_cpu, gate = yield_function(), threads.region_gate()
+        meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
+        system_call, waits, gate = barrier.system_calls(), barrier.waits(threads.watch_looks()), threads.region_gate()
 
         def run(slot: int, first_lane: int, stop_lane: int) -> None:
             try:
@@ -245,7 +244,7 @@ class CompiledTraining:
                 abort[0] = 1  # the other thread must not wait at a barrier for this one
                 raise
             tiles, products, z2, _ = plan.work[first_lane]
-            forward_lanes(gate, first_lane, stop_lane, plan.lanes, counter, abort, yield_cpu, streams[0],
+            forward_lanes(gate, first_lane, stop_lane, plan.lanes, meeting, abort, system_call, waits, streams[0],
                           streams[1], streams[2], streams[3], plan.slices, plan.half_bounds, images, kernel1, bias1,
                           plan.y1, plan.argmax1, plan.pass1, words1, dropout1, threshold1, scale1,
                           conv2.params["kernel"], plan.channel_bounds, plan.transformed2, bias2, conv2.use_bias,
@@ -279,13 +278,13 @@ class CompiledTraining:
         bias_gradients = tuple(layer.grads["bias"] if layer.use_bias else layer.grads["kernel"][0] for layer in dense)
         use_biases = np.array([layer.use_bias for layer in dense], dtype=np.bool_)
         no_bias1 = plan.no_bias1
-        counter, abort = np.zeros(1, np.int64), np.zeros(1, np.int64)
-        yield_cpu, gate = yield_function(), threads.region_gate()
+        meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
+        system_call, waits, gate = barrier.system_calls(), barrier.waits(threads.watch_looks()), threads.region_gate()
         pad2 = (conv2.pad_top, conv2.pad_left)
 
         def run(slot: int, first_lane: int, stop_lane: int) -> None:
             tiles, products, dz2, dx_scratch = plan.work[first_lane]
-            backward_lanes(gate, first_lane, stop_lane, plan.lanes, counter, abort, yield_cpu, plan.slices,
+            backward_lanes(gate, first_lane, stop_lane, plan.lanes, meeting, abort, system_call, waits, plan.slices,
                             plan.half_bounds, plan.backward_pieces, plan.backward_bounds, kernels, kernel_gradients,
                             plan.activations, plan.features, gradients, plan.pass_masks, scales, plan.dfeatures,
                             images, plan.argmax2, plan.pass2, scale2, plan.covers_plane, plan.y1, pad2, tiles,

@@ -11,27 +11,31 @@ process per core: 47 ms watching up to 2 ms, 20 ms watching 10 us).
 So the engine measures, from its own threads, how much of the CPU they get:
 
 - **share** (:meth:`ContentionDetector.worker_window`): every ``WINDOW_SECONDS`` or so a worker compares the CPU
-  time it got (``time.thread_time``, one system call a window) with the wall time in which it wanted the CPU
-  (running a piece or watching; not sleeping on its queue). A worker alone on its core gets about all of it; one
-  sharing its core with a busy process about half. Below ``CONTENDED_BELOW`` in ``CONTENDED_WINDOWS`` windows
+  time it got with the time in which it wanted the CPU: on Linux both as the scheduler counts them (time on a
+  CPU, and on it plus time runnable but waiting for one), elsewhere its ``time.thread_time`` against the wall
+  time it was not sleeping on its queue. (The wall clock cannot see a sleep inside compiled code, at a barrier:
+  counting those as wanted time made a quiet machine look shared, and the short watches then kept it slow, 4.0
+  -> 6.3 ms a step.) A worker alone on its core gets about all of it; one sharing its core with a busy process
+  about half. Below ``CONTENDED_BELOW`` in ``CONTENDED_WINDOWS`` windows
   in a row the machine is *contended* and threads watch only ``CONTENDED_WATCH`` looks (about 10 us) before
   sleeping; above ``QUIET_ABOVE`` it is quiet again and they watch ``QUIET_WATCH`` looks (about 2 ms). The gap
   between the two thresholds keeps the state from flapping, and the run of windows keeps a passing dip from
   costing a quiet machine its long watches.
-- **wait ratio** (:meth:`ContentionDetector.region`): the calling thread times its own piece of each parallel
-  region and then its wait for the workers' pieces. With ``n`` threads a region takes ``own + wait``; the calling
-  thread alone would take ``n * own / share``: ``n`` pieces instead of one, and, never sleeping, it would get only
-  the ``share`` of its core that a worker gets (its own piece ran at nearly full speed, because a thread woken
-  from sleep is scheduled ahead of a busy loop). So while contended, a window of regions with
-  ``wait / own > n / share - 1`` sends the work to the calling thread alone for a while
-  (:meth:`ContentionDetector.use_threads` is False); then the threads are tried again (a probe), the pause
-  doubling, up to ``LONGEST_PAUSE``, while probes keep failing, and shrinking back once one succeeds.
+- **timing both ways** (:meth:`ContentionDetector.region`): while contended, whether the threads still pay is
+  not something a model of the machine can tell well (it depends on how the scheduler lines up the threads' time
+  slices, on how much of the work is split, and on what else runs), so the detector measures it. Each parallel
+  region reports its wall time and how it ran; a *trial* times a window of regions (``WINDOW_SECONDS`` and
+  ``TRIAL_REGIONS`` at least) on every thread, then a window on the calling thread alone
+  (:meth:`ContentionDetector.use_threads` is False), and the faster way is kept for a while. Then both are timed
+  again, the pause doubling, up to ``LONGEST_PAUSE``, while the same way keeps winning, and shrinking back to
+  ``SHORTEST_PAUSE`` when the other wins. A trial's windows see the same mix of regions (a training step repeats
+  its regions many times a window), so their mean region times compare like with like.
 
-Measured on the 2-core machine (AMD EPYC, AVX2/FMA, 2 MiB L2), batch-32 tutorial step, one busy process per
-core: two threads watching briefly 20-21 ms a step, one thread 38-60 ms, two threads falling back to one whenever
-``wait > own`` (the naive rule, which forgets that a thread alone gets only its share) 54 ms. So under such load
-the detector keeps both threads and only shortens the watch; the fallback is for a region whose wait exceeds
-even what one thread would lose, such as threads descheduled for whole time slices at every region.
+Measured on the 2-core machine (AMD EPYC, AVX2/FMA, 2 MiB L2), batch-32 tutorial step trained stage by stage, one
+busy process per core: two threads watching briefly 20-21 ms a step, one thread 38-60 ms. On a Xeon guest with
+the step compiled into one call per thread (threads meeting at barriers, :mod:`tinynet.engine.barrier`), the same
+load gave two threads 7.3-12 ms a step from run to run and one thread a steady 10.1 ms, against 4.0 ms idle:
+neither way wins everywhere, which is why the detector times them rather than guessing.
 
 Nothing here reads a file or the clock itself: the threads hand it their measurements (a few floats), which
 keeps it cheap (well under a microsecond per region) and lets tests drive it with synthetic numbers. How work is
@@ -40,6 +44,7 @@ cut never depends on these decisions: a piece computes the same numbers whicheve
 
 from __future__ import annotations
 
+import math
 import os
 from typing import NamedTuple
 
@@ -58,8 +63,10 @@ SHORTEST_WANTED = 0.005  # a worker window with less wanted-CPU time than this s
 CONTENDED_BELOW = 0.65
 CONTENDED_WINDOWS = 3
 QUIET_ABOVE = 0.8
-SHORTEST_PAUSE = 0.5  # seconds on the calling thread alone before the threads are tried again
-LONGEST_PAUSE = 8.0
+SHORTEST_PAUSE = 0.5  # seconds a trial's choice is kept before both ways are timed again
+LONGEST_PAUSE = 2.0  # short: while the calling thread works alone, only a trial can see the others leave
+TRIAL_REGIONS = 8  # a trial's window holds at least this many regions (a few training steps' worth)
+THREADS, ALONE = "every thread", "the calling thread alone"
 
 
 class ThreadDecision(NamedTuple):
@@ -95,12 +102,14 @@ class ContentionDetector:
         self.serial_until = 0.0
         self.pause = SHORTEST_PAUSE
         self.last_share: float | None = None  # the last worker window's share, for thread_decision
-        self.last_wait_ratio: float | None = None
+        self.region_means: dict[str, float] = {}  # the last trial's mean seconds a region, by way (THREADS, ALONE)
+        self.trial: str | None = None  # the way a trial is timing now, or None while a choice is kept
+        self.choice = THREADS
+        self._keep_until = 0.0
         self._low_windows = 0  # consecutive worker windows below CONTENDED_BELOW
-        self._own = 0.0
-        self._wait = 0.0
+        self._seconds = 0.0
+        self._regions = 0
         self._window_start: float | None = None
-        self._threads = 2
 
     def worker_window(self, cpu_seconds: float, wanted_seconds: float) -> None:
         """A worker got ``cpu_seconds`` of CPU in ``wanted_seconds`` of wall time in which it was runnable."""
@@ -112,35 +121,44 @@ class ContentionDetector:
         if not self.contended and self._low_windows >= CONTENDED_WINDOWS:
             self.contended = True
             self.watch_iterations = CONTENDED_WATCH
+            self._keep_until = 0.0  # the next region begins a trial
         elif self.contended and share > QUIET_ABOVE:
             self.contended = False
             self.watch_iterations = QUIET_WATCH
-            self.pause = SHORTEST_PAUSE
+            self.serial_until = self._keep_until = 0.0
+            self.trial, self.choice, self.pause = None, THREADS, SHORTEST_PAUSE
 
-    def region(self, own_seconds: float, wait_seconds: float, threads: int, now: float) -> None:
-        """A parallel region over ``threads`` threads ended at ``now``: the calling thread's piece took
-        ``own_seconds``, then it waited ``wait_seconds`` for the workers' pieces."""
-        if not self.enabled:
+    def region(self, seconds: float, threaded: bool, now: float) -> None:
+        """A parallel region that took ``seconds`` of wall time ended at ``now``; ``threaded``: it ran on every
+        thread (else on the calling thread alone)."""
+        if not self.enabled or not self.contended:
+            return  # a quiet machine always uses every thread
+        if self.trial is None:
+            if now >= self._keep_until:
+                self._begin(THREADS)
             return
-        self._threads = threads
+        if threaded != (self.trial == THREADS):
+            return  # it began before the trial changed ways
         if self._window_start is None:
-            self._window_start = now
-        self._own += own_seconds
-        self._wait += wait_seconds
-        if now - self._window_start < WINDOW_SECONDS:
+            self._window_start = now - seconds
+        self._seconds += seconds
+        self._regions += 1
+        if now - self._window_start < WINDOW_SECONDS or self._regions < TRIAL_REGIONS:
             return
-        ratio = self._wait / max(self._own, 1e-9)
-        self.last_wait_ratio = ratio
-        self._own = self._wait = 0.0
-        self._window_start = None
-        if not self.contended:
-            return  # an uneven split on a quiet machine is no reason to give up a core
-        share = 1.0 if self.last_share is None else max(self.last_share, 0.05)
-        if ratio > self._threads / share - 1.0:
-            self.serial_until = now + self.pause
-            self.pause = min(2 * self.pause, LONGEST_PAUSE)
-        else:
-            self.pause = SHORTEST_PAUSE
+        self.region_means[self.trial] = self._seconds / self._regions
+        if self.trial == THREADS:
+            self._begin(ALONE)
+            return
+        choice = ALONE if self.region_means[ALONE] < self.region_means[THREADS] else THREADS
+        self.pause = min(2 * self.pause, LONGEST_PAUSE) if choice == self.choice else SHORTEST_PAUSE
+        self.trial, self.choice = None, choice
+        self._keep_until = now + self.pause
+        self.serial_until = self._keep_until if choice == ALONE else 0.0
+
+    def _begin(self, way: str) -> None:
+        self.trial = way
+        self.serial_until = math.inf if way == ALONE else 0.0
+        self._seconds, self._regions, self._window_start = 0.0, 0, None
 
     def use_threads(self, now: float) -> bool:
         """Whether a parallel region starting at ``now`` should use the workers."""
@@ -155,13 +173,15 @@ class ContentionDetector:
             return ThreadDecision(threads, "adaptive threads off (TINYNET_ADAPTIVE_THREADS=0 or "
                                            "set_adaptive_threads(False)): always every thread, long watches")
         share = "not measured yet" if self.last_share is None else f"{self.last_share:.0%}"
-        ratio = "not measured yet" if self.last_wait_ratio is None else f"{self.last_wait_ratio:.2f}"
-        if not self.use_threads(now):
-            return ThreadDecision(1, f"contended (workers got {share} of the CPU they asked for) and parallel "
-                                     f"regions waited {ratio} x their own work: the calling thread alone for "
-                                     f"{self.serial_until - now:.1f} s more, then the threads are tried again")
-        if self.contended:
-            return ThreadDecision(threads, f"contended (workers got {share} of the CPU they asked for; regions "
-                                           f"wait {ratio} x their own work): every thread, short watches")
-        return ThreadDecision(threads, f"quiet (workers got {share} of the CPU they asked for): every thread, "
-                                       "long watches")
+        if not self.contended and self.use_threads(now):
+            return ThreadDecision(threads, f"quiet (workers got {share} of the CPU they asked for): every thread, "
+                                           "long watches")
+        used = threads if self.use_threads(now) else 1
+        timed = ", ".join(f"{way} {seconds * 1e3:.2f} ms" for way, seconds in self.region_means.items())
+        timed = f"a region took {timed} in the last trial" if timed else "no trial finished yet"
+        if self.trial is not None:
+            return ThreadDecision(used, f"contended (workers got {share} of the CPU they asked for; {timed}): "
+                                        f"short watches, timing {self.trial}")
+        return ThreadDecision(used, f"contended (workers got {share} of the CPU they asked for; {timed}): short "
+                                    f"watches, {self.choice} for {max(self._keep_until - now, 0.0):.1f} s more, "
+                                    "then both ways are timed again")

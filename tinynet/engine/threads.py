@@ -49,7 +49,7 @@ from tinynet.engine.contention import WINDOW_SECONDS as _WORKER_WINDOW_SECONDS
 from tinynet.engine.contention import ContentionDetector, ThreadDecision, adaptive_from_environment
 from tinynet.kernels.matmul import MIN_SPLIT_MULTIPLY_ADDS, matmul_blocks, multiply_block, new_product, split_range
 
-__all__ = ["num_threads", "set_num_threads", "set_adaptive_threads", "thread_decision", "split_range",
+__all__ = ["num_threads", "set_num_threads", "set_adaptive_threads", "thread_decision", "watch_looks", "split_range",
            "parallel_ranges", "parallel_elementwise", "matmul", "matmuls"]
 
 
@@ -96,6 +96,12 @@ def set_adaptive_threads(enabled: bool) -> None:
     if not isinstance(enabled, bool):
         raise TypeError(f"set_adaptive_threads: enabled must be a bool, got {enabled!r}")
     _detector = ContentionDetector(enabled=enabled)
+
+
+def watch_looks() -> int:
+    """How many looks at a flag a thread waiting for another takes now before it sleeps (the detector's choice:
+    long on a quiet machine, short on a shared one); compiled code that waits for the engine's threads uses it."""
+    return _detector.watch_iterations
 
 
 def thread_decision() -> ThreadDecision:
@@ -185,6 +191,36 @@ def _raise_then_watch(raised, posted, gate, iterations):
     return _watch_posted(posted, gate, iterations)
 
 
+class _ScheduledTime:
+    """The calling thread's time on a CPU and time spent runnable but waiting for one, in seconds, as Linux's
+    scheduler counts them (``/proc/thread-self/schedstat``: one ``pread`` of a file kept open, under a
+    microsecond). Their ratio is the share of the CPU the thread got whenever it wanted it, whatever it slept on
+    in between (its queue, or a barrier inside compiled code, which the wall clock cannot tell from waiting)."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+
+    @classmethod
+    def open(cls) -> _ScheduledTime | None:
+        """For the calling thread, or None where the system does not count this (then the wall clock is used)."""
+        try:
+            descriptor = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            return None
+        scheduled = cls(descriptor)
+        if scheduled.read() is None:
+            os.close(descriptor)
+            return None
+        return scheduled
+
+    def read(self) -> tuple[float, float] | None:
+        try:
+            fields = os.pread(self.descriptor, 128, 0).split()
+            return int(fields[0]) * 1e-9, int(fields[1]) * 1e-9
+        except (OSError, ValueError, IndexError):
+            return None
+
+
 class _Worker:
     """One daemon thread that runs the pieces put on its queue, one after another.
 
@@ -204,7 +240,9 @@ class _Worker:
 
     def _run(self) -> None:
         _local.busy = True  # a piece of work that itself asks for parallel work runs it in place
+        scheduled = _ScheduledTime.open()
         window_start, window_cpu, slept = time.perf_counter(), time.thread_time(), 0.0
+        window_times = scheduled.read() if scheduled is not None else None
         posted = _watch_posted(self.posted, _gate, _detector.watch_iterations)
         while True:
             if not posted:
@@ -225,9 +263,17 @@ class _Worker:
             outcome = None
             now = time.perf_counter()
             if now - window_start >= _WORKER_WINDOW_SECONDS:
-                cpu = time.thread_time()
-                _detector.worker_window(cpu - window_cpu, now - window_start - slept)
-                window_start, window_cpu, slept = now, cpu, 0.0
+                if scheduled is not None and window_times is not None:
+                    times = scheduled.read()
+                    if times is not None:  # runnable = on a CPU + waiting for one; sleeps of any kind left out
+                        on_cpu, waiting = times[0] - window_times[0], times[1] - window_times[1]
+                        _detector.worker_window(on_cpu, on_cpu + waiting)
+                    window_times = times
+                else:
+                    cpu = time.thread_time()
+                    _detector.worker_window(cpu - window_cpu, now - window_start - slept)
+                    window_cpu = cpu
+                window_start, slept = now, 0.0
             # "done" goes up after the GIL is let go, so the calling thread, which watches for it, takes the GIL
             # at once instead of sleeping until this thread drops it; then watch for the next piece.
             posted = _raise_then_watch(self.done, self.posted, _gate, _detector.watch_iterations)
@@ -297,6 +343,8 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None], gate_open
     region_start = time.perf_counter()
     if not detector.use_threads(region_start):
         task(0, 0, count)
+        region_end = time.perf_counter()
+        detector.region(region_end - region_start, False, region_end)
         return
     ranges = split_range(count, threads)
     workers = _get_workers(len(ranges) - 1)
@@ -314,7 +362,6 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None], gate_open
             except BaseException as error:
                 first_error = error
             _gate[0] = 1
-            own_done = time.perf_counter()
             for worker in workers:
                 _watch_flag(worker.done, detector.watch_iterations)
                 worker.done[0] = 0
@@ -325,7 +372,7 @@ def parallel_ranges(count: int, task: Callable[[int, int, int], None], gate_open
             _gate[0] = 1
             _local.busy = False
     region_end = time.perf_counter()
-    detector.region(own_done - region_start, region_end - own_done, len(ranges), region_end)
+    detector.region(region_end - region_start, True, region_end)
     if first_error is not None:
         raise first_error
 

@@ -5,7 +5,7 @@ convolution blocks and the masks, and its share of each dense phase's pieces (pi
 ``i % lanes``). The pieces are blocks of the dense layers' products, cut as the stages cut them
 (:func:`tinynet.kernels.matmul.matmul_blocks`), each one the gemm ``numpy.matmul`` makes for that block, followed by
 the layers' elementwise arithmetic on the block; between phases the threads meet at a barrier
-(:mod:`tinynet.engine.spin_barrier`). With one thread holding every lane, there is no barrier and the same pieces
+(:mod:`tinynet.engine.barrier`). With one thread holding every lane, there is no barrier and the same pieces
 run in the same order: the same bits.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from tinynet.engine.spin_barrier import arrive_and_wait
+from tinynet.engine.barrier import arrive_and_wait
 from tinynet.engine.threads import open_gate
 from tinynet.engine.winograd_slices import forward_slice, input_gradient_slice, kernel_gradient_slice
 from tinynet.kernels.direct_conv import (
@@ -186,11 +186,11 @@ def _draw_rows(start, stop, streams, stream_words, row_words, masks):
 
 
 @numba.njit(cache=True, nogil=True)
-def forward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu, streams, stream_words, row_words,
-                  masks, slices, half_bounds, images, kernel1, bias1, y1, argmax1, pass1, words1, dropout1, threshold1,
-                  scale1, kernel2, channel_bounds, transformed2, bias2, use_bias2, tiles, products, z2, features,
-                  argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, pieces, phase_bounds, kernels,
-                  biases, use_biases, activations, pass_masks, words, dropouts, thresholds, scales, gemm):
+def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_call, waits, streams, stream_words,
+                  row_words, masks, slices, half_bounds, images, kernel1, bias1, y1, argmax1, pass1, words1, dropout1,
+                  threshold1, scale1, kernel2, channel_bounds, transformed2, bias2, use_bias2, tiles, products, z2,
+                  features, argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, pieces, phase_bounds,
+                  kernels, biases, use_biases, activations, pass_masks, words, dropouts, thresholds, scales, gemm):
     """This thread's share of the forward pass: its rows of every dropout mask and its channels of the second
     convolution's F(4x4, 3x3) kernel; then (the threads met) the convolution blocks for its halves of the batch;
     then, phase by phase (one a dense layer, the threads meeting between them), its blocks of each layer's product
@@ -205,7 +205,7 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu,
         _kernel_transform_f4(kernel2[:, :, low:high, :], transformed2[:, low:high, :])
     if participants > 1:
         met += 1
-        arrive_and_wait(counter, met * participants, abort, yield_cpu)
+        arrive_and_wait(barrier, met * participants, abort, system_call, waits)
     for half in range(first_lane, stop_lane):
         for s in range(half_bounds[half], half_bounds[half + 1]):
             _conv_forward_slice(images, slices[s, 0], slices[s, 1], kernel1, bias1, y1, argmax1, pass1, words1,
@@ -216,7 +216,7 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu,
     for phase in range(len(phase_bounds) - 1):
         if participants > 1:
             met += 1
-            arrive_and_wait(counter, met * participants, abort, yield_cpu)
+            arrive_and_wait(barrier, met * participants, abort, system_call, waits)
         for index in range(phase_bounds[phase], phase_bounds[phase + 1]):
             if not _mine(index - phase_bounds[phase], first_lane, stop_lane, lanes):
                 continue
@@ -239,7 +239,7 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu,
 
 
 @numba.njit(cache=True, nogil=True)
-def backward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu, slices, half_bounds, pieces,
+def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_call, waits, slices, half_bounds, pieces,
                    phase_bounds, kernels, kernel_gradients, activations, features, gradients, pass_masks, scales,
                    dfeatures, images, argmax2, pass2, scale2, covers_plane, y1, pad2, tiles, products, dz2,
                    kernel_parts2, bias_parts2, use_bias2, kernel2, turned2, no_bias, dy1, tile_grid, input_tile_grid,
@@ -258,7 +258,7 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu
     for phase in range(len(phase_bounds) - 1):
         if phase > 0 and participants > 1:
             met += 1
-            arrive_and_wait(counter, met * participants, abort, yield_cpu)
+            arrive_and_wait(barrier, met * participants, abort, system_call, waits)
         for index in range(phase_bounds[phase], phase_bounds[phase + 1]):
             lane = (index - phase_bounds[phase]) % lanes
             if lane < first_lane or lane >= stop_lane:
@@ -294,7 +294,7 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu
                     nonfinite[lane] = 1
     if participants > 1:
         met += 1
-        arrive_and_wait(counter, met * participants, abort, yield_cpu)
+        arrive_and_wait(barrier, met * participants, abort, system_call, waits)
     for half in range(first_lane, stop_lane):
         for s in range(half_bounds[half], half_bounds[half + 1]):
             _conv_backward_slice(images, slices[s, 0], slices[s, 1], s, dfeatures, argmax2, pass2, scale2,
@@ -303,7 +303,7 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, counter, abort, yield_cpu
                                  gemm)
     if participants > 1:
         met += 1
-        arrive_and_wait(counter, met * participants, abort, yield_cpu)
+        arrive_and_wait(barrier, met * participants, abort, system_call, waits)
     for index in range(final_pieces.shape[0]):
         lane = index % lanes
         if lane < first_lane or lane >= stop_lane:
