@@ -85,6 +85,33 @@ def test_the_same_seed_gives_the_same_bits_with_one_thread_or_two(batch, two_thr
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_thread_that_falls_behind_leaves_its_pieces_to_the_other_and_nothing_changes(monkeypatch, two_threads):
+    def run(count):
+        threads.set_num_threads(count)
+        model = _cnn(16, (16, 8), [20, 12], 5, True, (0.25, 0.25, 0.5), seed=4)
+        x, y = _batch(4, 13, 16, 5)
+        for _ in range(3):
+            model.train_step(x, y)
+        return model.get_weights()
+
+    alone = run(1)
+    taken = []
+    for name in ("forward_lanes", "backward_lanes"):
+        lanes = getattr(compiled_training, name)
+
+        def late(gate, first_lane, *rest, lanes=lanes):
+            if first_lane == 1:  # the worker starts late: the calling thread claims every piece it can meanwhile
+                time.sleep(0.02)
+            taken.append(first_lane)
+            return lanes(gate, first_lane, *rest)
+
+        monkeypatch.setattr(compiled_training, name, late)
+    behind = run(2)
+    assert 1 in taken  # the worker did run its compiled calls (it was not left out)
+    for a, b in zip(alone, behind, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_tutorial_step_draws_the_stages_masks_and_gets_their_gradients(monkeypatch, two_threads):
     runs = []
     for enabled in (False, True):

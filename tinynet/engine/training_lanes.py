@@ -1,12 +1,16 @@
 """The compiled half of :mod:`tinynet.engine.compiled_training`: what each thread runs, without the GIL.
 
-Each function takes whole-batch arrays and works on this thread's *lanes*: its halves of the batch for the
-convolution blocks and the masks, and its share of each dense phase's pieces (piece ``i`` of a phase to lane
-``i % lanes``). The pieces are blocks of the dense layers' products, cut as the stages cut them
+Each function takes whole-batch arrays. A pass is a sequence of phases (the masks and the kernel transform; the
+convolution blocks, one piece per slice of the batch; each dense layer, one piece per block of its products; the
+final sums), and between phases the threads meet at a barrier (:mod:`tinynet.engine.barrier`). Within a phase the
+threads *claim* pieces: each takes the next unclaimed one (an atomic counter per phase) until none is left. So a
+thread that started late, runs slower, or was descheduled by a busy machine leaves more pieces to the other,
+instead of making it wait at the barrier. Every piece computes the same numbers whoever runs it (its own rows, its
+own block, or its own slice's part of a gradient, the parts summed later in slice order), so the bits never depend
+on which thread took what. The dense pieces are blocks of the layers' products cut as the stages cut them
 (:func:`tinynet.kernels.matmul.matmul_blocks`), each one the gemm ``numpy.matmul`` makes for that block, followed by
-the layers' elementwise arithmetic on the block; between phases the threads meet at a barrier
-(:mod:`tinynet.engine.barrier`). With one thread holding every lane, there is no barrier and the same pieces
-run in the same order: the same bits.
+the layers' elementwise arithmetic on the block. With one thread holding every lane there is no barrier and it
+runs the pieces in order: the same bits.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from tinynet.engine.barrier import arrive_and_wait
+from tinynet.engine.barrier import _fetch_add, arrive_and_wait
 from tinynet.engine.threads import open_gate
 from tinynet.engine.winograd_slices import forward_slice, input_gradient_slice, kernel_gradient_slice
 from tinynet.kernels.direct_conv import (
@@ -168,11 +172,11 @@ def _participants(first_lane, stop_lane, lanes):
     return 1 if stop_lane - first_lane == lanes else lanes
 
 
-@numba.njit(cache=True, nogil=True)
-def _mine(index, first_lane, stop_lane, lanes):
-    """Whether a phase's piece number ``index`` falls to this thread: piece ``i`` belongs to lane ``i % lanes``."""
-    lane = index % lanes
-    return first_lane <= lane < stop_lane
+@numba.njit(cache=True, nogil=True, inline="always")
+def _claim(claims, phase, taken, alone):
+    """The number of the next piece of ``phase`` this thread runs: ``taken`` (how many it ran in this phase)
+    when it runs alone, else the next unclaimed one (past the last: the phase is done)."""
+    return taken if alone else _fetch_add(claims, phase, 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -186,40 +190,54 @@ def _draw_rows(start, stop, streams, stream_words, row_words, masks):
 
 
 @numba.njit(cache=True, nogil=True)
-def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_call, waits, streams, stream_words,
-                  row_words, masks, slices, half_bounds, images, kernel1, bias1, y1, argmax1, pass1, words1, dropout1,
-                  threshold1, scale1, kernel2, channel_bounds, transformed2, bias2, use_bias2, tiles, products, z2,
-                  features, argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, pieces, phase_bounds,
-                  kernels, biases, use_biases, activations, pass_masks, words, dropouts, thresholds, scales, gemm):
-    """This thread's share of the forward pass: its rows of every dropout mask and its channels of the second
-    convolution's F(4x4, 3x3) kernel; then (the threads met) the convolution blocks for its halves of the batch;
-    then, phase by phase (one a dense layer, the threads meeting between them), its blocks of each layer's product
-    with their bias, ReLU and dropout (the last layer: bias only). ``gate``: the region's, opened at once."""
+def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_call, waits, claims, streams,
+                  stream_words, row_words, masks, slices, half_bounds, images, kernel1, bias1, y1, argmax1, pass1,
+                  words1, dropout1, threshold1, scale1, kernel2, channel_bounds, transformed2, bias2, use_bias2, tiles,
+                  products, z2, features, argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, pieces,
+                  phase_bounds, kernels, biases, use_biases, activations, pass_masks, words, dropouts, thresholds,
+                  scales, gemm):
+    """This thread's share of the forward pass, phase by phase, each piece claimed: a half's rows of every dropout
+    mask and its channels of the second convolution's F(4x4, 3x3) kernel; the convolution blocks for a slice of
+    the batch; a block of a dense layer's product with its bias, ReLU and dropout (the last layer: bias only).
+    ``claims``: one zeroed counter per phase. ``gate``: the region's, opened at once."""
     open_gate(gate)
     participants = _participants(first_lane, stop_lane, lanes)
+    alone = participants == 1
     met = 0
-    for lane in range(first_lane, stop_lane):
+    taken = 0
+    while True:
+        lane = _claim(claims, 0, taken, alone)
+        taken += 1
+        if lane >= lanes:
+            break
         _draw_rows(slices[half_bounds[lane], 0], slices[half_bounds[lane + 1] - 1, 1], streams, stream_words,
                    row_words, masks)
         low, high = channel_bounds[lane], channel_bounds[lane + 1]
         _kernel_transform_f4(kernel2[:, :, low:high, :], transformed2[:, low:high, :])
-    if participants > 1:
+    if not alone:
         met += 1
         arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-    for half in range(first_lane, stop_lane):
-        for s in range(half_bounds[half], half_bounds[half + 1]):
-            _conv_forward_slice(images, slices[s, 0], slices[s, 1], kernel1, bias1, y1, argmax1, pass1, words1,
-                                dropout1, threshold1, scale1, transformed2, bias2, use_bias2, tiles, products, z2,
-                                features, argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, gemm)
+    taken = 0
+    while True:
+        s = _claim(claims, 1, taken, alone)
+        taken += 1
+        if s >= slices.shape[0]:
+            break
+        _conv_forward_slice(images, slices[s, 0], slices[s, 1], kernel1, bias1, y1, argmax1, pass1, words1, dropout1,
+                            threshold1, scale1, transformed2, bias2, use_bias2, tiles, products, z2, features,
+                            argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, gemm)
     batch = features.shape[0]
     last_layer = len(kernels) - 1
     for phase in range(len(phase_bounds) - 1):
-        if participants > 1:
+        if not alone:
             met += 1
             arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-        for index in range(phase_bounds[phase], phase_bounds[phase + 1]):
-            if not _mine(index - phase_bounds[phase], first_lane, stop_lane, lanes):
-                continue
+        taken = 0
+        while True:
+            index = phase_bounds[phase] + _claim(claims, 2 + phase, taken, alone)
+            taken += 1
+            if index >= phase_bounds[phase + 1]:
+                break
             layer, by_columns, start, stop = pieces[index, 1], pieces[index, 2] != 0, pieces[index, 3], pieces[index, 4]
             kernel = kernels[layer]
             inner, units = kernel.shape[0], kernel.shape[1]
@@ -239,30 +257,34 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_cal
 
 
 @numba.njit(cache=True, nogil=True)
-def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_call, waits, slices, half_bounds, pieces,
+def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_call, waits, claims, slices, pieces,
                    phase_bounds, kernels, kernel_gradients, activations, features, gradients, pass_masks, scales,
                    dfeatures, images, argmax2, pass2, scale2, covers_plane, y1, pad2, tiles, products, dz2,
                    kernel_parts2, bias_parts2, use_bias2, kernel2, turned2, no_bias, dy1, tile_grid, input_tile_grid,
                    argmax1, pass1, scale1, parts1, final_pieces, summed_parts, kernel_gradient2, bias_gradient2,
                    kernel_gradient1, bias_gradient1, use_bias1, bias_gradients, use_biases, nonfinite, dx_scratch,
                    gemm):
-    """This thread's share of the backward pass: phase by phase from the last dense layer down, its blocks of
-    ``dx = dz W^T`` (masked by the layer below's ReLU and dropout) and of ``dW = h^T dz`` (and, in the first phase,
-    its channels of the turned kernel's transform); then the convolution blocks' parts for its halves' slices;
-    then its pieces of the final sums. ``nonfinite[lane]`` is set when a gradient this lane wrote holds a NaN or
-    an infinity. ``gate``: the region's, opened at once."""
+    """This thread's share of the backward pass, phase by phase, each piece claimed: from the last dense layer
+    down, blocks of ``dx = dz W^T`` (masked by the layer below's ReLU and dropout) and of ``dW = h^T dz`` (and, in
+    the first phase, channels of the turned kernel's transform); then the convolution blocks' parts for a slice;
+    then the final sums. ``nonfinite[first_lane]`` is set when a gradient this thread wrote holds a NaN or an
+    infinity. ``claims``: one zeroed counter per phase. ``gate``: the region's, opened at once."""
     open_gate(gate)
     participants = _participants(first_lane, stop_lane, lanes)
+    alone = participants == 1
     met = 0
     batch = features.shape[0]
-    for phase in range(len(phase_bounds) - 1):
-        if phase > 0 and participants > 1:
+    dense_phases = len(phase_bounds) - 1
+    for phase in range(dense_phases):
+        if phase > 0 and not alone:
             met += 1
             arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-        for index in range(phase_bounds[phase], phase_bounds[phase + 1]):
-            lane = (index - phase_bounds[phase]) % lanes
-            if lane < first_lane or lane >= stop_lane:
-                continue
+        taken = 0
+        while True:
+            index = phase_bounds[phase] + _claim(claims, phase, taken, alone)
+            taken += 1
+            if index >= phase_bounds[phase + 1]:
+                break
             kind, layer, by_columns = pieces[index, 0], pieces[index, 1], pieces[index, 2] != 0
             start, stop = pieces[index, 3], pieces[index, 4]
             if kind == TURN:  # channels start:stop of the transform of the kernel turned half a turn, axes swapped
@@ -291,30 +313,35 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
                 _gemm_at(gemm, True, False, rows[1] - rows[0], columns[1] - columns[0], batch, source, rows[0], inner,
                          dz, columns[0], units, gradient, rows[0] * units + columns[0], units)
                 if not _finite(gradient[rows[0]:rows[1], columns[0]:columns[1]]):
-                    nonfinite[lane] = 1
-    if participants > 1:
+                    nonfinite[first_lane] = 1
+    if not alone:
         met += 1
         arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-    for half in range(first_lane, stop_lane):
-        for s in range(half_bounds[half], half_bounds[half + 1]):
-            _conv_backward_slice(images, slices[s, 0], slices[s, 1], s, dfeatures, argmax2, pass2, scale2,
-                                 covers_plane, y1, pad2, tiles, products, dz2, kernel_parts2, bias_parts2, use_bias2,
-                                 turned2, no_bias, dy1, tile_grid, input_tile_grid, argmax1, pass1, scale1, parts1,
-                                 gemm)
-    if participants > 1:
+    taken = 0
+    while True:
+        s = _claim(claims, dense_phases, taken, alone)
+        taken += 1
+        if s >= slices.shape[0]:
+            break
+        _conv_backward_slice(images, slices[s, 0], slices[s, 1], s, dfeatures, argmax2, pass2, scale2, covers_plane,
+                             y1, pad2, tiles, products, dz2, kernel_parts2, bias_parts2, use_bias2, turned2, no_bias,
+                             dy1, tile_grid, input_tile_grid, argmax1, pass1, scale1, parts1, gemm)
+    if not alone:
         met += 1
         arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-    for index in range(final_pieces.shape[0]):
-        lane = index % lanes
-        if lane < first_lane or lane >= stop_lane:
-            continue
+    taken = 0
+    while True:
+        index = _claim(claims, dense_phases + 1, taken, alone)
+        taken += 1
+        if index >= final_pieces.shape[0]:
+            break
         kind, start, stop = final_pieces[index, 0], final_pieces[index, 3], final_pieces[index, 4]
         if kind == KERNEL_SUM:  # channels start:stop: the slices' parts summed in slice order, then G^T dU G
             summed = summed_parts[:, start:stop, :]
             _sum_rows(kernel_parts2[:, :, start:stop, :], summed)
             _kernel_gradient_transform_f4(summed, kernel_gradient2[:, :, start:stop, :])
             if not _finite(kernel_gradient2[:, :, start:stop, :]):
-                nonfinite[lane] = 1
+                nonfinite[first_lane] = 1
             continue
         finite = True  # SMALL_SUMS: every bias, in row or slice order, and the first convolution's kernel
         for layer in range(len(bias_gradients)):
@@ -330,4 +357,4 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
             _sum_rows(parts1[:, 9], bias_gradient1)
             finite = finite and _finite(bias_gradient1)
         if not finite:
-            nonfinite[lane] = 1
+            nonfinite[first_lane] = 1
