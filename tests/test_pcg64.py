@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinynet.kernels.pcg64 import pcg64_advance, pcg64_fill_words, split_state
+from tinynet.kernels.pcg64 import MIN_INTERLEAVED, pcg64_advance, pcg64_fill_words, split_state
 
 
 def _halves(generator: np.random.PCG64) -> tuple[np.uint64, ...]:
@@ -44,3 +45,14 @@ def test_a_stream_split_between_two_writers_is_the_one_stream():
     pcg64_fill_words(*state, 0, out[:130])  # a split inside a raw number (130 = 4 * 32 + 2)
     pcg64_fill_words(*state, 130, out[130:])
     np.testing.assert_array_equal(out, whole)
+
+
+@pytest.mark.parametrize(("first", "count"), [(0, 4 * MIN_INTERLEAVED), (3, 4 * MIN_INTERLEAVED + 1), (5, 10_001),
+                                              (2, 173_056), (1, 4 * MIN_INTERLEAVED - 2)])
+def test_long_runs_drawn_four_streams_at_a_time_are_the_one_stream(first, count):
+    generator = np.random.PCG64(2024)
+    state = _halves(generator)
+    expected = generator.random_raw((first + count + 3) // 4 + 1).view(np.uint16)[first:first + count]
+    out = np.zeros(count, dtype=np.uint16)
+    pcg64_fill_words(*state, first, out)
+    np.testing.assert_array_equal(out, expected)

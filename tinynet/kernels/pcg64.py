@@ -91,10 +91,8 @@ def pcg64_advance(state_high, state_low, increment_high, increment_low, steps):
 
 
 @numba.njit(cache=True, nogil=True)
-def pcg64_fill_words(state_high, state_low, increment_high, increment_low, first_word, out):
-    """``out`` (uint16, 1-D) = the stream's 16-bit words ``first_word, first_word + 1, ...``: the generator at
-    ``(state, increment)`` drawing raw numbers, each one's four words low to high (``random_raw().view(uint16)``
-    on a little-endian machine)."""
+def _fill_words_serial(state_high, state_low, increment_high, increment_low, first_word, out):
+    """:func:`pcg64_fill_words` one raw number after another."""
     if out.shape[0] == 0:
         return
     raw_index = first_word // 4
@@ -104,16 +102,10 @@ def pcg64_fill_words(state_high, state_low, increment_high, increment_low, first
     written = 0
     mask = np.uint64(0xFFFF)
     while written < size:
-        high, low = _multiply(high, low, _MULTIPLIER_HIGH, _MULTIPLIER_LOW)
-        high, low = _add(high, low, increment_high, increment_low)
-        value = high ^ low
-        rotation = high >> _58
-        raw = (value >> rotation) | (value << ((_64 - rotation) & _63))
+        high, low = _step(high, low, increment_high, increment_low)
+        raw = _output(high, low)
         if skip == 0 and written + 4 <= size:  # a whole raw number: its four words
-            out[written] = np.uint16(raw & mask)
-            out[written + 1] = np.uint16((raw >> _16) & mask)
-            out[written + 2] = np.uint16((raw >> _32) & mask)
-            out[written + 3] = np.uint16(raw >> _48)
+            _put_words(out, written, raw)
             written += 4
             continue
         for word in range(skip, 4):  # the first or the last raw number: part of it
@@ -122,3 +114,72 @@ def pcg64_fill_words(state_high, state_low, increment_high, increment_low, first
             out[written] = np.uint16((raw >> (_16 * np.uint64(word))) & mask)
             written += 1
         skip = 0
+
+
+# Streams stepped side by side in pcg64_fill_words: each step's 128-bit multiply waits for the one before, so one
+# stream leaves the multiplier idle most of the time; four independent ones keep it busier (173k words
+# on a Xeon guest: 87 -> 53 us). Below MIN_INTERLEAVED raw numbers the three extra jumps are not worth it.
+_STREAMS = 4
+MIN_INTERLEAVED = 256
+
+
+@numba.njit(cache=True, nogil=True)
+def pcg64_fill_words(state_high, state_low, increment_high, increment_low, first_word, out):
+    """``out`` (uint16, 1-D) = the stream's 16-bit words ``first_word, first_word + 1, ...``: the generator at
+    ``(state, increment)`` drawing raw numbers, each one's four words low to high (``random_raw().view(uint16)``
+    on a little-endian machine).
+
+    The words up to the first whole raw number and after the last are drawn one raw number at a time; the whole
+    raw numbers between are cut into four runs, each run's generator jumped to its start (:func:`pcg64_advance`),
+    and the four stepped side by side: the same words."""
+    size = out.shape[0]
+    head = min((4 - first_word % 4) % 4, size)
+    whole = (size - head) // 4  # raw numbers that fall whole inside out
+    run = whole // _STREAMS
+    if run < MIN_INTERLEAVED // _STREAMS:
+        _fill_words_serial(state_high, state_low, increment_high, increment_low, first_word, out)
+        return
+    _fill_words_serial(state_high, state_low, increment_high, increment_low, first_word, out[:head])
+    first_raw = (first_word + head) // 4
+    # Each state is the one *before* its run's first raw number: a step comes before each output.
+    high0, low0 = pcg64_advance(state_high, state_low, increment_high, increment_low, first_raw)
+    high1, low1 = pcg64_advance(state_high, state_low, increment_high, increment_low, first_raw + run)
+    high2, low2 = pcg64_advance(state_high, state_low, increment_high, increment_low, first_raw + 2 * run)
+    high3, low3 = pcg64_advance(state_high, state_low, increment_high, increment_low, first_raw + 3 * run)
+    body = out[head:head + 4 * _STREAMS * run].reshape((_STREAMS, 4 * run))
+    for r in range(run):
+        high0, low0 = _step(high0, low0, increment_high, increment_low)
+        high1, low1 = _step(high1, low1, increment_high, increment_low)
+        high2, low2 = _step(high2, low2, increment_high, increment_low)
+        high3, low3 = _step(high3, low3, increment_high, increment_low)
+        _put_words(body[0], 4 * r, _output(high0, low0))
+        _put_words(body[1], 4 * r, _output(high1, low1))
+        _put_words(body[2], 4 * r, _output(high2, low2))
+        _put_words(body[3], 4 * r, _output(high3, low3))
+    done = head + 4 * _STREAMS * run
+    _fill_words_serial(state_high, state_low, increment_high, increment_low, first_word + done, out[done:])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _step(high, low, increment_high, increment_low):
+    """The next state: ``state * M + increment``."""
+    high, low = _multiply(high, low, _MULTIPLIER_HIGH, _MULTIPLIER_LOW)
+    return _add(high, low, increment_high, increment_low)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _output(high, low):
+    """PCG XSL RR: the raw number a state gives."""
+    value = high ^ low
+    rotation = high >> _58
+    return (value >> rotation) | (value << ((_64 - rotation) & _63))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put_words(out, at, raw):
+    """A raw number's four 16-bit words, low to high, at ``out[at:at + 4]``."""
+    mask = np.uint64(0xFFFF)
+    out[at] = np.uint16(raw & mask)
+    out[at + 1] = np.uint16((raw >> _16) & mask)
+    out[at + 2] = np.uint16((raw >> _32) & mask)
+    out[at + 3] = np.uint16(raw >> _48)
