@@ -21,6 +21,7 @@ import numpy as np
 from tinynet.engine.barrier import _fetch_add, arrive_and_wait
 from tinynet.engine.threads import open_gate
 from tinynet.engine.winograd_slices import forward_slice, input_gradient_slice, kernel_gradient_slice
+from tinynet.kernels.bias_relu_dropout import bias_relu_dropout_forward
 from tinynet.kernels.direct_conv import (
     conv3x3_one_channel_pool_relu_dropout,
     conv3x3_one_channel_pooled_parameter_gradients,
@@ -53,20 +54,12 @@ def _gemm_at(gemm, trans_a, trans_b, rows, columns, inner, a, a_offset, lda, b, 
 
 @numba.njit(cache=True, nogil=True)
 def _bias_relu_dropout_block(z, rows, columns, bias, use_bias, words, use_dropout, threshold, scale, pass_mask):
-    """:func:`bias_relu_dropout_forward` on the block ``rows x columns`` (``(start, stop)`` pairs) of ``z``: the
-    same arithmetic, element by element."""
-    zero = z.dtype.type(0)
-    for n in range(rows[0], rows[1]):
-        for u in range(columns[0], columns[1]):
-            value = z[n, u] + bias[u] if use_bias else z[n, u]
-            value = zero if value < zero else value
-            passes = value > zero
-            if use_dropout:
-                kept = words[n, u] >= threshold
-                passes = passes & kept
-                value = value * scale if kept else zero
-            z[n, u] = value
-            pass_mask[n, u] = 1 if passes else 0
+    """:func:`tinynet.kernels.bias_relu_dropout.bias_relu_dropout_forward` on the block ``rows x columns``
+    (``(start, stop)`` pairs) of ``z``: the same arithmetic, element by element."""
+    block = (slice(rows[0], rows[1]), slice(columns[0], columns[1]))
+    # (words[block] of a layer without dropout, a (1, 1) array never read, is clipped to what it has)
+    bias_relu_dropout_forward(z[block], bias[block[1]], use_bias, words[block], use_dropout, threshold, scale,
+                              pass_mask[block])
 
 
 @numba.njit(cache=True, nogil=True)
