@@ -13,6 +13,9 @@ on (the default):
   its own cache and work arrays (:mod:`~tinynet.engine.scratch`);
 - :mod:`tinynet.engine.compiled_inference`: for a plan of the tutorial CNN's shape, a prediction as one compiled
   call per thread, each taking half of the batch through every stage (no GIL handoff between the layers);
+  :mod:`tinynet.engine.compiled_training` (with :mod:`~tinynet.engine.training_lanes`): its training step's
+  forward and backward passes as one compiled call per thread each, the threads claiming pieces phase by phase
+  and meeting at a barrier that sleeps in the kernel (:mod:`~tinynet.engine.barrier`);
 - :mod:`tinynet.engine.threads`: the worker threads (:func:`set_num_threads`, ``TINYNET_NUM_THREADS``), and how
   they give way on a shared machine (:mod:`~tinynet.engine.contention`, :func:`set_adaptive_threads`,
   ``TINYNET_ADAPTIVE_THREADS``, :func:`thread_decision`);
