@@ -75,22 +75,30 @@ def test_contended_regions_are_timed_both_ways_and_the_faster_way_is_kept():
     detector = ContentionDetector()
     _share_windows(detector, 0.03)
     assert detector.contended and detector.use_threads(0.0)
-    now = _regions(detector, threaded_seconds=0.004, alone_seconds=0.003, start=0.0, seconds=0.2)
+    now = _regions(detector, threaded_seconds=0.004, alone_seconds=0.002, start=0.0, seconds=0.2)
     assert detector.trial is None and detector.choice == contention.ALONE  # alone was faster: kept
-    assert detector.region_means == pytest.approx({contention.THREADS: 0.004, contention.ALONE: 0.003})
+    assert detector.region_means == pytest.approx({contention.THREADS: 0.004, contention.ALONE: 0.002})
     assert not detector.use_threads(now) and detector.decision(2, now).threads == 1
     assert "the calling thread alone for" in detector.decision(2, now).reason
     assert 0 < detector.serial_until - now <= contention.SHORTEST_PAUSE  # kept for SHORTEST_PAUSE from the choice
-    now = _regions(detector, 0.004, 0.003, start=now, seconds=contention.SHORTEST_PAUSE + 0.2)  # timed again
+    now = _regions(detector, 0.004, 0.002, start=now, seconds=contention.SHORTEST_PAUSE + 0.2)  # timed again
     assert detector.choice == contention.ALONE and detector.pause == 2 * contention.SHORTEST_PAUSE
     for _ in range(8):  # the same way keeps winning: the pause doubles, never beyond LONGEST_PAUSE
-        now = _regions(detector, 0.004, 0.003, start=now, seconds=detector.pause + 0.2)
+        now = _regions(detector, 0.004, 0.002, start=now, seconds=detector.pause + 0.2)
     assert detector.pause == contention.LONGEST_PAUSE
     now = _regions(detector, 0.002, 0.003, start=now, seconds=detector.serial_until - now + 0.15)  # threads win
     assert detector.choice == contention.THREADS and detector.pause == contention.SHORTEST_PAUSE
     assert detector.use_threads(now) and detector.decision(2, now).threads == 2
     detector.worker_window(0.06, 0.06)  # the competitors left
     assert not detector.contended and detector.decision(2, now).reason.startswith("quiet")
+
+
+def test_the_calling_thread_alone_must_be_clearly_faster_to_be_kept():
+    detector = ContentionDetector()
+    _share_windows(detector, 0.03)
+    now = _regions(detector, threaded_seconds=0.004, alone_seconds=0.0035, start=0.0, seconds=0.15)
+    assert detector.region_means[contention.ALONE] < detector.region_means[contention.THREADS]
+    assert detector.choice == contention.THREADS and detector.use_threads(now)  # a noisy edge is no reason
 
 
 def test_a_trial_times_a_whole_window_and_ignores_regions_begun_the_other_way():

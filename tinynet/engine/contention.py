@@ -26,7 +26,8 @@ So the engine measures, from its own threads, how much of the CPU they get:
   slices, on how much of the work is split, and on what else runs), so the detector measures it. Each parallel
   region reports its wall time and how it ran; a *trial* times a window of regions (``WINDOW_SECONDS`` and
   ``TRIAL_REGIONS`` at least) on every thread, then a window on the calling thread alone
-  (:meth:`ContentionDetector.use_threads` is False), and the faster way is kept for a while. Then both are timed
+  (:meth:`ContentionDetector.use_threads` is False), and the faster way is kept for a while (the calling
+  thread alone only when clearly faster, ``ALONE_MARGIN``). Then both are timed
   again, the pause doubling, up to ``LONGEST_PAUSE``, while the same way keeps winning, and shrinking back to
   ``SHORTEST_PAUSE`` when the other wins. A trial's windows see the same mix of regions (a training step repeats
   its regions many times a window), so their mean region times compare like with like.
@@ -66,6 +67,11 @@ QUIET_ABOVE = 0.8
 SHORTEST_PAUSE = 0.5  # seconds a trial's choice is kept before both ways are timed again
 LONGEST_PAUSE = 2.0  # short: while the calling thread works alone, only a trial can see the others leave
 TRIAL_REGIONS = 8  # a trial's window holds at least this many regions (a few training steps' worth)
+# The calling thread alone is kept only when a trial finds its regions this much faster. Windows on a shared
+# machine are noisy, and a wrong choice of the calling thread alone costs far more than a wrong choice of the
+# threads: choosing the faster by any margin, an epoch of `tinynet train` with one busy process per core took
+# 2.45-2.48x its idle time, always keeping the threads 1.77x (Xeon guest; the batch-32 step 2.84-2.87x either way).
+ALONE_MARGIN = 0.75
 THREADS, ALONE = "every thread", "the calling thread alone"
 
 
@@ -149,7 +155,7 @@ class ContentionDetector:
         if self.trial == THREADS:
             self._begin(ALONE)
             return
-        choice = ALONE if self.region_means[ALONE] < self.region_means[THREADS] else THREADS
+        choice = ALONE if self.region_means[ALONE] < ALONE_MARGIN * self.region_means[THREADS] else THREADS
         self.pause = min(2 * self.pause, LONGEST_PAUSE) if choice == self.choice else SHORTEST_PAUSE
         self.trial, self.choice = None, choice
         self._keep_until = now + self.pause
