@@ -31,14 +31,12 @@ import ctypes
 import functools
 import platform
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numba
 import numpy as np
-from numba.core import cgutils
-from numba.extending import intrinsic
 
-from tinynet.engine.threads import _load_acquire
+from tinynet.engine.atomics import fetch_add, load_acquire
 
 __all__ = ["new_barrier", "arrive_and_wait", "system_calls", "waits", "SLEEP_NANOSECONDS"]
 
@@ -55,25 +53,6 @@ _LINUX_CALLS = {"x86_64": (202, 24), "aarch64": (98, 124), "arm64": (98, 124), "
                 "ppc64le": (221, 158), "ppc64": (221, 158)}
 
 
-if TYPE_CHECKING:
-    def _fetch_add(array: np.ndarray, index: int, value: int) -> int: ...
-else:
-    @intrinsic
-    def _fetch_add(typingctx, array, index, value):  # noqa: ARG001 (Numba's intrinsic signature)
-        """``array[index] += value`` as one sequentially consistent read-modify-write; returns the old value.
-        Sequentially consistent, not only acquire-release: an arrival's add and its read of the sleepers, and a
-        sleeper's add and its read of the arrivals, must not pass each other, or a wake-up could be missed."""
-
-        def codegen(context, builder, signature, args):
-            array_type = signature.args[0]
-            array_struct = context.make_array(array_type)(context, builder, args[0])
-            pointer = cgutils.get_item_pointer(context, builder, array_type, array_struct, [args[1]])
-            added = context.cast(builder, args[2], signature.args[2], array_type.dtype)
-            return builder.atomic_rmw("add", pointer, added, "seq_cst")
-
-        return array.dtype(array, index, value), codegen
-
-
 def new_barrier() -> np.ndarray:
     """A barrier at zero: the counts of arrivals and of sleepers."""
     return np.zeros(2, dtype=np.int32)
@@ -83,14 +62,14 @@ def new_barrier() -> np.ndarray:
 def arrive_and_wait(barrier, target, abort, system_call, waits):
     """Add one to the arrivals and return once they reach ``target`` (this phase's number times the number of
     participants) or ``abort[0]`` is set. ``system_call`` and ``waits``: :func:`system_calls` and :func:`waits`."""
-    if _fetch_add(barrier, ARRIVALS, 1) + 1 >= target:  # the last to arrive: wake whoever went to sleep
-        if _load_acquire(barrier, SLEEPERS) > 0 and waits[FUTEX] >= 0:
+    if fetch_add(barrier, ARRIVALS, 1) + 1 >= target:  # the last to arrive: wake whoever went to sleep
+        if load_acquire(barrier, SLEEPERS) > 0 and waits[FUTEX] >= 0:
             system_call(waits[FUTEX], barrier.ctypes.data, _FUTEX_WAKE_PRIVATE, _WAKE_ALL, 0, 0, 0)
         return
     looks = 0
     while True:
-        arrived = _load_acquire(barrier, ARRIVALS)
-        if arrived >= target or _load_acquire(abort, 0) != 0:
+        arrived = load_acquire(barrier, ARRIVALS)
+        if arrived >= target or load_acquire(abort, 0) != 0:
             return
         looks += 1
         if looks < waits[WATCH]:
@@ -101,11 +80,11 @@ def arrive_and_wait(barrier, target, abort, system_call, waits):
             continue
         # Count this thread as a sleeper before looking again: an arrival after that look sees the sleeper and
         # wakes it, and one before it changed the word, so the kernel refuses the sleep (the word is not `arrived`).
-        _fetch_add(barrier, SLEEPERS, 1)
-        arrived = _load_acquire(barrier, ARRIVALS)
-        if arrived < target and _load_acquire(abort, 0) == 0:
+        fetch_add(barrier, SLEEPERS, 1)
+        arrived = load_acquire(barrier, ARRIVALS)
+        if arrived < target and load_acquire(abort, 0) == 0:
             system_call(waits[FUTEX], barrier.ctypes.data, _FUTEX_WAIT_PRIVATE, arrived, waits[TIMEOUT], 0, 0)
-        _fetch_add(barrier, SLEEPERS, -1)
+        fetch_add(barrier, SLEEPERS, -1)
 
 
 _PROTOTYPE = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_size_t, ctypes.c_long, ctypes.c_long,
@@ -130,9 +109,11 @@ def system_calls() -> Any:
     return _PROTOTYPE(address)
 
 
+@functools.lru_cache(maxsize=8)  # a pass asks for the detector's watch, one of two values: no array per pass
 def waits(watch_looks: int, sleep_nanoseconds: int = SLEEP_NANOSECONDS) -> np.ndarray:
     """The ``waits`` argument of :func:`arrive_and_wait`: watch ``watch_looks`` looks (at least one), then sleep
-    up to ``sleep_nanoseconds`` at a time (the timeout lives in the array itself, so it lives as long)."""
+    up to ``sleep_nanoseconds`` at a time (the timeout lives in the array itself, so it lives as long). The array
+    is shared between callers asking for the same waits: read it, never write it."""
     futex, sched_yield = _linux_calls() or (-1, -1)
     seconds, nanoseconds = divmod(max(int(sleep_nanoseconds), 1), 1_000_000_000)
     fields = np.array([futex, sched_yield, max(int(watch_looks), 1), 0, seconds, nanoseconds], dtype=np.int64)

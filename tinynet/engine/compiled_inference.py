@@ -121,13 +121,14 @@ class CompiledInference:
         self._scratch = [Scratch(self.dtype), Scratch(self.dtype)]  # one per slot (thread)
         self._masks: list[np.ndarray | None] = [None, None]
 
-    def _halves(self, batch: int) -> list[np.ndarray]:
-        """Two halves of the batch, each cut into slices of at most the second block's slice size, as
-        ``(start, stop)`` rows: the same cut whatever the thread count."""
+    def _halves(self, batch: int, slices_per_half: int = 1) -> list[np.ndarray]:
+        """Two halves of the batch, each cut into slices of at most the second block's slice size, and into at
+        least ``slices_per_half`` while they hold an image each, as ``(start, stop)`` rows: the same cut whatever
+        the thread count."""
         size = images_per_slice(self.second.conv, winograd_f4=True)
         halves = []
         for first, stop in threads.split_range(batch, 2):
-            count = -(-(stop - first) // size)
+            count = max(-(-(stop - first) // size), min(slices_per_half, stop - first))
             halves.append(np.array([(first + a, first + b) for a, b in threads.split_range(stop - first, count)],
                                    dtype=np.int64))
         return halves

@@ -54,7 +54,8 @@ __all__ = ["CompiledTraining", "compiled_training", "ENABLED"]
 # Whether matching plans train this way (tests turn it off to compare with the stages).
 ENABLED = True
 
-# Each half of the batch is cut into at least this many slices for the convolution blocks (see _cut).
+# Each half of the batch is cut into at least this many slices for the convolution blocks: pieces for the threads
+# to claim, so that a thread that falls behind leaves the other some to take.
 SLICES_PER_HALF = 2
 
 # The words a layer without dropout gets (never read), by number of axes.
@@ -72,7 +73,7 @@ class _Plan:
         conv1, conv2 = first.conv, second.conv
         dtype = training.dtype
         dense = [stage.dense for stage in network.dense]
-        halves = [_cut(half, SLICES_PER_HALF) for half in network._halves(batch)]
+        halves = network._halves(batch, SLICES_PER_HALF)
         self.lanes = len(halves)
         self.slices = np.concatenate(halves)
         self.half_bounds = np.cumsum([0] + [len(h) for h in halves]).astype(np.int64)
@@ -129,21 +130,12 @@ class _Plan:
         room = 36 * largest_slice * tiles * max(channels, filters)
         conv_map = (largest_slice, conv2.out_h, conv2.out_w, filters)
         widest = max(layer.params["kernel"].shape[0] for layer in dense)  # a dense layer's dx block, transposed
+        # A pass's meeting place: the barrier, the abort flag and one claim counter per phase (forward: the masks,
+        # the convolutions, each dense layer; backward: each dense layer, the convolutions, the final sums).
+        self.meeting, self.abort = barrier.new_barrier(), np.zeros(1, np.int64)
+        self.claims = np.zeros(len(dense) + 2, np.int64)
         self.work = [(np.empty(room, dtype), np.empty(room, dtype), np.empty(conv_map, dtype),
                       np.empty(widest * batch, dtype)) for _ in halves]
-
-
-def _cut(half: np.ndarray, at_least: int) -> np.ndarray:
-    """The slices ``(start, stop)`` of a half of the batch, each cut again until there are ``at_least`` (while
-    they hold more than one image): pieces for the threads to claim, so that a thread that falls behind leaves
-    the other some to take."""
-    slices = [(int(start), int(stop)) for start, stop in half]
-    while len(slices) < at_least and any(stop - start > 1 for start, stop in slices):
-        start, stop = max(slices, key=lambda piece: piece[1] - piece[0])
-        index = slices.index((start, stop))
-        middle = start + (stop - start + 1) // 2
-        slices[index:index + 1] = [(start, middle), (middle, stop)]
-    return np.array(slices, dtype=np.int64)
 
 
 def _pieces(kind: int, layer: int, rows: int, inner: int, columns: int) -> list[int]:
@@ -174,6 +166,15 @@ class CompiledTraining:
     def clear(self) -> None:
         """Drop the forward pass's records: no backward pass will come."""
         self._cache = None
+
+    @staticmethod
+    def _meeting(plan: _Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, np.ndarray, np.ndarray]:
+        """The plan's barrier, abort flag and claim counters, zeroed for a new pass, with what its waits call."""
+        plan.meeting.fill(0)
+        plan.abort.fill(0)
+        plan.claims.fill(0)
+        return (plan.meeting, plan.abort, plan.claims, barrier.system_calls(), barrier.waits(threads.watch_looks()),
+                threads.region_gate())
 
     def _plan(self, batch: int) -> _Plan:
         plan = self._plans.get(batch)
@@ -249,9 +250,7 @@ class CompiledTraining:
         kernel1 = conv1.params["kernel"].reshape(9, plan.channels)
         bias1 = conv1.params["bias"] if conv1.use_bias else first._scratch.get("zero_bias", (plan.channels,), fill=0.0)
         bias2 = conv2.params["bias"] if conv2.use_bias else second._scratch.get("zero_bias", (plan.filters,), fill=0.0)
-        meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
-        claims = np.zeros(len(plan.forward_bounds) + 1, np.int64)  # the masks, the convolutions, each dense layer
-        system_call, waits, gate = barrier.system_calls(), barrier.waits(threads.watch_looks()), threads.region_gate()
+        meeting, abort, claims, system_call, waits, gate = self._meeting(plan)
 
         def run(slot: int, first_lane: int, stop_lane: int) -> None:
             try:
@@ -298,9 +297,7 @@ class CompiledTraining:
         bias_gradients = tuple(layer.grads["bias"] if layer.use_bias else layer.grads["kernel"][0] for layer in dense)
         use_biases = np.array([layer.use_bias for layer in dense], dtype=np.bool_)
         no_bias1 = plan.no_bias1
-        meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
-        claims = np.zeros(len(plan.backward_bounds) + 1, np.int64)  # each dense layer, the convolutions, the sums
-        system_call, waits, gate = barrier.system_calls(), barrier.waits(threads.watch_looks()), threads.region_gate()
+        meeting, abort, claims, system_call, waits, gate = self._meeting(plan)
         pad2 = (conv2.pad_top, conv2.pad_left)
 
         def run(slot: int, first_lane: int, stop_lane: int) -> None:

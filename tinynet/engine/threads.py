@@ -37,14 +37,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from tinynet.engine import blas
+from tinynet.engine.atomics import load_acquire, store_release
 from tinynet.engine.contention import WINDOW_SECONDS as _WORKER_WINDOW_SECONDS
 from tinynet.engine.contention import ContentionDetector, ThreadDecision, adaptive_from_environment
 from tinynet.kernels.matmul import MIN_SPLIT_MULTIPLY_ADDS, matmul_blocks, multiply_block, new_product, split_range
@@ -117,46 +115,11 @@ def thread_decision() -> ThreadDecision:
 # the cores are shared, where watching for a descheduled partner only burns the slice the partner needs.
 
 
-if TYPE_CHECKING:
-    # What compiled code calls: Numba supplies ``typingctx`` itself, and the Python-level object only raises.
-    def _load_acquire(array: np.ndarray, index: int) -> int: ...
-else:
-    @intrinsic
-    def _load_acquire(typingctx, array, index):  # noqa: ARG001 (Numba's intrinsic signature)
-        """``array[index]`` read with an atomic acquire load, which the compiler may not hoist out of a loop."""
-
-        def codegen(context, builder, signature, args):
-            array_type = signature.args[0]
-            array_struct = context.make_array(array_type)(context, builder, args[0])
-            pointer = cgutils.get_item_pointer(context, builder, array_type, array_struct, [args[1]])
-            return builder.load_atomic(pointer, "acquire", array_type.dtype.bitwidth // 8)
-
-        return array.dtype(array, index), codegen
-
-
-if TYPE_CHECKING:
-    def _store_release(array: np.ndarray, index: int, value: int) -> None: ...
-else:
-    @intrinsic
-    def _store_release(typingctx, array, index, value):  # noqa: ARG001 (Numba's intrinsic signature)
-        """``array[index] = value`` as an atomic release store: every write before it is seen before it."""
-
-        def codegen(context, builder, signature, args):
-            array_type = signature.args[0]
-            array_struct = context.make_array(array_type)(context, builder, args[0])
-            pointer = cgutils.get_item_pointer(context, builder, array_type, array_struct, [args[1]])
-            stored = context.cast(builder, args[2], signature.args[2], array_type.dtype)
-            builder.store_atomic(stored, pointer, "release", array_type.dtype.bitwidth // 8)
-            return context.get_dummy_value()
-
-        return numba.types.none(array, index, value), codegen
-
-
 @numba.njit(cache=True, nogil=True)
 def _watch_flag(flag, iterations):
     """Return True as soon as ``flag[0]`` is non-zero, False after ``iterations`` looks (GIL released)."""
     for _ in range(iterations):
-        if _load_acquire(flag, 0) != 0:
+        if load_acquire(flag, 0) != 0:
             return True
     return False
 
@@ -175,7 +138,7 @@ def _watch_posted(posted, gate, iterations):
 def open_gate(gate):
     """Let the workers of a region run by :func:`parallel_ranges` with ``gate_opened_by_task`` take the GIL: the
     calling thread's compiled code calls this first thing, when it has just let go of the GIL."""
-    _store_release(gate, 0, 1)
+    store_release(gate, 0, 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -187,38 +150,53 @@ def _raise_then_watch(raised, posted, gate, iterations):
     Why it matters: a thread that asks for the GIL while another holds it sleeps on a condition variable, and
     waking it costs 20-35 us on a virtual machine (measured on a Xeon guest: a round trip with the flag raised
     while the GIL was still held, 56 us; the worker's share of it is what this removes)."""
-    _store_release(raised, 0, 1)
+    store_release(raised, 0, 1)
     return _watch_posted(posted, gate, iterations)
 
 
-class _ScheduledTime:
-    """The calling thread's time on a CPU and time spent runnable but waiting for one, in seconds, as Linux's
-    scheduler counts them (``/proc/thread-self/schedstat``: one ``pread`` of a file kept open, under a
-    microsecond). Their ratio is the share of the CPU the thread got whenever it wanted it, whatever it slept on
-    in between (its queue, or a barrier inside compiled code, which the wall clock cannot tell from waiting)."""
+class _CpuShare:
+    """How much of the CPU the calling thread got of the time it wanted it, window by window (``WINDOW_SECONDS``).
 
-    def __init__(self, descriptor: int) -> None:
-        self.descriptor = descriptor
+    On Linux both as the scheduler counts them (``/proc/thread-self/schedstat``: time on a CPU, and time runnable
+    but waiting for one; one ``pread`` of a file kept open, under a microsecond), so no sleep of any kind counts
+    as wanted time: neither on the thread's queue nor at a barrier inside compiled code, which the wall clock
+    cannot tell from waiting for a CPU. Elsewhere ``time.thread_time`` against the wall time the thread did not
+    spend sleeping on its queue (:meth:`slept`)."""
 
-    @classmethod
-    def open(cls) -> _ScheduledTime | None:
-        """For the calling thread, or None where the system does not count this (then the wall clock is used)."""
+    def __init__(self) -> None:
         try:
-            descriptor = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+            self._descriptor: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
         except OSError:
-            return None
-        scheduled = cls(descriptor)
-        if scheduled.read() is None:
-            os.close(descriptor)
-            return None
-        return scheduled
+            self._descriptor = None
+        self._counts = self._read()
+        self._start, self._cpu, self._slept = time.perf_counter(), time.thread_time(), 0.0
 
-    def read(self) -> tuple[float, float] | None:
+    def _read(self) -> tuple[float, float] | None:
+        if self._descriptor is None:
+            return None
         try:
-            fields = os.pread(self.descriptor, 128, 0).split()
+            fields = os.pread(self._descriptor, 128, 0).split()
             return int(fields[0]) * 1e-9, int(fields[1]) * 1e-9
         except (OSError, ValueError, IndexError):
             return None
+
+    def slept(self, seconds: float) -> None:
+        """The thread slept ``seconds`` on its queue (only the wall-clock measure needs telling)."""
+        self._slept += seconds
+
+    def due(self, now: float) -> bool:
+        return now - self._start >= _WORKER_WINDOW_SECONDS
+
+    def window(self, now: float) -> tuple[float, float]:
+        """``(CPU seconds, wanted seconds)`` since the last window, which ends at ``now``."""
+        counts, cpu = self._read(), time.thread_time()
+        if counts is not None and self._counts is not None:
+            on_cpu = counts[0] - self._counts[0]
+            wanted = on_cpu + counts[1] - self._counts[1]
+        else:
+            on_cpu, wanted = cpu - self._cpu, now - self._start - self._slept
+        self._counts, self._cpu, self._start, self._slept = counts, cpu, now, 0.0
+        return on_cpu, wanted
 
 
 class _Worker:
@@ -240,15 +218,13 @@ class _Worker:
 
     def _run(self) -> None:
         _local.busy = True  # a piece of work that itself asks for parallel work runs it in place
-        scheduled = _ScheduledTime.open()
-        window_start, window_cpu, slept = time.perf_counter(), time.thread_time(), 0.0
-        window_times = scheduled.read() if scheduled is not None else None
+        share = _CpuShare()
         posted = _watch_posted(self.posted, _gate, _detector.watch_iterations)
         while True:
             if not posted:
                 sleep_start = time.perf_counter()
                 task, slot, start, stop = self.tasks.get()
-                slept += time.perf_counter() - sleep_start
+                share.slept(time.perf_counter() - sleep_start)
             else:
                 task, slot, start, stop = self.tasks.get()
             self.posted[0] = 0
@@ -262,18 +238,8 @@ class _Worker:
             self.results.put(outcome)
             outcome = None
             now = time.perf_counter()
-            if now - window_start >= _WORKER_WINDOW_SECONDS:
-                if scheduled is not None and window_times is not None:
-                    times = scheduled.read()
-                    if times is not None:  # runnable = on a CPU + waiting for one; sleeps of any kind left out
-                        on_cpu, waiting = times[0] - window_times[0], times[1] - window_times[1]
-                        _detector.worker_window(on_cpu, on_cpu + waiting)
-                    window_times = times
-                else:
-                    cpu = time.thread_time()
-                    _detector.worker_window(cpu - window_cpu, now - window_start - slept)
-                    window_cpu = cpu
-                window_start, slept = now, 0.0
+            if share.due(now):
+                _detector.worker_window(*share.window(now))
             # "done" goes up after the GIL is let go, so the calling thread, which watches for it, takes the GIL
             # at once instead of sleeping until this thread drops it; then watch for the next piece.
             posted = _raise_then_watch(self.done, self.posted, _gate, _detector.watch_iterations)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from tinynet.engine.barrier import _fetch_add, arrive_and_wait
+from tinynet.engine.atomics import fetch_add
+from tinynet.engine.barrier import arrive_and_wait
 from tinynet.engine.threads import open_gate
 from tinynet.engine.winograd_slices import forward_slice, input_gradient_slice, kernel_gradient_slice
 from tinynet.kernels.bias_relu_dropout import bias_relu_dropout_forward
@@ -169,7 +170,7 @@ def _participants(first_lane, stop_lane, lanes):
 def _claim(claims, phase, taken, alone):
     """The number of the next piece of ``phase`` this thread runs: ``taken`` (how many it ran in this phase)
     when it runs alone, else the next unclaimed one (past the last: the phase is done)."""
-    return taken if alone else _fetch_add(claims, phase, 1)
+    return taken if alone else fetch_add(claims, phase, 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -197,10 +198,8 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_cal
     participants = _participants(first_lane, stop_lane, lanes)
     alone = participants == 1
     met = 0
-    taken = 0
-    while True:
+    for taken in range(lanes):  # at most every piece
         lane = _claim(claims, 0, taken, alone)
-        taken += 1
         if lane >= lanes:
             break
         _draw_rows(slices[half_bounds[lane], 0], slices[half_bounds[lane + 1] - 1, 1], streams, stream_words,
@@ -210,10 +209,8 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_cal
     if not alone:
         met += 1
         arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-    taken = 0
-    while True:
+    for taken in range(slices.shape[0]):  # at most every piece
         s = _claim(claims, 1, taken, alone)
-        taken += 1
         if s >= slices.shape[0]:
             break
         _conv_forward_slice(images, slices[s, 0], slices[s, 1], kernel1, bias1, y1, argmax1, pass1, words1, dropout1,
@@ -225,10 +222,8 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_cal
         if not alone:
             met += 1
             arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-        taken = 0
-        while True:
+        for taken in range(phase_bounds[phase + 1] - phase_bounds[phase]):  # at most every piece
             index = phase_bounds[phase] + _claim(claims, 2 + phase, taken, alone)
-            taken += 1
             if index >= phase_bounds[phase + 1]:
                 break
             layer, by_columns, start, stop = pieces[index, 1], pieces[index, 2] != 0, pieces[index, 3], pieces[index, 4]
@@ -272,10 +267,8 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
         if phase > 0 and not alone:
             met += 1
             arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-        taken = 0
-        while True:
+        for taken in range(phase_bounds[phase + 1] - phase_bounds[phase]):  # at most every piece
             index = phase_bounds[phase] + _claim(claims, phase, taken, alone)
-            taken += 1
             if index >= phase_bounds[phase + 1]:
                 break
             kind, layer, by_columns = pieces[index, 0], pieces[index, 1], pieces[index, 2] != 0
@@ -310,10 +303,8 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
     if not alone:
         met += 1
         arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-    taken = 0
-    while True:
+    for taken in range(slices.shape[0]):  # at most every piece
         s = _claim(claims, dense_phases, taken, alone)
-        taken += 1
         if s >= slices.shape[0]:
             break
         _conv_backward_slice(images, slices[s, 0], slices[s, 1], s, dfeatures, argmax2, pass2, scale2, covers_plane,
@@ -322,10 +313,8 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
     if not alone:
         met += 1
         arrive_and_wait(barrier, met * participants, abort, system_call, waits)
-    taken = 0
-    while True:
+    for taken in range(final_pieces.shape[0]):  # at most every piece
         index = _claim(claims, dense_phases + 1, taken, alone)
-        taken += 1
         if index >= final_pieces.shape[0]:
             break
         kind, start, stop = final_pieces[index, 0], final_pieces[index, 3], final_pieces[index, 4]
