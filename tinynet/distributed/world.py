@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 import warnings
 from typing import Any
@@ -102,6 +103,9 @@ class World:
 
 _world: World | None = None
 
+#: How long a failing process waits, after writing its traceback, before it aborts the job.
+ABORT_GRACE_SECONDS = 0.5
+
 
 def _abort_on_uncaught_exception(world: World) -> None:
     previous = sys.excepthook
@@ -113,6 +117,9 @@ def _abort_on_uncaught_exception(world: World) -> None:
                          + "".join(prefix + line + "\n" for line in message.rstrip("\n").split("\n")))
         sys.stderr.flush()
         if world.size > 1:
+            # The launcher forwards our stderr from a pipe it polls; MPI_Abort makes it tear the job down at
+            # once, and what it had not read yet is lost (1 run in 20 printed nothing). A moment's grace first.
+            time.sleep(ABORT_GRACE_SECONDS)
             world.abort(1)
         previous(kind, error, trace)
 
