@@ -227,3 +227,20 @@ def test_a_sleeping_waiter_is_woken_at_once_not_by_its_timeout():
     barrier.arrive_and_wait(meeting, 2, abort, system_call, waits)
     thread.join(5)
     assert woken and woken[0] - released < 0.5  # not the 20 s timeout: the last arrival woke it
+
+
+@settings(max_examples=25, deadline=None)
+@given(parts=st.integers(1, 5), channels=st.integers(1, 9), filters=st.integers(1, 7), data=st.data())
+def test_a_range_of_channels_of_the_kernel_parts_sums_in_slice_order(parts, channels, filters, data):
+    from tinynet.engine.training_lanes import _sum_channel_parts
+
+    start = data.draw(st.integers(0, channels - 1))
+    stop = data.draw(st.integers(start + 1, channels))
+    values = np.random.default_rng(parts * 100 + channels).standard_normal((parts, 36, channels, filters))
+    values = values.astype(np.float32)
+    out = np.full((36, stop - start, filters), np.nan, np.float32)
+    _sum_channel_parts(values, start, stop, out)
+    expected = values[0, :, start:stop].copy()
+    for part in range(1, parts):
+        expected += values[part, :, start:stop]  # part by part, in order: the bits the stages' sum has
+    assert np.array_equal(out, expected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -50,6 +51,28 @@ def test_a_worker_exception_reaches_the_caller_and_the_pool_keeps_working(two_th
     out = np.zeros(4)
     parallel.parallel_ranges(4, lambda slot, start, stop: out.__setitem__(slice(start, stop), slot + 1))
     assert out.tolist() == [1, 1, 2, 2]
+
+
+@pytest.mark.skipif(not blas.controllable(), reason="needs an OpenBLAS whose threads tinynet can set")
+def test_a_worker_leaves_its_compiled_code_once_the_caller_waits_without_the_gil(two_threads):
+    # wait_for_closing returns when the calling thread has finished its own piece and waits for the workers
+    # (gate[1]); without that signal it would watch for its whole budget, several seconds here.
+    times: dict[str, float] = {}
+
+    def task(slot, start, stop):
+        if slot == 0:
+            time.sleep(0.05)
+            times["caller done"] = time.perf_counter()
+        else:
+            parallel.wait_for_closing(parallel.region_gate(), 4_000_000_000)
+            times["worker left"] = time.perf_counter()
+
+    parallel.parallel_ranges(2, task)
+    assert times["caller done"] <= times["worker left"] < times["caller done"] + 0.5
+    assert parallel.region_gate().tolist() == [1, 1]  # open outside a region: nobody waits there
+    started = time.perf_counter()
+    parallel.wait_for_closing(parallel.region_gate(), 4_000_000_000)
+    assert time.perf_counter() - started < 0.5
 
 
 @pytest.mark.skipif(not blas.controllable(), reason="needs an OpenBLAS whose threads tinynet can set")

@@ -19,8 +19,8 @@ import numba
 import numpy as np
 
 from tinynet.engine.atomics import fetch_add
-from tinynet.engine.barrier import arrive_and_wait
-from tinynet.engine.threads import open_gate
+from tinynet.engine.barrier import WATCH, arrive_and_wait
+from tinynet.engine.threads import open_gate, wait_for_closing
 from tinynet.engine.winograd_slices import forward_slice, input_gradient_slice, kernel_gradient_slice
 from tinynet.kernels.bias_relu_dropout import bias_relu_dropout_forward
 from tinynet.kernels.direct_conv import (
@@ -87,6 +87,21 @@ def _sum_rows(values, out):
     out[:] = values[0]
     for index in range(1, values.shape[0]):
         out += values[index]
+
+
+@numba.njit(cache=True, nogil=True)
+def _sum_channel_parts(parts, start, stop, out):
+    """``out[k] = parts[0, k, start:stop] + parts[1, k, start:stop] + ...`` in that order (:func:`_sum_rows`'s
+    bits) for ``parts (parts, 36, C, F)`` and ``out (36, stop - start, F)``, both C-contiguous. The rows of
+    channels ``start:stop`` are contiguous runs of the flattened parts: summed as whole runs, 5x faster than
+    element by element through strided views (which also check every index for wrap-around)."""
+    flat = parts.reshape(parts.shape[0], parts.shape[1], -1)
+    low, high = start * parts.shape[3], stop * parts.shape[3]
+    for k in range(flat.shape[1]):
+        row = out[k].reshape(-1)
+        row[:] = flat[0, k, low:high]
+        for part in range(1, flat.shape[0]):
+            row += flat[part, k, low:high]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -242,6 +257,8 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_cal
                 for n in range(rows[0], rows[1]):
                     for u in range(columns[0], columns[1]):
                         out[n, u] += bias[u]
+    if first_lane > 0:  # a worker: back to Python once the calling thread has let go of the GIL
+        wait_for_closing(gate, waits[WATCH])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -319,8 +336,10 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
             break
         kind, start, stop = final_pieces[index, 0], final_pieces[index, 3], final_pieces[index, 4]
         if kind == KERNEL_SUM:  # channels start:stop: the slices' parts summed in slice order, then G^T dU G
-            summed = summed_parts[:, start:stop, :]
-            _sum_rows(kernel_parts2[:, :, start:stop, :], summed)
+            filters = kernel_parts2.shape[3]
+            # (a contiguous block of the flat scratch: the transform reads it 4x faster than a strided view)
+            summed = summed_parts[36 * start * filters:36 * stop * filters].reshape(36, stop - start, filters)
+            _sum_channel_parts(kernel_parts2, start, stop, summed)
             _kernel_gradient_transform_f4(summed, kernel_gradient2[:, :, start:stop, :])
             if not _finite(kernel_gradient2[:, :, start:stop, :]):
                 nonfinite[first_lane] = 1
@@ -340,3 +359,5 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
             finite = finite and _finite(bias_gradient1)
         if not finite:
             nonfinite[first_lane] = 1
+    if first_lane > 0:  # a worker: back to Python once the calling thread has let go of the GIL
+        wait_for_closing(gate, waits[WATCH])
