@@ -244,3 +244,62 @@ def test_a_range_of_channels_of_the_kernel_parts_sums_in_slice_order(parts, chan
     for part in range(1, parts):
         expected += values[part, :, start:stop]  # part by part, in order: the bits the stages' sum has
     assert np.array_equal(out, expected)
+
+
+def _compiled_with(optimizer, seed=5):
+    model = _cnn(16, (16, 8), [20, 12], 5, True, (0.25, 0.25, 0.5), seed=seed)
+    model.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("settings_", [dict(momentum=0.9, nesterov=True, decay=1e-3), dict(momentum=0.5),
+                                       dict(momentum=0.0, decay=0.1)])
+@pytest.mark.parametrize("count", [1, 2])
+def test_the_update_in_the_backward_pass_is_apply_gradients_bit_for_bit(settings_, count, two_threads):
+    threads.set_num_threads(count)
+    x, y = _batch(6, 13, 16, 5)
+    fused, separate = _compiled_with(SGD(lr=0.05, **settings_)), _compiled_with(SGD(lr=0.05, **settings_))
+    applied = []
+    for model in (fused, separate):
+        run = model.optimizer._run_sliced
+        model.optimizer._run_sliced = lambda *args, model=model, run=run: applied.append(model) or run(*args)
+    for _ in range(3):
+        fused.train_step(x, y)  # the backward pass updates: apply_gradients' own loop never runs
+        separate.compute_gradients(x, y)  # the same compiled passes, then the update on its own
+        separate.optimizer.apply_gradients(separate.layers)
+    assert applied == [separate] * 3
+    assert fused.optimizer.iterations == separate.optimizer.iterations == 3
+    for a, b in zip(fused.get_weights(), separate.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    slots = [fused.optimizer.get_slots(fused.layers), separate.optimizer.get_slots(separate.layers)]
+    assert slots[0].keys() == slots[1].keys()
+    for kind in slots[0]:  # (the models' layers have other names: compared in order)
+        assert len(slots[0][kind]) == len(slots[1][kind]) == (10 if settings_["momentum"] else 0)
+        for a, b in zip(slots[0][kind].values(), slots[1][kind].values(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.05, momentum=0.9, clipnorm=1.0),
+                                  lambda: __import__("tinynet.optimizers", fromlist=["Adam"]).Adam()])
+def test_an_update_the_backward_pass_cannot_run_is_applied_after_it(make, two_threads):
+    model = _compiled_with(make())
+    assert passes.update_in_backward(model) is None
+    before = [w.copy() for w in model.get_weights()]
+    model.train_step(*_batch(6, 13, 16, 5))
+    assert model.optimizer.iterations == 1
+    assert all(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+def test_a_step_with_a_non_finite_loss_updates_nothing_in_the_backward_pass(two_threads):
+    from tinynet.models.numerics import NumericalFaultError
+
+    model = _compiled_with(SGD(lr=0.05, momentum=0.9, nesterov=True))
+    x, y = _batch(6, 13, 16, 5)
+    model.train_step(x, y)
+    before = [w.copy() for w in model.get_weights()]
+    x[3, 5, 5, 0] = np.nan
+    with pytest.raises(NumericalFaultError):
+        model.train_step(x, y)
+    assert model.optimizer.iterations == 1
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -17,6 +17,8 @@ batch through the network in one ``nogil`` call forward and one backward, runnin
                    db2_part[s] = 1^T dz2;  [dK1, db1]_part[s] from dy1 and the winners (no dz1 at all)
     then one region for the dense weight gradients, dW_k = h_{k-1}^T @ dz_k (threads.matmuls: the stages' very
     products), and the parts summed in slice order on the calling thread.
+    optionally, in the same call, the optimizer's update (:class:`SgdInPass`), once every gradient is written
+    and found finite: one parallel region less per step, and none of the Python around it.
 
 The slices (each half of the batch cut into at least ``SLICES_PER_HALF``) depend only on the batch size, never on
 the thread count, and the threads claim slices and dense blocks as they go (:mod:`tinynet.engine.training_lanes`):
@@ -49,7 +51,7 @@ from tinynet.kernels.pcg64 import split_state
 from tinynet.kernels.winograd_f4 import tile_counts_f4
 from tinynet.layers.dropout import Dropout
 
-__all__ = ["CompiledTraining", "compiled_training", "ENABLED"]
+__all__ = ["CompiledTraining", "compiled_training", "SgdInPass", "sgd_in_pass", "ENABLED"]
 
 # Whether matching plans train this way (tests turn it off to compare with the stages).
 ENABLED = True
@@ -134,11 +136,13 @@ class _Plan:
         conv_map = (largest_slice, conv2.out_h, conv2.out_w, filters)
         widest = max(layer.params["kernel"].shape[0] for layer in dense)  # a dense layer's dx block, transposed
         # A pass's meeting place: the barrier, the abort flag and one claim counter per phase (forward: the masks,
-        # the convolutions, each dense layer; backward: each dense layer, the convolutions, the final sums).
+        # the convolutions, each dense layer; backward: each dense layer, the convolutions, the final sums, the
+        # optimizer's update).
         self.meeting, self.abort = barrier.new_barrier(), np.zeros(1, np.int64)
-        self.claims = np.zeros(len(dense) + 2, np.int64)
+        self.claims = np.zeros(len(dense) + 3, np.int64)
         self.work = [(np.empty(room, dtype), np.empty(room, dtype), np.empty(conv_map, dtype),
                       np.empty(widest * batch, dtype)) for _ in halves]
+        self.no_update: SgdInPass | None = None  # the update's arguments when there is none
 
 
 def _pieces(kind: int, layer: int, rows: int, inner: int, columns: int) -> list[int]:
@@ -159,6 +163,7 @@ class CompiledTraining:
         self.dtype = network.dtype
         self._plans: dict[int, _Plan] = {}
         self._cache: Any = None
+        self.kept_update: SgdInPass | None = None  # sgd_in_pass's, reused while the arrays are the same
         # Whether the last backward pass's gradients were all finite (checked where each was written), or None.
         self.gradients_finite: bool | None = None
 
@@ -279,8 +284,10 @@ class CompiledTraining:
         self.gradients_finite = None
         return network.dense[-1].dense.activation.forward(plan.activations[-1])
 
-    def backward(self, dlogits: np.ndarray) -> None:
-        """From ``dL/dlogits`` (the last layer's pre-activation gradient) to every layer's ``grads``."""
+    def backward(self, dlogits: np.ndarray, update: SgdInPass | None = None) -> None:
+        """From ``dL/dlogits`` (the last layer's pre-activation gradient) to every layer's ``grads``; then, given
+        ``update`` (made for this step by :func:`sgd_in_pass`), the optimizer's update when ``update.allowed`` and
+        every gradient is finite (``update.applied`` tells whether it ran)."""
         if self._cache is None:
             raise RuntimeError("CompiledTraining.backward called without a training forward pass before it")
         x, plan, scale1, scale2, scales = self._cache
@@ -302,6 +309,7 @@ class CompiledTraining:
         no_bias1 = plan.no_bias1
         meeting, abort, claims, system_call, waits, gate = self._meeting(plan)
         pad2 = (conv2.pad_top, conv2.pad_left)
+        step = update if update is not None else self._no_update(plan)
 
         def run(slot: int, first_lane: int, stop_lane: int) -> None:
             tiles, products, dz2, dx_scratch = plan.work[first_lane]
@@ -315,11 +323,110 @@ class CompiledTraining:
                             plan.summed_parts, conv2.grads["kernel"], conv2.grads["bias"] if conv2.use_bias
                             else plan.no_bias2, conv1.grads["kernel"].reshape(9, plan.channels),
                             conv1.grads["bias"] if conv1.use_bias else no_bias1, conv1.use_bias, bias_gradients,
-                            use_biases, nonfinite, dx_scratch, gemm)
+                            use_biases, nonfinite, dx_scratch, gemm, update is not None, step.allowed,
+                            step.params, step.velocities, step.grads, step.pieces, step.scalars, step.momentum_on,
+                            step.nesterov, step.non_finite)
 
+        step.non_finite.fill(0)
         threads.parallel_ranges(plan.lanes, run, gate_opened_by_task=True)
         # Every sum was taken in a fixed order (slices, rows): the same bits with any thread count.
         self.gradients_finite = not nonfinite.any()
+        if update is not None:
+            update.applied = update.allowed and self.gradients_finite
+
+    def _no_update(self, plan: _Plan) -> SgdInPass:
+        """Arrays of the right types for the update's arguments when there is no update (one compiled backward
+        pass serves both): the network's parameters and gradients, never written."""
+        if plan.no_update is None:
+            params = tuple(param for stage in self.stages() for layer in stage.layers
+                           for param in layer.params.values())
+            grads = tuple(layer.grads[name] for stage in self.stages() for layer in stage.layers
+                          for name in layer.params)
+            plan.no_update = SgdInPass(params, grads, None, self.dtype)
+        return plan.no_update
+
+    def stages(self) -> list[Any]:
+        network = self.network
+        return [network.first, network.second, *network.dense]
+
+
+# The update's pieces: runs of one parameter's values, claimed by the threads as the other phases' pieces are.
+UPDATE_PIECE = 1 << 15
+
+
+class SgdInPass:
+    """SGD's update of every parameter (:mod:`tinynet.kernels.sgd`'s loops: the bits of
+    ``optimizer.apply_gradients``) as the compiled backward pass's last phase, made for one step by
+    :func:`sgd_in_pass`.
+
+    The phase runs after a barrier, once every thread knows that every gradient it wrote is finite, and only when
+    ``allowed`` (the step's loss was finite): otherwise nothing changes, as when the model refuses a step before
+    ``apply_gradients``. ``applied`` says whether it ran, and ``non_finite`` (one count per lane) how many updated
+    values are NaN or infinite."""
+
+    def __init__(self, params: tuple[np.ndarray, ...], grads: tuple[np.ndarray, ...],
+                 velocities: tuple[np.ndarray, ...] | None, dtype: np.dtype) -> None:
+        self.params = tuple(param.reshape(-1) for param in params)
+        self.grads = tuple(grad.reshape(-1) for grad in grads)
+        self.momentum_on = velocities is not None
+        # (without momentum the loops never read a velocity: the parameters stand in, for the compiled types)
+        self.velocities = tuple(v.reshape(-1) for v in velocities) if velocities is not None else self.params
+        self.pieces = np.array([(index, start, min(start + UPDATE_PIECE, param.size))
+                                for index, param in enumerate(self.params)
+                                for start in range(0, param.size, UPDATE_PIECE)], dtype=np.int64).reshape(-1, 3)
+        self.scalars = np.zeros(2, dtype=dtype)  # this step's learning rate and momentum
+        self.nesterov = False
+        self.non_finite = np.zeros(2, np.int64)  # a count per lane (a batch has at most two halves)
+        self.allowed = False
+        self.applied = False
+        self.arrays: tuple[int, ...] = ()  # the ids of the arrays it was made for (sgd_in_pass keeps it for them)
+
+    def start(self, learning_rate: float, momentum: float, nesterov: bool) -> None:
+        """Ready for a step: its learning rate and momentum (in the parameters' dtype, as apply_gradients
+        passes them), not yet allowed nor applied."""
+        self.scalars[:] = (learning_rate, momentum)
+        self.nesterov = bool(nesterov)
+        self.allowed = self.applied = False
+
+    def finite(self) -> bool:
+        """Whether every value the update wrote is finite."""
+        return not self.non_finite.any()
+
+
+def sgd_in_pass(training: CompiledTraining, optimizer: Any, layers: list[Any]) -> SgdInPass | None:
+    """The optimizer's update for the backward pass to run (:class:`SgdInPass`), prepared as
+    ``apply_gradients`` prepares it (the same checks, learning rate and velocities), or ``None`` when it cannot
+    run there: an optimizer other than :class:`tinynet.optimizers.SGD` (or a subclass that changes its update),
+    gradient clipping (it needs every gradient first), a data-parallel optimizer (the gradients are exchanged
+    between the passes), an ``apply_gradients`` wrapped on the instance (a profiler timing it: it is called), or
+    parameters that are not exactly the network's, in its float type."""
+    from tinynet.optimizers.base import Optimizer
+    from tinynet.optimizers.sgd import SGD
+
+    kind = type(optimizer)
+    if (not isinstance(optimizer, SGD) or kind.update_step is not SGD.update_step
+            or kind.prepare_step is not Optimizer.prepare_step or kind.finish_step is not Optimizer.finish_step
+            or kind.apply_gradients is not Optimizer.apply_gradients or optimizer.clipnorm or optimizer.clipvalue
+            or hasattr(optimizer, "combine_shares") or "apply_gradients" in vars(optimizer)):
+        return None
+    learning_rate, updates = optimizer.prepare_update(layers)
+    arrays = tuple(id(array) for param, grad, slots in updates for array in (param, grad, *slots))
+    kept = training.kept_update
+    if kept is None or kept.arrays != arrays:  # (kept's views hold its arrays: their ids are not reused)
+        network_params = [param for stage in training.stages() for layer in stage.layers
+                          for param in layer.params.values()]
+        if len(network_params) != len(updates) or any(a is not b for a, (b, _, _) in zip(network_params, updates,
+                                                                                         strict=True)):
+            return None
+        owned = {id(grad) for layer in layers for grad in layer.grads.values()}
+        if any(param.dtype != training.dtype or id(grad) not in owned for param, grad, _ in updates):
+            return None  # a gradient converted to another array: the pass would write one the update never reads
+        velocities = tuple(slots[0] for _, _, slots in updates) if optimizer.momentum != 0 else None
+        kept = training.kept_update = SgdInPass(tuple(param for param, _, _ in updates),
+                                                tuple(grad for _, grad, _ in updates), velocities, training.dtype)
+        kept.arrays = arrays
+    kept.start(learning_rate, optimizer.momentum, optimizer.nesterov)
+    return kept
 
 
 def _gemm(dtype: np.dtype) -> Any:

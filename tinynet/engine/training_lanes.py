@@ -29,6 +29,7 @@ from tinynet.kernels.direct_conv import (
 )
 from tinynet.kernels.fused import _backward_disjoint_batch, _forward_2x2_batch
 from tinynet.kernels.pcg64 import pcg64_fill_words
+from tinynet.kernels.sgd import _momentum, _plain
 from tinynet.kernels.winograd_f4 import _kernel_transform_f4
 from tinynet.kernels.winograd_f4_gradients import _kernel_gradient_transform_f4
 
@@ -268,12 +269,16 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
                    kernel_parts2, bias_parts2, use_bias2, kernel2, turned2, no_bias, dy1, tile_grid, input_tile_grid,
                    argmax1, pass1, scale1, parts1, final_pieces, summed_parts, kernel_gradient2, bias_gradient2,
                    kernel_gradient1, bias_gradient1, use_bias1, bias_gradients, use_biases, nonfinite, dx_scratch,
-                   gemm):
+                   gemm, update, update_allowed, params, velocities, grads, update_pieces, update_scalars,
+                   momentum_on, nesterov, update_non_finite):
     """This thread's share of the backward pass, phase by phase, each piece claimed: from the last dense layer
     down, blocks of ``dx = dz W^T`` (masked by the layer below's ReLU and dropout) and of ``dW = h^T dz`` (and, in
     the first phase, channels of the turned kernel's transform); then the convolution blocks' parts for a slice;
-    then the final sums. ``nonfinite[first_lane]`` is set when a gradient this thread wrote holds a NaN or an
-    infinity. ``claims``: one zeroed counter per phase. ``gate``: the region's, opened at once."""
+    then the final sums; then, when ``update`` and ``update_allowed`` and every gradient is finite, SGD's update
+    of runs of the (flat) ``params`` (:mod:`tinynet.kernels.sgd`'s loops, ``update_scalars`` the learning rate
+    and the momentum), adding the count of non-finite results to ``update_non_finite[first_lane]``.
+    ``nonfinite[first_lane]`` is set when a gradient this thread wrote holds a NaN or an infinity. ``claims``: one
+    zeroed counter per phase. ``gate``: the region's, opened at once."""
     open_gate(gate)
     participants = _participants(first_lane, stop_lane, lanes)
     alone = participants == 1
@@ -359,5 +364,23 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
             finite = finite and _finite(bias_gradient1)
         if not finite:
             nonfinite[first_lane] = 1
+    if update:
+        if not alone:  # every gradient written, and every thread's finding in nonfinite
+            met += 1
+            arrive_and_wait(barrier, met * participants, abort, system_call, waits)
+        if update_allowed and not nonfinite.any():
+            learning_rate, momentum = update_scalars[0], update_scalars[1]
+            for taken in range(update_pieces.shape[0]):  # at most every piece
+                index = _claim(claims, dense_phases + 2, taken, alone)
+                if index >= update_pieces.shape[0]:
+                    break
+                k, start, stop = update_pieces[index, 0], update_pieces[index, 1], update_pieces[index, 2]
+                if momentum_on:
+                    update_non_finite[first_lane] += _momentum(params[k][start:stop], velocities[k][start:stop],
+                                                               grads[k][start:stop], learning_rate, momentum,
+                                                               nesterov)
+                else:
+                    update_non_finite[first_lane] += _plain(params[k][start:stop], grads[k][start:stop],
+                                                            learning_rate)
     if first_lane > 0:  # a worker: back to Python once the calling thread has let go of the GIL
         wait_for_closing(gate, waits[WATCH])

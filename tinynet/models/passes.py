@@ -17,7 +17,7 @@ from tinynet.engine import blas
 from tinynet.engine import compiled_inference as compiled_inference_module
 from tinynet.engine import compiled_training as compiled_training_module
 from tinynet.engine.compiled_inference import CompiledInference
-from tinynet.engine.compiled_training import CompiledTraining
+from tinynet.engine.compiled_training import CompiledTraining, SgdInPass
 from tinynet.layers.base import Layer
 
 if TYPE_CHECKING:
@@ -106,10 +106,21 @@ def forward_in_scope(model: Sequential, x: np.ndarray, training: bool) -> np.nda
     return outputs
 
 
+def update_in_backward(model: Sequential) -> SgdInPass | None:
+    """The optimizer's update prepared for the compiled backward pass to apply as its last phase
+    (:func:`tinynet.engine.compiled_training.sgd_in_pass`), or ``None``: no compiled training for this model, or
+    an update that pass cannot run. Made before the step's forward pass; used only if that pass is compiled."""
+    trainer = compiled_training(model)
+    if trainer is None:
+        return None
+    return compiled_training_module.sgd_in_pass(trainer, model.optimizer, model.layers)
+
+
 def backward(model: Sequential, targets: np.ndarray, outputs: np.ndarray,
-             sample_weight: np.ndarray | None = None) -> None:
+             sample_weight: np.ndarray | None = None, update: SgdInPass | None = None) -> None:
     """From the gradient of the (weighted) loss back through every stage that leads to a parameter; fills
-    ``layer.grads``."""
+    ``layer.grads``. ``update`` (from :func:`update_in_backward`): the compiled pass applies it too, when this
+    pass is the compiled one (``update.applied`` then says whether it did)."""
     planned = stages(model)
     # Stages before the first one with parameters need no backward pass at all, and the first stage with
     # parameters has no one to hand dx to (Caffe's propagate_down).
@@ -125,7 +136,7 @@ def backward(model: Sequential, targets: np.ndarray, outputs: np.ndarray,
     last_stage = planned[last]
     trainer = model._compiled_training[2] if model._compiled_training is not None else None
     if trainer is not None and trainer.pending():  # the forward pass was the compiled one: so is this pass
-        trainer.backward(loss.softmax_gradient(targets, outputs, sample_weight))
+        trainer.backward(loss.softmax_gradient(targets, outputs, sample_weight), update)
         return
     # With a fused softmax the last stage is the softmax layer itself or its engine stand-in (no pattern ends in one).
     if uses_fused_softmax(model) and isinstance(last_stage, engine.SoftmaxOutputStage):

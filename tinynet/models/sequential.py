@@ -175,11 +175,19 @@ class Sequential(Keras2Aliases):
         (:mod:`tinynet.losses.base`); the metrics stay unweighted.
         """
         self._require_compiled("compute_gradients")
+        return self._compute_gradients(x, y, training, sample_weight, None)
+
+    def _compute_gradients(self, x: np.ndarray, y: np.ndarray, training: bool, sample_weight: np.ndarray | None,
+                           update: passes.SgdInPass | None) -> dict[str, float]:
+        """:meth:`compute_gradients`; with ``update`` (:func:`passes.update_in_backward`), a compiled backward
+        pass also applies the optimizer's update when the loss and every gradient are finite."""
         x, y = self._as_model_batch(x, y)
         with passes.compute_scope(self):  # the whole pass, so no BLAS call in it leaves OpenBLAS threads spinning
             outputs = passes.forward_in_scope(self, x, training=training)
             figures = self._batch_figures(y, outputs, sample_weight)  # before backward, which may reuse outputs
-            passes.backward(self, y, outputs, sample_weight)
+            if update is not None:
+                update.allowed = math.isfinite(figures["loss"])
+            passes.backward(self, y, outputs, sample_weight, update)
         return figures
 
     def train_step(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> dict[str, float]:
@@ -187,10 +195,24 @@ class Sequential(Keras2Aliases):
 
         Raises :class:`NumericalFaultError` when the loss or a gradient is NaN/Inf (nothing is updated) or when the
         update made a weight NaN/Inf. Returns the batch's figures from the forward pass before the update.
+
+        With the engine's compiled training passes and SGD, the backward pass applies the update as its last
+        phase (:class:`tinynet.engine.compiled_training.SgdInPass`): the same arithmetic and bits as
+        ``apply_gradients``, without a parallel region of its own.
         """
+        self._require_compiled("compute_gradients")
         x, y = self._as_model_batch(x, y)
         with passes.compute_scope(self):
-            figures = self.compute_gradients(x, y, sample_weight=sample_weight)
+            # The compiled backward pass applies SGD's update itself when it can (one parallel region less a
+            # step); it does so only when the loss and every gradient are finite, as the checks below require.
+            # A compute_gradients wrapped on the instance or overridden (tinynet.learn's recorder, a learner's
+            # subclass) is called as it is, and the update follows it.
+            own = type(self).compute_gradients is Sequential.compute_gradients and "compute_gradients" not in vars(self)
+            update = passes.update_in_backward(self) if self.fuse and own else None
+            if update is None:
+                figures = self.compute_gradients(x, y, sample_weight=sample_weight)
+            else:
+                figures = self._compute_gradients(x, y, True, sample_weight, update)
             finite = passes.gradients_finite(self)  # known when the backward pass checked what it wrote
             if hasattr(self.optimizer, "combine_shares"):
                 # Data-parallel training (tinynet.distributed): the gradients and figures of every process's share
@@ -203,7 +225,12 @@ class Sequential(Keras2Aliases):
                 finite = arrays_are_finite(layer.grads for layer in self.layers)
             if not finite:
                 raise self._fault("gradient", figures, x)
-            updated_finite = self.optimizer.apply_gradients(self.layers)
+            updated_finite: bool | None
+            if update is not None and update.applied:
+                self.optimizer.commit_update()
+                updated_finite = update.finite()
+            else:
+                updated_finite = self.optimizer.apply_gradients(self.layers)
             if updated_finite is None:  # an optimizer that does not report it: look at the weights
                 updated_finite = arrays_are_finite(layer.params for layer in self.layers)
             if not updated_finite:

@@ -223,6 +223,19 @@ class Optimizer:
         them are right. Returns True when every updated value is finite (counted in the update's own pass; the
         model uses it to stop on an update that overflowed).
         """
+        lr_t, updates = self.prepare_update(layers)
+        if self.clipnorm or self.clipvalue:
+            updates = self._clipped(updates)
+        self.prepare_step(lr_t)
+        non_finite = self._run_sliced(updates, lr_t)
+        self.commit_update()
+        return non_finite == 0
+
+    def prepare_update(self, layers: Iterable[Layer]) -> tuple[float, list[_Update]]:
+        """What :meth:`apply_gradients` does before it changes anything: this update's learning rate, and
+        ``(param, grad, slots)`` for every trainable parameter, each checked (shapes, layout, a rate that fits
+        the float type) and its slots made on first use. The gradients are not clipped here. The engine's
+        compiled training step calls it before its backward pass when that pass applies the update itself."""
         owner = type(self).__name__
         lr_t = self.current_learning_rate()
         kinds = self.slots_in_use()
@@ -245,13 +258,12 @@ class Optimizer:
                     checked_dtypes.add(param.dtype)
                 slots = tuple(self._slots[kind].get_or_create(param, (layer.name, name)) for kind in kinds)
                 updates.append((param, np.ascontiguousarray(grad, dtype=param.dtype), slots))
-        if self.clipnorm or self.clipvalue:
-            updates = self._clipped(updates)
-        self.prepare_step(lr_t)
-        non_finite = self._run_sliced(updates, lr_t)
+        return lr_t, updates
+
+    def commit_update(self) -> None:
+        """What follows an update once every value is written: :meth:`finish_step`, and one more iteration."""
         self.finish_step()
         self.iterations += 1
-        return non_finite == 0
 
     def _clipped(self, updates: list[_Update]) -> list[_Update]:
         """The updates with clipped copies of their gradients (``layer.grads`` stay as backward left them).
