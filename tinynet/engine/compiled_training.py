@@ -60,6 +60,9 @@ ENABLED = True
 # to claim, so that a thread that falls behind leaves the other some to take.
 SLICES_PER_HALF = 2
 
+# Pieces of the forward pass's kernel transform (its first phase).
+TRANSFORM_PIECES = 4
+
 # The words a layer without dropout gets (never read), by number of axes.
 _NO_WORDS = {axes: np.zeros((1,) * axes, dtype=np.uint16) for axes in (2, 4)}
 
@@ -92,10 +95,10 @@ class _Plan:
             inner, units = layer.params["kernel"].shape
             forward += _pieces(FORWARD, k, batch, inner, units)
             forward_bounds.append(len(forward) // 5)
-        self.channel_bounds = np.array([0] + [stop for _, stop in threads.split_range(channels, self.lanes)],
+        # The forward pass's first phase: the kernel transform in channel ranges, more than there are threads.
+        self.channel_bounds = np.array([0] + [stop for _, stop in threads.split_range(channels, TRANSFORM_PIECES)],
                                        dtype=np.int64)
-        channel_ranges = [(int(a), int(b)) for a, b in zip(self.channel_bounds[:-1], self.channel_bounds[1:],
-                                                           strict=True)]
+        channel_ranges = threads.split_range(channels, self.lanes)
         for k in range(len(dense) - 1, -1, -1):
             inner, units = dense[k].params["kernel"].shape
             backward += _pieces(DX, k, batch, units, inner) + _pieces(DW, k, inner, batch, units)
@@ -272,7 +275,7 @@ class CompiledTraining:
                 raise
             tiles, products, z2, _ = plan.work[first_lane]
             forward_lanes(gate, first_lane, stop_lane, plan.lanes, meeting, abort, system_call, waits, claims,
-                          streams[0], streams[1], streams[2], streams[3], plan.slices, plan.half_bounds, images,
+                          streams[0], streams[1], streams[2], streams[3], plan.slices, images,
                           kernel1, bias1, plan.y1, plan.argmax1, plan.pass1, words1, dropout1, threshold1, scale1,
                           conv2.params["kernel"], plan.channel_bounds, plan.transformed2, bias2, conv2.use_bias,
                           tiles, products, z2, plan.features, plan.argmax2, plan.pass2, words2, dropout2, threshold2,

@@ -201,26 +201,28 @@ def _draw_rows(start, stop, streams, stream_words, row_words, masks):
 
 @numba.njit(cache=True, nogil=True)
 def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_call, waits, claims, streams,
-                  stream_words, row_words, masks, slices, half_bounds, images, kernel1, bias1, y1, argmax1, pass1,
+                  stream_words, row_words, masks, slices, images, kernel1, bias1, y1, argmax1, pass1,
                   words1, dropout1, threshold1, scale1, kernel2, channel_bounds, transformed2, bias2, use_bias2, tiles,
                   products, z2, features, argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, pieces,
                   phase_bounds, kernels, biases, use_biases, activations, pass_masks, words, dropouts, thresholds,
                   scales, gemm):
-    """This thread's share of the forward pass, phase by phase, each piece claimed: a half's rows of every dropout
-    mask and its channels of the second convolution's F(4x4, 3x3) kernel; the convolution blocks for a slice of
-    the batch; a block of a dense layer's product with its bias, ReLU and dropout (the last layer: bias only).
-    ``claims``: one zeroed counter per phase. ``gate``: the region's, opened at once."""
+    """This thread's share of the forward pass, phase by phase, each piece claimed: channels of the second
+    convolution's F(4x4, 3x3) kernel; a slice of the batch's rows of every dropout mask and its convolution
+    blocks; a block of a dense layer's product with its bias, ReLU and dropout (the last layer: bias only).
+    ``claims``: one zeroed counter per phase. ``gate``: the region's, opened at once.
+
+    The first phase is short (the calling thread usually takes all of it before the worker, which starts some
+    40 us later, arrives); the masks are drawn with the slices, so that neither thread waits for the other's."""
     open_gate(gate)
     participants = _participants(first_lane, stop_lane, lanes)
     alone = participants == 1
     met = 0
-    for taken in range(lanes):  # at most every piece
-        lane = _claim(claims, 0, taken, alone)
-        if lane >= lanes:
+    transforms = channel_bounds.shape[0] - 1
+    for taken in range(transforms):  # at most every piece
+        piece = _claim(claims, 0, taken, alone)
+        if piece >= transforms:
             break
-        _draw_rows(slices[half_bounds[lane], 0], slices[half_bounds[lane + 1] - 1, 1], streams, stream_words,
-                   row_words, masks)
-        low, high = channel_bounds[lane], channel_bounds[lane + 1]
+        low, high = channel_bounds[piece], channel_bounds[piece + 1]
         _kernel_transform_f4(kernel2[:, :, low:high, :], transformed2[:, low:high, :])
     if not alone:
         met += 1
@@ -229,6 +231,7 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_cal
         s = _claim(claims, 1, taken, alone)
         if s >= slices.shape[0]:
             break
+        _draw_rows(slices[s, 0], slices[s, 1], streams, stream_words, row_words, masks)  # the slice's mask rows
         _conv_forward_slice(images, slices[s, 0], slices[s, 1], kernel1, bias1, y1, argmax1, pass1, words1, dropout1,
                             threshold1, scale1, transformed2, bias2, use_bias2, tiles, products, z2, features,
                             argmax2, pass2, words2, dropout2, threshold2, scale2, tile_grid, gemm)
