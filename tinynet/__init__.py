@@ -14,7 +14,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tinynet import (
+from tinynet import _numba_target
+
+_numba_target.prefer_full_width()  # before anything is compiled: see tinynet._numba_target
+
+from tinynet import (  # noqa: E402  (after the compiler's setting above)
     activations,
     backend,
     callbacks,

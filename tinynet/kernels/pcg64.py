@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
-from llvmlite import ir  # type: ignore[import-untyped]
+from llvmlite import ir
 from numba.extending import intrinsic
 
 __all__ = ["pcg64_advance", "pcg64_fill_words", "split_state"]
