@@ -229,6 +229,32 @@ def test_a_sleeping_waiter_is_woken_at_once_not_by_its_timeout():
     assert woken and woken[0] - released < 0.5  # not the 20 s timeout: the last arrival woke it
 
 
+def test_a_phase_ends_when_its_pieces_are_done_whoever_has_arrived():
+    # The lanes count finished pieces (barrier.arrive once a piece) and wait for a phase's total (wait_for): a
+    # thread that took no piece of the phase, or is descheduled between pieces, is not waited for.
+    meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
+    system_call, waits = barrier.system_calls(), barrier.waits(1, sleep_nanoseconds=20 * 10**9)
+    released = []
+
+    def waiter():
+        barrier.wait_for(meeting, 3, abort, system_call, waits)
+        released.append(time.perf_counter())
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    for piece in range(3):  # three pieces finished by this thread alone, while the waiter sleeps
+        deadline = time.perf_counter() + 5
+        while meeting[barrier.SLEEPERS] == 0 and time.perf_counter() < deadline:
+            time.sleep(0.001)
+        assert not released
+        finished = time.perf_counter()
+        assert barrier.arrive(meeting, 3, system_call, waits) == piece + 1
+    thread.join(5)
+    assert released and released[0] - finished < 0.5  # woken by the third piece, not by its 20 s timeout
+    assert meeting[barrier.ARRIVALS] == 3 and meeting[barrier.SLEEPERS] == 0
+    barrier.wait_for(meeting, 3, abort, system_call, waits)  # a late thread finds the phase done and goes on
+
+
 @settings(max_examples=25, deadline=None)
 @given(parts=st.integers(1, 5), channels=st.integers(1, 9), filters=st.integers(1, 7), data=st.data())
 def test_a_range_of_channels_of_the_kernel_parts_sums_in_slice_order(parts, channels, filters, data):

@@ -6,8 +6,12 @@ dense layer needs all of the previous layer's rows) can instead stay inside one 
 threads meeting between phases here.
 
 Each arrival adds one to a shared count of arrivals and then watches it (an atomic load, no GIL) until every
-participant of that phase has arrived. A watch that lasts too long goes to sleep in the kernel (Linux's futex, on
-the count itself), and the last arrival wakes the sleepers. How long to watch first is the caller's choice: the
+participant of that phase has arrived (:func:`arrive_and_wait`). The two halves also serve apart: the training
+passes count finished pieces of work (:func:`arrive` once a piece) and wait for a phase's total (:func:`wait_for`),
+so that no thread waits for another that holds no piece.
+
+A watch that lasts too long goes to sleep in the kernel (Linux's futex, on the count itself), and the last arrival
+wakes the sleepers. How long to watch first is the caller's choice: the
 engine passes what its contention detector says a wait should watch (:mod:`tinynet.engine.contention`), about
 2 ms on a quiet machine, where the partner is running and will arrive soon, and about 10 us when the cores are
 shared. There the partner may be descheduled for a whole time slice, and a waiter that kept the CPU, even one
@@ -38,7 +42,7 @@ import numpy as np
 
 from tinynet.engine.atomics import fetch_add, load_acquire
 
-__all__ = ["new_barrier", "arrive_and_wait", "system_calls", "waits", "SLEEP_NANOSECONDS"]
+__all__ = ["new_barrier", "arrive", "wait_for", "arrive_and_wait", "system_calls", "waits", "SLEEP_NANOSECONDS"]
 
 ARRIVALS, SLEEPERS = 0, 1  # the barrier's two counts (int32: the futex word is the count of arrivals)
 # waits' fields: the futex system call's number (-1: none, yield instead), sched_yield's, how many looks before
@@ -59,13 +63,19 @@ def new_barrier() -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def arrive_and_wait(barrier, target, abort, system_call, waits):
-    """Add one to the arrivals and return once they reach ``target`` (this phase's number times the number of
-    participants) or ``abort[0]`` is set. ``system_call`` and ``waits``: :func:`system_calls` and :func:`waits`."""
-    if fetch_add(barrier, ARRIVALS, 1) + 1 >= target:  # the last to arrive: wake whoever went to sleep
-        if load_acquire(barrier, SLEEPERS) > 0 and waits[FUTEX] >= 0:
-            system_call(waits[FUTEX], barrier.ctypes.data, _FUTEX_WAKE_PRIVATE, _WAKE_ALL, 0, 0, 0)
-        return
+def arrive(barrier, target, system_call, waits):
+    """Add one to the arrivals; the arrival that brings them to ``target`` wakes whoever went to sleep. Returns
+    the new count. (Compiled code that counts finished pieces of work instead of threads calls it once a piece.)"""
+    count = fetch_add(barrier, ARRIVALS, 1) + 1
+    if count >= target and load_acquire(barrier, SLEEPERS) > 0 and waits[FUTEX] >= 0:
+        system_call(waits[FUTEX], barrier.ctypes.data, _FUTEX_WAKE_PRIVATE, _WAKE_ALL, 0, 0, 0)
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def wait_for(barrier, target, abort, system_call, waits):
+    """Return once the arrivals reach ``target`` or ``abort[0]`` is set: watch, then sleep (see the module
+    docstring)."""
     looks = 0
     while True:
         arrived = load_acquire(barrier, ARRIVALS)
@@ -85,6 +95,15 @@ def arrive_and_wait(barrier, target, abort, system_call, waits):
         if arrived < target and load_acquire(abort, 0) == 0:
             system_call(waits[FUTEX], barrier.ctypes.data, _FUTEX_WAIT_PRIVATE, arrived, waits[TIMEOUT], 0, 0)
         fetch_add(barrier, SLEEPERS, -1)
+
+
+@numba.njit(cache=True, nogil=True)
+def arrive_and_wait(barrier, target, abort, system_call, waits):
+    """Add one to the arrivals and return once they reach ``target`` (this phase's number times the number of
+    participants) or ``abort[0]`` is set. ``system_call`` and ``waits``: :func:`system_calls` and :func:`waits`."""
+    if arrive(barrier, target, system_call, waits) >= target:
+        return
+    wait_for(barrier, target, abort, system_call, waits)
 
 
 _PROTOTYPE = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_size_t, ctypes.c_long, ctypes.c_long,
