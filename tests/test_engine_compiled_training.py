@@ -209,20 +209,25 @@ def test_the_barrier_lets_two_threads_meet_and_an_abort_frees_a_lone_waiter(watc
     assert not lone.is_alive() and meeting[barrier.SLEEPERS] == 0
 
 
-def test_a_sleeping_waiter_is_woken_at_once_not_by_its_timeout():
-    meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
-    system_call, waits = barrier.system_calls(), barrier.waits(1, sleep_nanoseconds=20 * 10**9)
-    woken = []
-
-    def sleeper():
-        barrier.arrive_and_wait(meeting, 2, abort, system_call, waits)
-        woken.append(time.perf_counter())
-
-    thread = threading.Thread(target=sleeper)
+def _waiting_thread(wait):
+    """``wait()`` started on another thread; the list gets the time at which it returned."""
+    released: list[float] = []
+    thread = threading.Thread(target=lambda: (wait(), released.append(time.perf_counter())))
     thread.start()
+    return thread, released
+
+
+def _until_asleep(meeting):
     deadline = time.perf_counter() + 5
     while meeting[barrier.SLEEPERS] == 0 and time.perf_counter() < deadline:  # until it has gone to sleep
         time.sleep(0.001)
+
+
+def test_a_sleeping_waiter_is_woken_at_once_not_by_its_timeout():
+    meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
+    system_call, waits = barrier.system_calls(), barrier.waits(1, sleep_nanoseconds=20 * 10**9)
+    thread, woken = _waiting_thread(lambda: barrier.arrive_and_wait(meeting, 2, abort, system_call, waits))
+    _until_asleep(meeting)
     released = time.perf_counter()
     barrier.arrive_and_wait(meeting, 2, abort, system_call, waits)
     thread.join(5)
@@ -234,18 +239,9 @@ def test_a_phase_ends_when_its_pieces_are_done_whoever_has_arrived():
     # thread that took no piece of the phase, or is descheduled between pieces, is not waited for.
     meeting, abort = barrier.new_barrier(), np.zeros(1, np.int64)
     system_call, waits = barrier.system_calls(), barrier.waits(1, sleep_nanoseconds=20 * 10**9)
-    released = []
-
-    def waiter():
-        barrier.wait_for(meeting, 3, abort, system_call, waits)
-        released.append(time.perf_counter())
-
-    thread = threading.Thread(target=waiter)
-    thread.start()
+    thread, released = _waiting_thread(lambda: barrier.wait_for(meeting, 3, abort, system_call, waits))
     for piece in range(3):  # three pieces finished by this thread alone, while the waiter sleeps
-        deadline = time.perf_counter() + 5
-        while meeting[barrier.SLEEPERS] == 0 and time.perf_counter() < deadline:
-            time.sleep(0.001)
+        _until_asleep(meeting)
         assert not released
         finished = time.perf_counter()
         assert barrier.arrive(meeting, 3, system_call, waits) == piece + 1
