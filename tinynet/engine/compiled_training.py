@@ -341,16 +341,16 @@ class CompiledTraining:
         """Arrays of the right types for the update's arguments when there is no update (one compiled backward
         pass serves both): the network's parameters and gradients, never written."""
         if plan.no_update is None:
-            params = tuple(param for stage in self.stages() for layer in stage.layers
-                           for param in layer.params.values())
-            grads = tuple(layer.grads[name] for stage in self.stages() for layer in stage.layers
-                          for name in layer.params)
-            plan.no_update = SgdInPass(params, grads, None, self.dtype)
+            pairs = self.parameters()
+            plan.no_update = SgdInPass(tuple(param for param, _ in pairs), tuple(grad for _, grad in pairs), None,
+                                       self.dtype)
         return plan.no_update
 
-    def stages(self) -> list[Any]:
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(parameter, its gradient array)`` of every layer of the network, in the layers' order."""
         network = self.network
-        return [network.first, network.second, *network.dense]
+        return [(param, layer.grads[name]) for stage in (network.first, network.second, *network.dense)
+                for layer in stage.layers for name, param in layer.params.items()]
 
 
 # The update's pieces: runs of one parameter's values, claimed by the threads as the other phases' pieces are.
@@ -368,7 +368,7 @@ class SgdInPass:
     values are NaN or infinite."""
 
     def __init__(self, params: tuple[np.ndarray, ...], grads: tuple[np.ndarray, ...],
-                 velocities: tuple[np.ndarray, ...] | None, dtype: np.dtype) -> None:
+                 velocities: tuple[np.ndarray, ...] | None, dtype: np.dtype, arrays: tuple[int, ...] = ()) -> None:
         self.params = tuple(param.reshape(-1) for param in params)
         self.grads = tuple(grad.reshape(-1) for grad in grads)
         self.momentum_on = velocities is not None
@@ -382,7 +382,7 @@ class SgdInPass:
         self.non_finite = np.zeros(2, np.int64)  # a count per lane (a batch has at most two halves)
         self.allowed = False
         self.applied = False
-        self.arrays: tuple[int, ...] = ()  # the ids of the arrays it was made for (sgd_in_pass keeps it for them)
+        self.arrays = arrays  # the ids of the arrays it was made for (sgd_in_pass keeps it for them)
 
     def start(self, learning_rate: float, momentum: float, nesterov: bool) -> None:
         """Ready for a step: its learning rate and momentum (in the parameters' dtype, as apply_gradients
@@ -416,18 +416,17 @@ def sgd_in_pass(training: CompiledTraining, optimizer: Any, layers: list[Any]) -
     arrays = tuple(id(array) for param, grad, slots in updates for array in (param, grad, *slots))
     kept = training.kept_update
     if kept is None or kept.arrays != arrays:  # (kept's views hold its arrays: their ids are not reused)
-        network_params = [param for stage in training.stages() for layer in stage.layers
-                          for param in layer.params.values()]
-        if len(network_params) != len(updates) or any(a is not b for a, (b, _, _) in zip(network_params, updates,
-                                                                                         strict=True)):
+        # The pass writes the network's own gradient arrays: the update must read exactly those (not copies
+        # converted to another dtype), for exactly the network's parameters.
+        network = training.parameters()
+        if len(network) != len(updates) or any(
+                param is not mine or grad is not written or param.dtype != training.dtype
+                for (mine, written), (param, grad, _) in zip(network, updates, strict=True)):
             return None
-        owned = {id(grad) for layer in layers for grad in layer.grads.values()}
-        if any(param.dtype != training.dtype or id(grad) not in owned for param, grad, _ in updates):
-            return None  # a gradient converted to another array: the pass would write one the update never reads
         velocities = tuple(slots[0] for _, _, slots in updates) if optimizer.momentum != 0 else None
         kept = training.kept_update = SgdInPass(tuple(param for param, _, _ in updates),
-                                                tuple(grad for _, grad, _ in updates), velocities, training.dtype)
-        kept.arrays = arrays
+                                                tuple(grad for _, grad, _ in updates), velocities, training.dtype,
+                                                arrays)
     kept.start(learning_rate, optimizer.momentum, optimizer.nesterov)
     return kept
 

@@ -187,10 +187,16 @@ def _participants(first_lane, stop_lane, lanes):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _claim(claims, phase, taken, alone):
+def _claim(claims, phase, taken, alone, barrier, done, system_call, waits):
     """The number of the next piece of ``phase`` this thread runs: ``taken`` (how many it ran in this phase)
-    when it runs alone, else the next unclaimed one (past the last: the phase is done)."""
-    return taken if alone else fetch_add(claims, phase, 1)
+    when it runs alone, else the next unclaimed one (past the last: the phase is done). Called once more than the
+    pieces a thread runs, it first counts the piece taken before as finished (the barrier's ``done``: the phase's
+    total of finished pieces, see the module docstring)."""
+    if alone:
+        return taken
+    if taken > 0:
+        arrive(barrier, done, system_call, waits)
+    return fetch_add(claims, phase, 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -222,10 +228,8 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_cal
     alone = participants == 1
     transforms = channel_bounds.shape[0] - 1
     done = transforms  # the pieces finished when this phase is: the barrier counts pieces, not threads
-    for taken in range(transforms + 1):  # every piece at most, then a last look that finds none
-        if taken > 0 and not alone:
-            arrive(barrier, done, system_call, waits)  # the piece taken before is finished
-        piece = _claim(claims, 0, taken, alone)
+    for taken in range(transforms + 1):  # every piece at most, then a last claim that finds none
+        piece = _claim(claims, 0, taken, alone, barrier, done, system_call, waits)
         if piece >= transforms:
             break
         low, high = channel_bounds[piece], channel_bounds[piece + 1]
@@ -234,9 +238,7 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_cal
         wait_for(barrier, done, abort, system_call, waits)
     done += slices.shape[0]
     for taken in range(slices.shape[0] + 1):
-        if taken > 0 and not alone:
-            arrive(barrier, done, system_call, waits)
-        s = _claim(claims, 1, taken, alone)
+        s = _claim(claims, 1, taken, alone, barrier, done, system_call, waits)
         if s >= slices.shape[0]:
             break
         _draw_rows(slices[s, 0], slices[s, 1], streams, stream_words, row_words, masks)  # the slice's mask rows
@@ -251,9 +253,7 @@ def forward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_cal
         count = phase_bounds[phase + 1] - phase_bounds[phase]
         done += count
         for taken in range(count + 1):
-            if taken > 0 and not alone:
-                arrive(barrier, done, system_call, waits)
-            index = phase_bounds[phase] + _claim(claims, 2 + phase, taken, alone)
+            index = phase_bounds[phase] + _claim(claims, 2 + phase, taken, alone, barrier, done, system_call, waits)
             if index >= phase_bounds[phase + 1]:
                 break
             layer, by_columns, start, stop = pieces[index, 1], pieces[index, 2] != 0, pieces[index, 3], pieces[index, 4]
@@ -304,10 +304,8 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
             wait_for(barrier, done, abort, system_call, waits)
         count = phase_bounds[phase + 1] - phase_bounds[phase]
         done += count
-        for taken in range(count + 1):  # every piece at most, then a last look that finds none
-            if taken > 0 and not alone:
-                arrive(barrier, done, system_call, waits)  # the piece taken before is finished
-            index = phase_bounds[phase] + _claim(claims, phase, taken, alone)
+        for taken in range(count + 1):  # every piece at most, then a last claim that finds none
+            index = phase_bounds[phase] + _claim(claims, phase, taken, alone, barrier, done, system_call, waits)
             if index >= phase_bounds[phase + 1]:
                 break
             kind, layer, by_columns = pieces[index, 0], pieces[index, 1], pieces[index, 2] != 0
@@ -343,9 +341,7 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
         wait_for(barrier, done, abort, system_call, waits)
     done += slices.shape[0]
     for taken in range(slices.shape[0] + 1):
-        if taken > 0 and not alone:
-            arrive(barrier, done, system_call, waits)
-        s = _claim(claims, dense_phases, taken, alone)
+        s = _claim(claims, dense_phases, taken, alone, barrier, done, system_call, waits)
         if s >= slices.shape[0]:
             break
         _conv_backward_slice(images, slices[s, 0], slices[s, 1], s, dfeatures, argmax2, pass2, scale2, covers_plane,
@@ -355,9 +351,7 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
         wait_for(barrier, done, abort, system_call, waits)
     done += final_pieces.shape[0]
     for taken in range(final_pieces.shape[0] + 1):
-        if taken > 0 and not alone:
-            arrive(barrier, done, system_call, waits)
-        index = _claim(claims, dense_phases + 1, taken, alone)
+        index = _claim(claims, dense_phases + 1, taken, alone, barrier, done, system_call, waits)
         if index >= final_pieces.shape[0]:
             break
         kind, start, stop = final_pieces[index, 0], final_pieces[index, 3], final_pieces[index, 4]
@@ -391,7 +385,7 @@ def backward_lanes(gate, first_lane, stop_lane, lanes, barrier, abort, system_ca
         if update_allowed and not nonfinite.any():
             learning_rate, momentum = update_scalars[0], update_scalars[1]
             for taken in range(update_pieces.shape[0]):  # at most every piece
-                index = _claim(claims, dense_phases + 2, taken, alone)
+                index = _claim(claims, dense_phases + 2, taken, alone, barrier, done, system_call, waits)
                 if index >= update_pieces.shape[0]:
                     break
                 k, start, stop = update_pieces[index, 0], update_pieces[index, 1], update_pieces[index, 2]
