@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -60,6 +62,41 @@ def test_the_tutorial_network_predicts_the_stages_bits_at_the_benchmark_batches(
     for batch in (2, 100, 1000):
         x = np.random.default_rng(batch).random((batch, 28, 28, 1), dtype=np.float32)
         assert np.array_equal(_outputs(model, x, True, monkeypatch), _outputs(model, x, False, monkeypatch))
+
+
+def test_plans_are_kept_per_batch_size_and_give_the_same_numbers_again(two_threads, monkeypatch):
+    set_random_seed(4)
+    model = _cnn(14, (16, 4), [9], 3, "softmax", True)
+    rng = np.random.default_rng(4)
+    inputs = {batch: rng.random((batch, 14, 14, 1), dtype=np.float32) for batch in (1, 2, 3, 7, 9, 12)}
+    expected = {batch: _outputs(model, x, False, monkeypatch) for batch, x in inputs.items()}
+    first = {batch: _outputs(model, x, True, monkeypatch) for batch, x in inputs.items()}
+    for batch in (7, 3, 12, 1, 7, 9, 2, 7):  # more sizes than are kept: plans are dropped and made again
+        again = _outputs(model, inputs[batch], True, monkeypatch)
+        assert np.array_equal(again, first[batch])
+        np.testing.assert_allclose(again, expected[batch], rtol=1e-5, atol=1e-6)
+    whole = passes.compiled_inference(model)
+    assert whole is not None and 0 < len(whole._plans) <= 4
+
+
+def test_a_worker_that_starts_late_finds_its_pieces_taken_and_the_bits_are_the_same(two_threads, monkeypatch):
+    set_random_seed(2)
+    model = mnist_cnn()
+    x = np.random.default_rng(2).random((40, 28, 28, 1), dtype=np.float32)
+    on_time = passes.forward(model, x, training=False)
+    lanes = compiled_inference.inference_lanes
+    started: list[int] = []
+
+    def late_worker(gate, first_lane, *rest):
+        if first_lane > 0:
+            time.sleep(0.05)  # the calling thread claims every slice and both halves meanwhile
+        started.append(first_lane)
+        lanes(gate, first_lane, *rest)
+
+    monkeypatch.setattr(compiled_inference, "inference_lanes", late_worker)
+    late = passes.forward(model, x, training=False)
+    assert sorted(started) == [0, 1]
+    assert np.array_equal(late, on_time)
 
 
 @pytest.mark.usefixtures("float64")
