@@ -160,6 +160,9 @@ def test_slices_follow_the_cache_budget_not_the_batch(monkeypatch):
     assert conv_block.images_per_slice(second, winograd_f4=True) == 8
     monkeypatch.setattr(machine, "l2_cache_bytes", lambda: 2 << 20)  # a CPU with twice the L2: slices twice as big
     assert conv_block.images_per_slice(first) == 6 and conv_block.images_per_slice(second) == 4
+    assert conv_block.images_per_slice(second, winograd_f4=True) == 8  # ... but never more than 8 by F(4x4, 3x3)
+    monkeypatch.setattr(machine, "l2_cache_bytes", lambda: 512 << 10)  # and a smaller L2, smaller slices
+    assert conv_block.images_per_slice(second, winograd_f4=True) == 4
 
 
 @pytest.mark.parametrize(("text", "expected"), [("1024K", 1 << 20), ("2M", 2 << 20), ("512", 512), ("1G", 1 << 30),

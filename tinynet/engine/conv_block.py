@@ -79,6 +79,11 @@ _SLICE_BYTES: int | None = None
 # larger slices make the 36 products taller. Measured (single thread, batch 1000, 1 MiB L2): 2 images a slice
 # 31.9 ms, 4 29.8, 8 28.4, 17 28.7: a slice's tiles and products may fill the whole L2.
 _WINOGRAD_SLICE_SHARE_OF_L2 = 1.0
+# ... but no more than this many images: with 2 MiB of L2 (Xeon guest, tutorial CNN, 2 threads, alternating runs)
+# 16 images a slice (the share's) against 8: inference at batch 1000 19.5-20.4 against 18.6-19.8 ms, the batch-128
+# training step 11.9-12.5 against 11.5-12.2 ms. The tiles and products of 16 images (2 MB) fill that L2 alone,
+# and the slice's input and convolution map (0.9 MB more) then spill; 8 was also best with 1 MiB (above).
+_WINOGRAD_SLICE_MAX_IMAGES = 8
 # A kernel this shallow (3x3 on grey images: 9) gets the bias as one more column of the product, which then
 # also yields db: a separate pass adding the bias to each slice's output cost as much as the product itself.
 _BIAS_COLUMN_MAX_DEPTH = 32
@@ -105,7 +110,7 @@ def images_per_slice(conv: Conv2D, winograd_f4: bool = False) -> int:
     if winograd_f4:
         tiles_h, tiles_w = tile_counts_f4(conv.out_h, conv.out_w)
         per_image = 36 * tiles_h * tiles_w * (conv._built_input_shape[-1] + conv.filters) * conv.dtype.itemsize
-        return max(1, slice_budget(_WINOGRAD_SLICE_SHARE_OF_L2) // per_image)
+        return max(1, min(_WINOGRAD_SLICE_MAX_IMAGES, slice_budget(_WINOGRAD_SLICE_SHARE_OF_L2) // per_image))
     kh, kw = conv.kernel_size
     depth = kh * kw * conv._built_input_shape[-1]
     per_image = conv.out_h * conv.out_w * (depth + conv.filters) * conv.dtype.itemsize
