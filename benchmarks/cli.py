@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import threads
+from benchmarks import isa, threads
 from benchmarks.suites import SUITE_NAMES
 
 # Under the working directory, never beside the code (which may sit in a read-only or shared install).
@@ -54,9 +54,26 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT_DIR, metavar="DIR",
                         help=f"folder for per-suite JSON and PNG files (default: {DEFAULT_OUTPUT_DIR})")
     parser.add_argument("--no-charts", action="store_true", help="write no PNG charts")
+    parser.add_argument("--isa", choices=isa.CHOICES, default="native",
+                        help="native: each engine uses what the CPU has (default); avx2: every engine limited to "
+                        "its AVX2 code paths as far as it allows, to see an AVX2 machine's paths on an AVX-512 one "
+                        "(python -m benchmarks only; see benchmarks/isa.py for what each engine honours)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes and single repeats, to check that every code path runs (numbers meaningless)")
     return parser
+
+
+def environment_flags() -> set[str] | None:
+    """The CPU's flags as ``/proc/cpuinfo`` lists them, or ``None`` where it cannot be read (then unchecked)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return set(value.split())
+    except OSError:
+        pass
+    return None
 
 
 def selected_suites(names: list[str]) -> list[str]:
@@ -82,6 +99,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> i
     # (tinynet bench), the running pools are resized.
     if options.threads is not None:
         threads.set_thread_environment(options.threads)
+    try:
+        isa.limit_code_paths(options.isa, environment_flags())
+    except ValueError as error:
+        parser.error(str(error))
     import numpy  # noqa: F401  (loads OpenBLAS, so its thread count can be read and set)
 
     if options.threads is not None:

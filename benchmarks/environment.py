@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import threads
+from benchmarks import isa, threads
 
 # CPU features that decide which BLAS kernels run (AVX2/FMA: 8 float32 per instruction; AVX-512: 16).
 _INTERESTING_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
@@ -170,6 +170,7 @@ def describe_environment() -> dict[str, Any]:
         "blas": numpy_blas(),
         "threads": threads.thread_settings(),
         "load_average": load_average(),
+        "code_paths": isa.describe_limit() or "native (each engine uses what the CPU has)",
     }
 
 
@@ -198,4 +199,4 @@ def environment_lines(environment: dict[str, Any]) -> list[str]:
         f"NUMBA_NUM_THREADS={env['NUMBA_NUM_THREADS']} NUMBA_THREADING_LAYER={env['NUMBA_THREADING_LAYER']}; "
         f"Numba layer in use: {thread_info['numba_threading_layer']}",
         f"Load average (1/5/15 min): {environment['load_average']}",
-    ]
+    ] + ([f"Code paths: {environment['code_paths']}"] if environment.get("code_paths", "").startswith("AVX") else [])

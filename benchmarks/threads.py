@@ -42,6 +42,11 @@ REPORTED_ENVIRONMENT_VARIABLES = (
     "GOMP_SPINCOUNT",
     "KMP_BLOCKTIME",
     "OPENBLAS_CORETYPE",
+    "NUMBA_CPU_NAME",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "XLA_FLAGS",
+    "TINYNET_L2_BYTES",
 )
 """Copied into the environment block of every report (``None`` when unset)."""
 

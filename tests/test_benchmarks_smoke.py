@@ -346,3 +346,44 @@ def test_the_peers_suite_runs_whatever_peers_are_installed_and_explains_the_miss
     rendered = markdown.render(report)
     assert "### `peers`" in rendered and "| tutorial CNN | tinynet |" in rendered and "- CPU: " in rendered
     assert "no Markdown tables for `onnxruntime`" in rendered
+
+
+def test_isa_avx2_sets_each_engines_limit_before_numpy_and_refuses_otherwise(monkeypatch):
+    from benchmarks import isa
+
+    environment = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    monkeypatch.setattr(os, "environ", environment)
+    isa.limit_code_paths("native")
+    assert environment == {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"} and isa.describe_limit() is None
+    with pytest.raises(ValueError, match="before NumPy loads"):  # this process has NumPy: OpenBLAS has chosen
+        isa.limit_code_paths("avx2", {"avx2", "fma", "avx512f"})
+    with pytest.raises(ValueError, match="one of native, avx2"):
+        isa.limit_code_paths("avx512")
+    with pytest.raises(ValueError, match="no AVX2"):
+        isa.limit_code_paths("avx2", {"sse4_2", "avx"})
+    monkeypatch.delitem(sys.modules, "numpy")  # as in python -m benchmarks before it imports NumPy
+    isa.limit_code_paths("avx2", {"avx2", "fma", "avx512f"})
+    isa.limit_code_paths("avx2", {"avx2", "fma", "avx512f"})  # twice: XLA's flag is added once
+    assert environment["OPENBLAS_CORETYPE"] == "Haswell" and environment["NUMBA_CPU_NAME"] == "haswell"
+    assert environment["ONEDNN_MAX_CPU_ISA"] == "AVX2" and environment["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+    assert environment["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=1",
+                                                "--xla_cpu_max_isa=AVX2"]
+    assert isa.describe_limit().startswith("AVX2 code paths only") and "ONNX Runtime" in isa.describe_limit()
+
+
+def test_isa_avx2_runs_openblas_on_its_avx2_kernels_and_says_so(tmp_path):
+    if not {"avx2", "fma"} <= (cli.environment_flags() or set()):
+        pytest.skip("this CPU has no AVX2 and FMA")
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("OPENBLAS_CORETYPE", "NUMBA_CPU_NAME", "TINYNET_BENCH_ISA")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "peak", "--isa", "avx2", "--smoke", "--no-charts", "--output-dir",
+         str(tmp_path)],
+        capture_output=True, text=True, cwd=REPOSITORY, timeout=300, check=False, env=environment,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    data = json.loads((tmp_path / "report.json").read_text())["environment"]
+    assert data["code_paths"].startswith("AVX2 code paths only")
+    assert data["threads"]["environment"]["OPENBLAS_CORETYPE"] == "Haswell"
+    assert data["blas"]["runtime"][0]["corename"].lower() == "haswell"
+    assert "Code paths: AVX2 code paths only" in completed.stdout

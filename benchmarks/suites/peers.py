@@ -177,6 +177,7 @@ def run(context: RunContext) -> dict[str, Any]:
         "cpu": {"model": cpu["model"], "vector_extensions": cpu["vector_extensions"], "caches": cpu["caches"],
                 "cache_summary": environment.cache_summary(cpu["caches"]), "usable_cpus": cpu["usable_cpus"]},
         "openblas_core": runtime[0].get("corename") if runtime else None,
+        "code_paths": environment_block["code_paths"],
         "peak": peak,
         "load_average": {"before": load_before, "after": load_after},
         "engines": {engine.name: {"label": engine.label, "available": True, "version": engine.version,
@@ -252,7 +253,8 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"peers: the tutorial CNN on {result['threads']} threads per engine, interleaved in one process",
         f"CPU: {cpu['model']} ({cpu['usable_cpus']} usable CPUs; {extensions}); caches: {cpu['cache_summary']}; "
-        f"OpenBLAS kernels: {result['openblas_core'] or 'unknown'}",
+        f"OpenBLAS kernels: {result['openblas_core'] or 'unknown'}"
+        + (f"; {result['code_paths']}" if result.get("code_paths", "").startswith("AVX") else ""),
         f"sgemm peak (same process, {peak['blas_threads']} BLAS threads): {peak['peak_gflops']:.1f} GFLOP/s; "
         f"load average (1/5/15 min) before {result['load_average']['before']}, "
         f"after {result['load_average']['after']}",
