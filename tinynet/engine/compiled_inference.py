@@ -11,7 +11,7 @@ the convolution block's slices); the threads claim the pieces as they go:
 
     each slice (claimed, the first half's first):
         y1 = relu(maxpool_2x2(conv3x3(x) + b1))             (kernels.direct_conv, one channel in)
-        z2 = conv3x3(y1) + b2 by F(4x4, 3x3)                 (engine.winograd_slices.forward_slice)
+        z2 = conv3x3(y1) + b2 by F(4x4, 3x3) or F(5x5, 3x3)  (kernels.winograd_f4 / winograd_f5, cblas_sgemm)
         features[rows] = relu(maxpool_2x2(z2))               (kernels.fused, flattened channels-last)
     each half (claimed once its slices are done), each dense layer in turn on its rows:
         h = relu(h @ W + b)                                  (cblas_sgemm, kernels.bias_relu_dropout)
@@ -25,11 +25,21 @@ block computed by F(4x4, 3x3) with 2x2 pooling, ``Flatten``, any number of ``Den
 stages and a last ``Dense`` (the Keras MNIST tutorial's network and its variations in filters, units and
 depth of the dense part). Any other plan runs stage by stage. Dropout is off in inference.
 
-The numbers: each image goes through the same kernels as in the stages. The batch is cut into two halves and
-each half into slices by a rule that depends only on the batch size, never on the thread count, so a prediction
-has the same bits with 1 thread or 2; the dense products are computed on row halves instead of the stages'
-column halves, which only changes which BLAS calls compute each entry (equal to the stages' on the tutorial
-network at batch 100 and 1000; a test compares them within float32 rounding).
+The second convolution: the 2x2 pooling after it reads only ``2 * (out // 2)`` of each side of its map (10 of
+the tutorial's 11), and F(5x5, 3x3) covers that with 4 tiles of 49 multiplications per (channel, filter) pair
+where F(4x4, 3x3), the stage's, covers the whole map with 9 of 36: 196 against 324. The plan takes whichever
+needs fewer (:attr:`CompiledInference.tile`; :data:`TILE_F5_ENABLED` off: always F(4x4, 3x3)). Tutorial CNN, Xeon
+guest, alternating processes: batch 100 2.22-2.33 -> 1.94-2.01 ms, batch 1000 17.2-18.9 -> 16.2-17.0 ms; on the
+AVX2 code paths (``OPENBLAS_CORETYPE=Haswell``, ``NUMBA_CPU_NAME=haswell``) batch 100 2.90-2.93 -> 2.39-2.57 ms,
+batch 1000 22.8-23.4 -> 21.1-21.5 ms.
+
+The numbers: with F(4x4, 3x3) each image goes through the same kernels as in the stages; F(5x5, 3x3) rounds a
+little more (its transforms reach 12 and 16: 5.9e-6 of the largest output against 5.1e-6 on the tutorial's second
+convolution). The batch is cut into two halves and each half into slices by a rule that depends only on the batch
+size, never on the thread count, so a prediction has the same bits with 1 thread or 2; the dense products are
+computed on row halves instead of the stages' column halves, which only changes which BLAS calls compute each
+entry (with F(4x4, 3x3), equal to the stages' on the tutorial network at batch 100 and 1000; tests compare them
+within float32 rounding).
 
 What a batch size needs besides the weights (the cut, the work arrays, the counters) is made once and kept
 (:class:`_Plan`, a few batch sizes at a time).
@@ -53,13 +63,17 @@ from tinynet.engine.dense import ThreadedDense
 from tinynet.engine.dense_relu_dropout import DenseReluDropout
 from tinynet.engine.inference_lanes import inference_lanes
 from tinynet.engine.scratch import Scratch
+from tinynet.kernels import winograd_f5
 from tinynet.kernels.winograd_f4 import tile_counts_f4
+from tinynet.kernels.winograd_f5 import tile_counts_f5
 from tinynet.layers.flatten import Flatten
 
 __all__ = ["CompiledInference", "compiled_inference", "ENABLED"]
 
 # Whether matching plans take this path (tests turn it off to compare with the stages).
 ENABLED = True
+# Whether the second convolution may use F(5x5, 3x3) where it needs fewer multiplications (tests compare both).
+TILE_F5_ENABLED = True
 
 _POOL_2X2 = (2, 2, 2, 2, 0, 0)
 
@@ -78,13 +92,14 @@ class _Plan:
         largest_slice = int(np.max(self.slices[:, 1] - self.slices[:, 0]))
         channels, filters = conv1.filters, conv2.filters
         self.pooled_shape = tuple(network.second.pool._built_output_shape[:2])
-        self.tile_grid = tile_counts_f4(conv2.out_h, conv2.out_w)
-        tile_room = 36 * largest_slice * self.tile_grid[0] * self.tile_grid[1]
-        # Per thread: the first block's pooled maps, the F(4x4, 3x3) tiles and products (flat: shaped per slice)
-        # and the second convolution's map, for one slice.
+        tile, conv_map = network.tile, network.conv_map
+        self.tile_grid = tile_counts_f4(*conv_map) if tile == 4 else tile_counts_f5(*conv_map)
+        tile_room = (tile + 2) ** 2 * largest_slice * self.tile_grid[0] * self.tile_grid[1]
+        # Per thread: the first block's pooled maps, the Winograd tiles and products (flat: shaped per slice)
+        # and the part of the second convolution's map it computes, for one slice.
         self.work = [(np.empty((largest_slice, conv1.out_h // 2, conv1.out_w // 2, channels), dtype),
                       np.empty(tile_room * channels, dtype), np.empty(tile_room * filters, dtype),
-                      np.empty((largest_slice, conv2.out_h, conv2.out_w, filters), dtype)) for _ in halves]
+                      np.empty((largest_slice, *conv_map, filters), dtype)) for _ in halves]
         self.features = np.empty((batch, int(np.prod(network.second.pool._built_output_shape))), dtype)
         self.hidden = tuple(np.empty((batch, stage.dense.units), dtype) for stage in network.dense[:-1])
         widest = max(stage.dense.units for stage in network.dense)
@@ -104,6 +119,15 @@ class CompiledInference:
         self._scratch = Scratch(self.dtype)
         self._plans: dict[int, _Plan] = {}
         self._relus = np.array([isinstance(stage, DenseReluDropout) for stage in dense], dtype=np.bool_)
+        # The second convolution: F(5x5, 3x3) over the part of its map the 2x2 pooling reads when that takes fewer
+        # multiplications than F(4x4, 3x3) over the whole map (the tutorial's: 196 against 324 per channel and
+        # filter), else F(4x4, 3x3) over the whole map, as the stage computes it.
+        conv2, pooled = second.conv, second.pool._built_output_shape
+        read = (2 * pooled[0], 2 * pooled[1])
+        five = winograd_f5.multiplications(*read, 5) < winograd_f5.multiplications(conv2.out_h, conv2.out_w, 4)
+        self.tile = 5 if five and TILE_F5_ENABLED else 4
+        # The part of the second convolution's map computed: what the pooling reads, or the whole map.
+        self.conv_map = read if self.tile == 5 else (conv2.out_h, conv2.out_w)
 
     def _halves(self, batch: int, slices_per_half: int = 1) -> list[np.ndarray]:
         """Two halves of the batch, each cut into slices of at most the second block's slice size, and into at
@@ -139,7 +163,7 @@ class CompiledInference:
         channels, filters = conv1.filters, conv2.filters
         kernel1 = conv1.params["kernel"].reshape(9, channels)
         bias1 = conv1.params["bias"] if conv1.use_bias else self._zero_bias(channels)
-        transformed2 = self.second._f4_kernel(channels)
+        transformed2 = self.second._f4_kernel(channels) if self.tile == 4 else self.second._f5_kernel(channels)
         bias2 = conv2.params["bias"] if conv2.use_bias else self._zero_bias(filters)
         dense = [stage.dense for stage in self.dense]
         kernels = tuple(layer.params["kernel"] for layer in dense)
@@ -158,8 +182,8 @@ class CompiledInference:
                 inference_lanes(gate, first_lane, stop_lane, plan.lanes, plan.half_barriers, plan.abort,
                                 system_call, waits, plan.claims, plan.slices, plan.half_bounds, images, kernel1,
                                 bias1, pooled1, transformed2, bias2, conv2.use_bias, tiles, products, z2,
-                                plan.features, plan.pooled_shape, plan.tile_grid, kernels, biases, use_biases,
-                                self._relus, outputs, plan.pass_mask, gemm)
+                                plan.features, plan.pooled_shape, self.tile, plan.tile_grid, kernels, biases,
+                                use_biases, self._relus, outputs, plan.pass_mask, gemm)
             except BaseException:
                 plan.abort[0] = 1  # the other thread must not wait for this one's slices
                 raise

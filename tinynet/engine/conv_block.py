@@ -47,6 +47,8 @@ Measured on the tutorial CNN at batch 32 (2 cores): the unfused block-2 convolut
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from tinynet.engine import machine, threads
@@ -66,6 +68,8 @@ from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_rel
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
 from tinynet.kernels.winograd_f4 import kernel_transform_f4, tile_counts_f4
 from tinynet.kernels.winograd_f4_gradients import kernel_gradient_transform_f4
+from tinynet.kernels.winograd_f5 import POSITIONS as POSITIONS_F5
+from tinynet.kernels.winograd_f5 import kernel_transform_f5
 from tinynet.layers.conv import Conv2D
 
 # What one slice's im2col matrix plus convolution output may take: this share of a core's L2 cache
@@ -132,8 +136,9 @@ class ConvPoolReluDropout(StandIn):
         self.pool, self.dropout = pool_stage.pool, pool_stage.dropout
         # Work arrays (per-thread slices, the kernel with its bias row, Winograd's transforms): the stage's own.
         self._scratch = Scratch(conv.dtype)
-        self._f4_cache: tuple[np.ndarray, np.ndarray] | None = None  # (weights, their F(4x4, 3x3) transform)
-        self._f4_current = False  # whether _f4_cache holds a transform (its arrays start empty)
+        # Per transform (F(4x4, 3x3), F(5x5, 3x3)): [weights, their transform, whether it holds one (the arrays
+        # start empty)].
+        self._transform_cache: dict[int, list[Any]] = {}
 
     # ------------------------------------------------------------------------------------------- geometry
     def _geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, int, int]]:
@@ -187,15 +192,25 @@ class ConvPoolReluDropout(StandIn):
         (an optimizer, ``set_weights``), so only their values can tell; in training they change every step and
         the comparison is the small price of one code path. NaN weights never compare equal: transformed every
         time."""
+        return self._transformed_kernel(4, channels)
+
+    def _f5_kernel(self, channels: int) -> np.ndarray:
+        """The kernel transformed for F(5x5, 3x3) (inference only), kept as :meth:`_f4_kernel` keeps its own."""
+        return self._transformed_kernel(5, channels)
+
+    def _transformed_kernel(self, tile: int, channels: int) -> np.ndarray:
+        transform, positions = (kernel_transform_f4, 36) if tile == 4 else (kernel_transform_f5, POSITIONS_F5)
         kernel = self.conv.params["kernel"]
-        if self._f4_cache is None or self._f4_cache[0].shape != kernel.shape or self._f4_cache[0].dtype != kernel.dtype:
-            self._f4_cache = (np.empty_like(kernel), np.empty((36, channels, self.conv.filters), kernel.dtype))
-            self._f4_current = False
-        source, transformed = self._f4_cache
-        if not (self._f4_current and np.array_equal(source, kernel)):  # into the same two arrays, step after step
-            kernel_transform_f4(kernel, out=transformed)
+        cached = self._transform_cache.get(tile)
+        if cached is None or cached[0].shape != kernel.shape or cached[0].dtype != kernel.dtype:
+            cached = self._transform_cache[tile] = [np.empty_like(kernel),
+                                                    np.empty((positions, channels, self.conv.filters), kernel.dtype),
+                                                    False]
+        source, transformed, current = cached
+        if not (current and np.array_equal(source, kernel)):  # into the same two arrays, step after step
+            transform(kernel, out=transformed)
             np.copyto(source, kernel)
-            self._f4_current = True
+            cached[2] = True
         return transformed
 
     def _winograd_input_gradient(self, slot: int, dz: np.ndarray, transformed_kernel: np.ndarray, out: np.ndarray,

@@ -64,9 +64,9 @@ def compiled_inference(model: Sequential) -> CompiledInference | None:
         return None
     planned = stages(model)
     kept = model._compiled_inference
-    if kept is None or kept[0] is not planned or kept[1] != compiled_inference_module.ENABLED:
-        kept = model._compiled_inference = (planned, compiled_inference_module.ENABLED,
-                                            compiled_inference_module.compiled_inference(planned))
+    switches = (compiled_inference_module.ENABLED, compiled_inference_module.TILE_F5_ENABLED)
+    if kept is None or kept[0] is not planned or kept[1] != switches:
+        kept = model._compiled_inference = (planned, switches, compiled_inference_module.compiled_inference(planned))
     return kept[2]
 
 

@@ -63,7 +63,7 @@ class Sequential(Keras2Aliases):
         # (what the plan was made for, the plan): see passes.stages.
         self._stage_plan: tuple[object, list[Stage]] | None = None
         # (the plan it was made for, whether it was enabled, the whole-network inference or None): passes.py
-        self._compiled_inference: tuple[list[Stage], bool, CompiledInference | None] | None = None
+        self._compiled_inference: tuple[list[Stage], tuple[bool, bool], CompiledInference | None] | None = None
         # (the network it was made for, what else it depends on, the compiled training passes or None): passes.py
         self._compiled_training: (tuple[CompiledInference | None, tuple[object, ...], CompiledTraining | None]
                                   | None) = None
