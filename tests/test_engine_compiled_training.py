@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tinynet import backend
 from tinynet.applications import mnist_cnn
 from tinynet.engine import barrier, compiled_training, conv_block, threads
+from tinynet.kernels.winograd_f4 import tile_counts_f4
 from tinynet.layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from tinynet.learn.gradcheck import check_model
 from tinynet.models import Sequential, passes
@@ -128,6 +129,23 @@ def test_the_tutorial_step_draws_the_stages_masks_and_gets_their_gradients(monke
     assert runs[0][2] == runs[1][2]  # every Dropout's generator moved exactly as the stages move it
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("size", [28, 26])  # a map whose last row the pooling skips (11x11), one it reads (10x10)
+def test_the_input_gradient_skips_only_tiles_no_output_gradient_reaches(size, monkeypatch, two_threads):
+    runs = []
+    for skip in (True, False):
+        monkeypatch.setattr(compiled_training, "SKIP_UNREACHED_TILES", skip)
+        model = _cnn(size, (16, 8), [12], 4, True, (0.25, 0.25, 0.5), seed=3)
+        x, y = _batch(3, 9, size, 4)
+        model.compute_gradients(x, y)
+        plan = passes.compiled_training(model)._plans[9]
+        all_tiles = tile_counts_f4(*model.layers[4]._built_input_shape[:2])
+        # 13x13 inputs whose last row and column no gradient reaches: 3x3 tiles of 4x4 instead of 4x4 tiles
+        assert plan.input_tile_grid == ((3, 3) if skip and size == 28 else all_tiles)
+        runs.append([g.copy() for layer in model.layers for g in layer.grads.values()])
+    for skipped, every_tile in zip(*runs, strict=True):
+        assert np.array_equal(skipped, every_tile)
 
 
 def test_float64_gradients_pass_a_central_difference_check(float64):

@@ -63,6 +63,9 @@ SLICES_PER_HALF = 2
 # Pieces of the forward pass's kernel transform (its first phase).
 TRANSFORM_PIECES = 4
 
+# Whether the input gradient leaves out the tiles no output gradient reaches (see _Plan; tests compare both).
+SKIP_UNREACHED_TILES = True
+
 # The words a layer without dropout gets (never read), by number of axes.
 _NO_WORDS = {axes: np.zeros((1,) * axes, dtype=np.uint16) for axes in (2, 4)}
 
@@ -87,8 +90,15 @@ class _Plan:
         self.pooled1 = pooled1 = (batch, *first.pool._built_output_shape)
         self.pooled2 = pooled2 = (batch, *second.pool._built_output_shape)
         self.tile_grid = tile_counts_f4(conv2.out_h, conv2.out_w)
-        self.input_tile_grid = tile_counts_f4(*conv2._built_input_shape[:2])
         self.covers_plane = 2 * pooled2[1] == conv2.out_h and 2 * pooled2[2] == conv2.out_w
+        # The input gradient's tiles: only those that some output gradient reaches. The 2x2 pooling reads the top
+        # 2 * pooled rows of the map (10 of the tutorial's 11), so the gradient of the last row and column is
+        # zero, and so is the input gradient of every input row past read + 1 - pad (the tutorial's 13th): tiles
+        # wholly past it would transform zeros into zeros. 3x3 tiles instead of 4x4 for the tutorial (324
+        # multiplications per channel and filter instead of 576); the rows past them are set to zero.
+        in_h, in_w = conv2._built_input_shape[:2]
+        reached = (min(in_h, 2 * pooled2[1] + 2 - conv2.pad_top), min(in_w, 2 * pooled2[2] + 2 - conv2.pad_left))
+        self.input_tile_grid = tile_counts_f4(*(reached if SKIP_UNREACHED_TILES else (in_h, in_w)))
         forward, backward = [], []
         forward_bounds, backward_bounds = [0], [0]
         for k, layer in enumerate(dense):

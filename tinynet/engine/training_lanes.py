@@ -173,9 +173,14 @@ def _conv_backward_slice(images, start, stop, part, dfeatures, argmax2, pass2, s
                     for f in range(filters):
                         sums[f] += slice_dz[n, i, j, f]
     input_count = count * input_tiles_h * input_tiles_w
+    slice_dy1 = dy1[start:stop]
     input_gradient_slice(slice_dz, tiles[:36 * input_count * filters].reshape((36, input_count, filters)),
                          products[:36 * input_count * channels].reshape((36, input_count, channels)), turned2,
-                         no_bias, dy1[start:stop], 2 - pad2[0], 2 - pad2[1], input_tiles_h, input_tiles_w, gemm)
+                         no_bias, slice_dy1, 2 - pad2[0], 2 - pad2[1], input_tiles_h, input_tiles_w, gemm)
+    # (the rows and columns past the tiles: no output gradient reaches them, see the plan's input_tile_grid)
+    zero = slice_dy1.dtype.type(0)
+    slice_dy1[:, 4 * input_tiles_h:] = zero
+    slice_dy1[:, :, 4 * input_tiles_w:] = zero
     conv3x3_one_channel_pooled_parameter_gradients(images[start:stop], dy1[start:stop], argmax1[start:stop],
                                                    pass1[start:stop], scale1, parts1[part, :9], parts1[part, 9])
 
