@@ -53,7 +53,8 @@ region's gate (session 9, A/B in alternating processes): batch 100 2.35-2.46 -> 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -68,7 +69,7 @@ from tinynet.kernels.winograd_f4 import tile_counts_f4
 from tinynet.kernels.winograd_f5 import tile_counts_f5
 from tinynet.layers.flatten import Flatten
 
-__all__ = ["CompiledInference", "compiled_inference", "ENABLED"]
+__all__ = ["CompiledInference", "compiled_inference", "kept_plan", "ENABLED", "TILE_F5_ENABLED"]
 
 # Whether matching plans take this path (tests turn it off to compare with the stages).
 ENABLED = True
@@ -76,6 +77,20 @@ ENABLED = True
 TILE_F5_ENABLED = True
 
 _POOL_2X2 = (2, 2, 2, 2, 0, 0)
+
+
+PlanT = TypeVar("PlanT")
+
+
+def kept_plan(plans: dict[int, PlanT], batch: int, make: Callable[[], PlanT]) -> PlanT:
+    """``plans[batch]``, made by ``make`` when missing. A few batch sizes are kept (a data set's last, short batch
+    beside the others); a fifth drops them all."""
+    plan = plans.get(batch)
+    if plan is None:
+        if len(plans) >= 4:
+            plans.clear()
+        plan = plans[batch] = make()
+    return plan
 
 
 class _Plan:
@@ -142,12 +157,7 @@ class CompiledInference:
         return halves
 
     def _plan(self, batch: int) -> _Plan:
-        plan = self._plans.get(batch)
-        if plan is None:
-            if len(self._plans) >= 4:  # a few batch sizes (a data set's last, short batch) are kept
-                self._plans.clear()
-            plan = self._plans[batch] = _Plan(self, batch)
-        return plan
+        return kept_plan(self._plans, batch, lambda: _Plan(self, batch))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """The network's output for ``x`` (checked by the first layer, as the stage does)."""

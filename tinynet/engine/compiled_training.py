@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from tinynet.engine import barrier, blas, threads
-from tinynet.engine.compiled_inference import CompiledInference
+from tinynet.engine.compiled_inference import CompiledInference, kept_plan
 from tinynet.engine.dense_relu_dropout import DenseReluDropout
 from tinynet.engine.mask_words import RowsDrawnLater
 from tinynet.engine.training_lanes import DW, DX, FORWARD, KERNEL_SUM, SMALL_SUMS, TURN, backward_lanes, forward_lanes
@@ -198,12 +198,7 @@ class CompiledTraining:
                 threads.region_gate())
 
     def _plan(self, batch: int) -> _Plan:
-        plan = self._plans.get(batch)
-        if plan is None:
-            if len(self._plans) >= 4:  # a few batch sizes (a training set's last, short batch) are kept
-                self._plans.clear()
-            plan = self._plans[batch] = _Plan(self, batch)
-        return plan
+        return kept_plan(self._plans, batch, lambda: _Plan(self, batch))
 
     def _draw(self, index: int, shape: tuple[int, ...]) -> tuple[np.ndarray, RowsDrawnLater | None, bool, Any, Any]:
         """Dropout ``index``'s words, as the stages draw them (unfilled: each thread draws its own rows), whether
