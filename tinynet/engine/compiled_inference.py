@@ -134,6 +134,7 @@ class CompiledInference:
         self._scratch = Scratch(self.dtype)
         self._plans: dict[int, _Plan] = {}
         self._relus = np.array([isinstance(stage, DenseReluDropout) for stage in dense], dtype=np.bool_)
+        self._use_biases = np.array([stage.dense.use_bias for stage in dense], dtype=np.bool_)
         # The second convolution: F(5x5, 3x3) over the part of its map the 2x2 pooling reads when that takes fewer
         # multiplications than F(4x4, 3x3) over the whole map (the tutorial's: 196 against 324 per channel and
         # filter), else F(4x4, 3x3) over the whole map, as the stage computes it.
@@ -178,7 +179,6 @@ class CompiledInference:
         dense = [stage.dense for stage in self.dense]
         kernels = tuple(layer.params["kernel"] for layer in dense)
         biases = tuple(layer.params["bias"] if layer.use_bias else self._zero_bias(layer.units) for layer in dense)
-        use_biases = np.array([layer.use_bias for layer in dense], dtype=np.bool_)
         logits = np.empty((batch, dense[-1].units), dtype=self.dtype)  # returned (or its softmax): never kept
         outputs = (*plan.hidden, logits)
         plan.half_barriers.fill(0)
@@ -193,7 +193,7 @@ class CompiledInference:
                                 system_call, waits, plan.claims, plan.slices, plan.half_bounds, images, kernel1,
                                 bias1, pooled1, transformed2, bias2, conv2.use_bias, tiles, products, z2,
                                 plan.features, plan.pooled_shape, self.tile, plan.tile_grid, kernels, biases,
-                                use_biases, self._relus, outputs, plan.pass_mask, gemm)
+                                self._use_biases, self._relus, outputs, plan.pass_mask, gemm)
             except BaseException:
                 plan.abort[0] = 1  # the other thread must not wait for this one's slices
                 raise

@@ -47,8 +47,6 @@ Measured on the tutorial CNN at batch 32 (2 cores): the unfused block-2 convolut
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from tinynet.engine import machine, threads
@@ -68,7 +66,6 @@ from tinynet.kernels.fused import pool_relu_dropout_backward_unchecked, pool_rel
 from tinynet.kernels.im2col import col2im_unchecked, im2col_unchecked
 from tinynet.kernels.winograd_f4 import kernel_transform_f4, tile_counts_f4
 from tinynet.kernels.winograd_f4_gradients import kernel_gradient_transform_f4
-from tinynet.kernels.winograd_f5 import POSITIONS as POSITIONS_F5
 from tinynet.kernels.winograd_f5 import kernel_transform_f5
 from tinynet.layers.conv import Conv2D
 
@@ -136,9 +133,8 @@ class ConvPoolReluDropout(StandIn):
         self.pool, self.dropout = pool_stage.pool, pool_stage.dropout
         # Work arrays (per-thread slices, the kernel with its bias row, Winograd's transforms): the stage's own.
         self._scratch = Scratch(conv.dtype)
-        # Per transform (F(4x4, 3x3), F(5x5, 3x3)): [weights, their transform, whether it holds one (the arrays
-        # start empty)].
-        self._transform_cache: dict[int, list[Any]] = {}
+        # Per transform (4: F(4x4, 3x3), 5: F(5x5, 3x3)): (the weights it was made from, the transform).
+        self._transform_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------------------------------- geometry
     def _geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, int, int]]:
@@ -199,19 +195,15 @@ class ConvPoolReluDropout(StandIn):
         return self._transformed_kernel(5, channels)
 
     def _transformed_kernel(self, tile: int, channels: int) -> np.ndarray:
-        transform, positions = (kernel_transform_f4, 36) if tile == 4 else (kernel_transform_f5, POSITIONS_F5)
+        transform = kernel_transform_f4 if tile == 4 else kernel_transform_f5
         kernel = self.conv.params["kernel"]
         cached = self._transform_cache.get(tile)
         if cached is None or cached[0].shape != kernel.shape or cached[0].dtype != kernel.dtype:
-            cached = self._transform_cache[tile] = [np.empty_like(kernel),
-                                                    np.empty((positions, channels, self.conv.filters), kernel.dtype),
-                                                    False]
-        source, transformed, current = cached
-        if not (current and np.array_equal(source, kernel)):  # into the same two arrays, step after step
-            transform(kernel, out=transformed)
-            np.copyto(source, kernel)
-            cached[2] = True
-        return transformed
+            cached = self._transform_cache[tile] = (kernel.copy(), transform(kernel))
+        elif not np.array_equal(cached[0], kernel):  # into the same two arrays, step after step
+            transform(kernel, out=cached[1])
+            np.copyto(cached[0], kernel)
+        return cached[1]
 
     def _winograd_input_gradient(self, slot: int, dz: np.ndarray, transformed_kernel: np.ndarray, out: np.ndarray,
                                  tiles: tuple[int, int], no_bias: np.ndarray) -> None:

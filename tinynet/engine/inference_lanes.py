@@ -27,12 +27,11 @@ import numpy as np
 from tinynet.engine.atomics import fetch_add
 from tinynet.engine.barrier import WATCH, arrive, wait_for
 from tinynet.engine.threads import open_gate, wait_for_closing
-from tinynet.engine.winograd_slices import forward_slice, stacked_products
+from tinynet.engine.winograd_slices import forward_slice, forward_slice_f5
 from tinynet.kernels.bias_relu_dropout import bias_relu_dropout_forward
 from tinynet.kernels.direct_conv import conv3x3_one_channel_pool_relu
 from tinynet.kernels.dropout import NO_WORDS
 from tinynet.kernels.fused import _forward_2x2_batch
-from tinynet.kernels.winograd_f5 import input_transform_f5, output_transform_f5
 
 __all__ = ["inference_lanes", "SLICES", "DENSE_HALVES"]
 
@@ -60,12 +59,12 @@ def _dense_rows(h, kernel, bias, use_bias, relu, out, pass_mask, gemm):
 
 @numba.njit(cache=True, nogil=True)
 def _conv_slice(images, start, stop, kernel1, bias1, pooled1, transformed2, bias2, use_bias2, tiles, products, z2,
-                features, pooled_shape, tile, tile_grid, gemm):
+                features, pooled_shape, tile, tile_grid, no_index, no_mask, gemm):
     """Both convolution blocks for the images ``start:stop``: their flattened, pooled, ReLU'd maps into
     ``features[start:stop]``. The second convolution by F(4x4, 3x3) over its whole map (``tile`` 4) or by
     F(5x5, 3x3) over the part the pooling reads (``tile`` 5; ``z2`` has that part's shape). ``pooled1``,
     ``tiles``, ``products`` and ``z2`` are this thread's work arrays (``tiles`` and ``products`` flat, shaped here
-    for the slice's tile count)."""
+    for the slice's tile count). ``no_index`` and ``no_mask``: the pooling's records, which inference never writes."""
     count = stop - start
     positions, channels, filters = transformed2.shape[0], transformed2.shape[1], transformed2.shape[2]
     tiles_h, tiles_w = tile_grid
@@ -75,15 +74,12 @@ def _conv_slice(images, start, stop, kernel1, bias1, pooled1, transformed2, bias
     slice_tiles = tiles[:positions * tile_count * channels].reshape((positions, tile_count, channels))
     slice_products = products[:positions * tile_count * filters].reshape((positions, tile_count, filters))
     if tile == 5:
-        input_transform_f5(block1, slice_tiles, tiles_h, tiles_w)
-        stacked_products(slice_tiles, transformed2, slice_products, False, gemm)
-        output_transform_f5(slice_products, bias2, use_bias2, z2[:count], tiles_h, tiles_w)
+        forward_slice_f5(block1, slice_tiles, slice_products, transformed2, bias2, use_bias2, z2[:count], tiles_h,
+                         tiles_w, gemm)
     else:
         forward_slice(block1, slice_tiles, slice_products, transformed2, bias2, use_bias2, z2[:count], 0, 0,
                       tiles_h, tiles_w, gemm)
     pooled2 = features[start:stop].reshape((count, pooled_shape[0], pooled_shape[1], filters))
-    no_index = np.empty((1, 1, 1, 1), dtype=np.int32)  # pooling records nothing in inference
-    no_mask = np.empty((1, 1, 1, 1), dtype=np.uint8)
     _forward_2x2_batch(z2[:count], pooled2, no_index, no_mask, NO_WORDS, False, np.uint16(0), z2.dtype.type(1),
                        False)
 
@@ -105,13 +101,15 @@ def inference_lanes(gate, first_lane, stop_lane, lanes, half_barriers, abort, sy
     alone = stop_lane - first_lane == lanes
     slice_count = slices.shape[0]
     halves = half_bounds.shape[0] - 1
+    no_index = np.empty((1, 1, 1, 1), dtype=np.int32)  # pooling records nothing in inference
+    no_mask = np.empty((1, 1, 1, 1), dtype=np.uint8)
     taken = 0
     while True:
         piece = taken if alone else fetch_add(claims, SLICES, 1)
         if piece >= slice_count:
             break
         _conv_slice(images, slices[piece, 0], slices[piece, 1], kernel1, bias1, pooled1, transformed2, bias2,
-                    use_bias2, tiles, products, z2, features, pooled_shape, tile, tile_grid, gemm)
+                    use_bias2, tiles, products, z2, features, pooled_shape, tile, tile_grid, no_index, no_mask, gemm)
         if not alone:
             half = 0
             while half_bounds[half + 1] <= piece:

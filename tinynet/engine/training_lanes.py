@@ -181,7 +181,7 @@ def _conv_backward_slice(images, start, stop, part, dfeatures, argmax2, pass2, s
     zero = slice_dy1.dtype.type(0)
     slice_dy1[:, 4 * input_tiles_h:] = zero
     slice_dy1[:, :, 4 * input_tiles_w:] = zero
-    conv3x3_one_channel_pooled_parameter_gradients(images[start:stop], dy1[start:stop], argmax1[start:stop],
+    conv3x3_one_channel_pooled_parameter_gradients(images[start:stop], slice_dy1, argmax1[start:stop],
                                                    pass1[start:stop], scale1, parts1[part, :9], parts1[part, 9])
 
 

@@ -30,9 +30,10 @@ import numpy as np
 from tinynet.engine import blas
 from tinynet.kernels.winograd_f4 import input_transform_f4, output_transform_f4
 from tinynet.kernels.winograd_f4_gradients import output_gradient_transform_f4
+from tinynet.kernels.winograd_f5 import input_transform_f5, output_transform_f5
 
 __all__ = ["winograd_forward", "winograd_kernel_gradient", "winograd_input_gradient", "forward_slice",
-           "kernel_gradient_slice", "input_gradient_slice", "stacked_products", "COMPILED"]
+           "forward_slice_f5", "kernel_gradient_slice", "input_gradient_slice", "stacked_products", "COMPILED"]
 
 # Whether the slices take the compiled calls where the BLAS allows (tests turn it off to compare the two paths).
 COMPILED = True
@@ -62,6 +63,15 @@ def forward_slice(x, tiles, products, transformed_kernel, bias, use_bias, z, pad
     input_transform_f4(x, tiles, pad_top, pad_left, tiles_h, tiles_w)
     stacked_products(tiles, transformed_kernel, products, False, gemm)
     output_transform_f4(products, bias, use_bias, z, tiles_h, tiles_w)
+
+
+@numba.njit(cache=True, nogil=True)
+def forward_slice_f5(x, tiles, products, transformed_kernel, bias, use_bias, z, tiles_h, tiles_w, gemm):
+    """:func:`forward_slice` by F(5x5, 3x3) (:mod:`tinynet.kernels.winograd_f5`, valid convolution): ``z`` the
+    top-left part of the map that its 5x5 tiles cover, through ``tiles (49, T, C)`` and ``products (49, T, F)``."""
+    input_transform_f5(x, tiles, tiles_h, tiles_w)
+    stacked_products(tiles, transformed_kernel, products, False, gemm)
+    output_transform_f5(products, bias, use_bias, z, tiles_h, tiles_w)
 
 
 @numba.njit(cache=True, nogil=True)
