@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import isa, threads
+from benchmarks import environment, isa, threads
 from benchmarks.suites import SUITE_NAMES
 
 # Under the working directory, never beside the code (which may sit in a read-only or shared install).
@@ -63,19 +63,6 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     return parser
 
 
-def environment_flags() -> set[str] | None:
-    """The CPU's flags as ``/proc/cpuinfo`` lists them, or ``None`` where it cannot be read (then unchecked)."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return set(value.split())
-    except OSError:
-        pass
-    return None
-
-
 def selected_suites(names: list[str]) -> list[str]:
     """The suites to run, in execution order; raises ValueError naming an unknown one."""
     if not names or "all" in names:
@@ -100,7 +87,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> i
     if options.threads is not None:
         threads.set_thread_environment(options.threads)
     try:
-        isa.limit_code_paths(options.isa, environment_flags())
+        isa.limit_code_paths(options.isa, environment.cpu_flags())
     except ValueError as error:
         parser.error(str(error))
     import numpy  # noqa: F401  (loads OpenBLAS, so its thread count can be read and set)

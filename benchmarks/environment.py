@@ -21,23 +21,35 @@ from benchmarks import isa, threads
 _INTERESTING_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
 
 
-def cpu_description() -> dict[str, Any]:
-    """CPU model, core counts and vector extensions, from ``/proc/cpuinfo`` (falls back to ``platform``)."""
-    model = platform.processor() or platform.machine()
-    physical_cores = None
-    flags: set[str] = set()
+def _cpuinfo() -> tuple[str | None, int | None, set[str] | None]:
+    """Model name, cores per socket and flags of the first CPU in ``/proc/cpuinfo`` (``None`` for what is not
+    there, everything ``None`` where the file cannot be read)."""
+    model, physical_cores, flags = None, None, None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             key, value = key.strip(), value.strip()
-            if key == "model name":
+            if key == "model name" and model is None:
                 model = value
             elif key == "cpu cores" and physical_cores is None:
                 physical_cores = int(value)
-            elif key == "flags" and not flags:
+            elif key == "flags" and flags is None:
                 flags = set(value.split())
     except OSError:
         pass
+    return model, physical_cores, flags
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's flags as ``/proc/cpuinfo`` lists them, or ``None`` where it cannot be read."""
+    return _cpuinfo()[2]
+
+
+def cpu_description() -> dict[str, Any]:
+    """CPU model, core counts and vector extensions, from ``/proc/cpuinfo`` (falls back to ``platform``)."""
+    model, physical_cores, flags = _cpuinfo()
+    model = model or platform.processor() or platform.machine()
+    flags = flags or set()
     usable: int | None  # os.cpu_count() may not know
     try:
         usable = len(os.sched_getaffinity(0))
@@ -170,7 +182,7 @@ def describe_environment() -> dict[str, Any]:
         "blas": numpy_blas(),
         "threads": threads.thread_settings(),
         "load_average": load_average(),
-        "code_paths": isa.describe_limit() or "native (each engine uses what the CPU has)",
+        "code_paths": isa.describe_limit() or isa.NATIVE,
     }
 
 
@@ -199,4 +211,4 @@ def environment_lines(environment: dict[str, Any]) -> list[str]:
         f"NUMBA_NUM_THREADS={env['NUMBA_NUM_THREADS']} NUMBA_THREADING_LAYER={env['NUMBA_THREADING_LAYER']}; "
         f"Numba layer in use: {thread_info['numba_threading_layer']}",
         f"Load average (1/5/15 min): {environment['load_average']}",
-    ] + ([f"Code paths: {environment['code_paths']}"] if environment.get("code_paths", "").startswith("AVX") else [])
+    ] + ([f"Code paths: {environment['code_paths']}"] if environment["code_paths"] != isa.NATIVE else [])

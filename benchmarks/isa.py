@@ -22,8 +22,9 @@ So every peer keeps at least the AVX2 paths, and some keep more: the comparison 
 from __future__ import annotations
 
 import os
+import sys
 
-__all__ = ["CHOICES", "ISA_ENVIRONMENT", "limit_code_paths", "describe_limit"]
+__all__ = ["CHOICES", "ISA_ENVIRONMENT", "NATIVE", "limit_code_paths", "describe_limit"]
 
 CHOICES = ("native", "avx2")
 
@@ -38,6 +39,9 @@ ISA_ENVIRONMENT = {
 """The variables set for each limited instruction set (``XLA_FLAGS`` is added to, not replaced)."""
 
 _XLA_FLAGS = {"avx2": "--xla_cpu_max_isa=AVX2"}
+
+# What a report says of a run whose engines used what the CPU has.
+NATIVE = "native (each engine uses what the CPU has)"
 
 # What each limit leaves out, said in every report that used it.
 _CAVEATS = {"avx2": "ONNX Runtime and PyTorch's element-wise kernels keep AVX-512 (no switch that works)"}
@@ -54,8 +58,6 @@ def limit_code_paths(isa: str, cpu_flags: set[str] | None = None) -> None:
         return
     if cpu_flags is not None and not {"avx2", "fma"} <= cpu_flags:
         raise ValueError(f"--isa {isa}: this CPU has no AVX2 and FMA, so there is nothing to limit")
-    import sys
-
     if "numpy" in sys.modules:
         raise ValueError(f"--isa {isa} must be set before NumPy loads: run python -m benchmarks, not tinynet bench")
     os.environ.update(ISA_ENVIRONMENT[isa])
@@ -67,7 +69,5 @@ def limit_code_paths(isa: str, cpu_flags: set[str] | None = None) -> None:
 
 def describe_limit() -> str | None:
     """What the run's code paths were limited to, for the report (``None``: the engines chose freely)."""
-    isa = os.environ.get("TINYNET_BENCH_ISA")
-    if not isa or isa == "native":
-        return None
-    return f"{isa.upper()} code paths only (--isa {isa}); {_CAVEATS.get(isa, '')}".rstrip("; ")
+    isa = os.environ.get("TINYNET_BENCH_ISA", "native")
+    return f"{isa.upper()} code paths only (--isa {isa}); {_CAVEATS[isa]}" if isa in _CAVEATS else None

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import benchmarks
 from benchmarks import cli, flops, markdown
 from benchmarks.context import Settings
+from benchmarks.environment import cpu_flags
 from benchmarks.report import format_number, format_table, write_json
 from benchmarks.timing import Summary, time_call
 from benchmarks.tutorial import build_tutorial_model
@@ -372,7 +373,7 @@ def test_isa_avx2_sets_each_engines_limit_before_numpy_and_refuses_otherwise(mon
 
 
 def test_isa_avx2_runs_openblas_on_its_avx2_kernels_and_says_so(tmp_path):
-    if not {"avx2", "fma"} <= (cli.environment_flags() or set()):
+    if not {"avx2", "fma"} <= (cpu_flags() or set()):
         pytest.skip("this CPU has no AVX2 and FMA")
     environment = {name: value for name, value in os.environ.items()
                    if name not in ("OPENBLAS_CORETYPE", "NUMBA_CPU_NAME", "TINYNET_BENCH_ISA")}

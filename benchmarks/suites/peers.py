@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import environment
+from benchmarks import environment, isa
 from benchmarks.context import RunContext
 from benchmarks.flops import forward_flops_per_image, training_flops_per_image
 from benchmarks.peer_engines import LABELS, PEERS, Engine, build_engines
@@ -254,7 +254,7 @@ def render(result: dict[str, Any]) -> str:
         f"peers: the tutorial CNN on {result['threads']} threads per engine, interleaved in one process",
         f"CPU: {cpu['model']} ({cpu['usable_cpus']} usable CPUs; {extensions}); caches: {cpu['cache_summary']}; "
         f"OpenBLAS kernels: {result['openblas_core'] or 'unknown'}"
-        + (f"; {result['code_paths']}" if result.get("code_paths", "").startswith("AVX") else ""),
+        + (f"; {result['code_paths']}" if result.get("code_paths", isa.NATIVE) != isa.NATIVE else ""),
         f"sgemm peak (same process, {peak['blas_threads']} BLAS threads): {peak['peak_gflops']:.1f} GFLOP/s; "
         f"load average (1/5/15 min) before {result['load_average']['before']}, "
         f"after {result['load_average']['after']}",
